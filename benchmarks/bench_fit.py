@@ -20,7 +20,7 @@ Cases
 -----
 ``safetywashing-chat``
     The real Safetywashing chat study (``load_dataset("safetywashing", "chat")`` from
-    ``--data-dir``, else :func:`safetywash.cli.default_data_dir`), default ``ModelConfig``.
+    ``--data-dir``, else :func:`safetywash.cli.common.default_data_dir`), default ``ModelConfig``.
 ``sim-300x40``
     ``simulate``: 300 LLMs, 40 benchmarks (16 capability + 24 safety over 6 areas), 40% of
     the cells missing at random.
@@ -43,20 +43,21 @@ PyTensor/Numba cache is shared unless ``--cold-cache``) and memory is measured p
 Columns
 -------
 proc s       wall time of the whole subprocess (imports, data, fit)
-fit s        wall time of ``safetywash.inference.fit`` (prepare, build, compile, sample, post)
+fit s        wall time of ``safetywash.inference.sampling.fit``
+             (prepare, build, compile, sample, post)
 compile s    model compilation as recorded by ``fit`` (for PyMC: everything in ``pm.sample``
              before the draws, i.e. compile + init)
 sample s     sampling (tuning + draws, all chains)
 ESS/s        min bulk ESS over checked variables / sampling seconds
 min ESS      min bulk ESS; max R-hat; div = divergent transitions after tuning
 par          chains run at once (nutpie: min(chains, CPUs) threads; PyMC: the
-             ``cores=min(chains, CPUs)`` processes that ``safetywash.inference`` asks for)
+             ``cores=min(chains, CPUs)`` processes that ``safetywash.inference.sampling`` asks for)
 peak MiB     max resident set of the fitting process (``ru_maxrss``); when PyMC runs chains
              in worker processes they are not included, see ``tree MiB``
 tree MiB     peak of the summed RSS of the subprocess and all its descendants, polled every
              0.1 s (Linux only; shared pages count once per process, so an upper bound)
 verdict      OK when R-hat <= 1.01, bulk and tail ESS >= 400 and no divergences
-             (:mod:`safetywash.diagnostics`), else what fails
+             (:mod:`safetywash.inference.diagnostics`), else what fails
 
 The exit status is 1 when a fit failed or timed out (an untrusted fit is not a failure).
 """
@@ -131,7 +132,7 @@ def parse_case(text: str) -> Case:
 
 def benchmark_split(n_benchmarks: int) -> tuple[int, dict[str, int]]:
     """Capability count and safety benchmarks per area for a simulated study."""
-    from safetywash.catalog import SAFETY_AREAS
+    from safetywash.data.catalog import SAFETY_AREAS
 
     n_cap = min(max(1, round(CAPABILITY_SHARE * n_benchmarks)), n_benchmarks - 1)
     n_safe = n_benchmarks - n_cap
@@ -146,7 +147,7 @@ def benchmark_split(n_benchmarks: int) -> tuple[int, dict[str, int]]:
 def load_case(case: Case, args: argparse.Namespace):
     """The study of a case (simulated with ``--seed`` or read from the data directory)."""
     if case.simulated:
-        from safetywash.simulate import simulate
+        from safetywash.model.simulate import simulate
 
         n_cap, safety = benchmark_split(case.n_benchmarks)
         study, _ = simulate(
@@ -162,8 +163,8 @@ def load_case(case: Case, args: argparse.Namespace):
                 f"simulated {study.n_benchmarks} benchmarks, expected {case.n_benchmarks}"
             )
         return study
-    from safetywash.cli import resolve_data_dir_argument
-    from safetywash.load import load_dataset
+    from safetywash.cli.common import resolve_data_dir_argument
+    from safetywash.data.load import load_dataset
 
     data_dir = resolve_data_dir_argument(args.data_dir)
     if case.name.startswith("dataset:"):
@@ -174,8 +175,8 @@ def load_case(case: Case, args: argparse.Namespace):
 def run_one(case: Case, sampler: str, args: argparse.Namespace) -> dict:
     """Fit one case with one sampler in this process; the measurements as a dict."""
     t_proc = time.perf_counter()
-    from safetywash.inference import SamplerSettings, fit
-    from safetywash.model import ModelConfig
+    from safetywash.inference.sampling import SamplerSettings, fit
+    from safetywash.model.build import ModelConfig
 
     study = load_case(case, args)
     settings = SamplerSettings(
@@ -227,7 +228,7 @@ def run_one(case: Case, sampler: str, args: argparse.Namespace) -> dict:
 def parallel_chains(sampler: str, chains: int) -> int:
     """How many chains run at once: ``min(chains, CPUs)`` for both samplers.
 
-    nutpie runs chains in that many threads; ``safetywash.inference`` passes
+    nutpie runs chains in that many threads; ``safetywash.inference.sampling`` passes
     ``cores=min(chains, CPUs)`` to PyMC, which runs that many worker processes.
     """
     del sampler  # the same rule for both
@@ -495,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="local data directory for safetywashing-chat (default: "
-        "safetywash.cli.default_data_dir())",
+        "safetywash.cli.common.default_data_dir())",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write JSON here")
     parser.add_argument(

@@ -20,14 +20,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from safetywash.adjusted import (
+from safetywash.analysis.adjusted import (
     adjusted_scores,
     adjusted_table,
     default_plot_benchmark,
     plot_adjusted,
 )
-from safetywash.compare import open_fit
-from safetywash.separability import DEFAULT_CI_PROB
+from safetywash.analysis.compare import open_fit
+from safetywash.analysis.separability import DEFAULT_CI_PROB
 
 
 def main(argv: list[str] | None = None) -> int:

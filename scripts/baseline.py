@@ -17,13 +17,13 @@ import argparse
 import json
 from pathlib import Path
 
-from safetywash.baseline import baseline_table, format_baseline, paper_baseline
-from safetywash.cli import (
+from safetywash.analysis.baseline import baseline_table, format_baseline, paper_baseline
+from safetywash.cli.common import (
     add_dataset_arguments,
     resolve_data_dir_argument,
     resolve_population,
 )
-from safetywash.load import load_dataset
+from safetywash.data.load import load_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

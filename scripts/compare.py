@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from safetywash.compare import (
+from safetywash.analysis.compare import (
     DEFAULT_SE_MULTIPLE,
     LOO_METHODS,
     BenchmarkNotInFitError,
@@ -37,8 +37,8 @@ from safetywash.compare import (
     open_fit,
     structures_json,
 )
-from safetywash.fitio import FitMismatchError
-from safetywash.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.inference.fitfile import FitMismatchError
 
 
 def _fit_name(path: Path, taken: set[str]) -> str:

@@ -18,16 +18,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from safetywash.cli import (
+from safetywash.analysis.separability import DEFAULT_TAU
+from safetywash.cli.common import (
     add_dataset_arguments,
     resolve_data_dir_argument,
     resolve_population,
 )
-from safetywash.fitting_report import write_fit_outputs
-from safetywash.inference import SamplerSettings, diagnostics_of, fit
-from safetywash.load import load_dataset
-from safetywash.model import ModelConfig
-from safetywash.separability import DEFAULT_TAU
+from safetywash.data.load import load_dataset
+from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
+from safetywash.model.build import ModelConfig
+from safetywash.report.fit_summary import write_fit_outputs
 
 UNTRUSTED_EXIT = 2
 

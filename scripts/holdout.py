@@ -22,11 +22,11 @@ import json
 import sys
 from pathlib import Path
 
-from safetywash.cli import add_dataset_arguments, resolve_data_dir_argument
-from safetywash.holdout import run_holdout
-from safetywash.inference import SamplerSettings
-from safetywash.load import load_dataset
-from safetywash.model import ModelConfig
+from safetywash.analysis.holdout import run_holdout
+from safetywash.cli.common import add_dataset_arguments, resolve_data_dir_argument
+from safetywash.data.load import load_dataset
+from safetywash.inference.sampling import SamplerSettings
+from safetywash.model.build import ModelConfig
 
 
 def format_table(result: dict) -> str:

@@ -22,9 +22,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from safetywash.fitio import load_fit
-from safetywash.report import write_report
-from safetywash.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.inference.fitfile import load_fit
+from safetywash.report.document import write_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,10 +24,10 @@ import json
 import time
 from pathlib import Path
 
-from safetywash.catalog import SAFETY_AREAS
-from safetywash.model import ModelConfig
-from safetywash.sbc import RANK_DRAWS, run_sbc, summarize_sbc
-from safetywash.simulate import MISSING_MECHANISMS
+from safetywash.analysis.sbc import RANK_DRAWS, run_sbc, summarize_sbc
+from safetywash.data.catalog import SAFETY_AREAS
+from safetywash.model.build import ModelConfig
+from safetywash.model.simulate import MISSING_MECHANISMS
 
 
 def _print_round(r: int, n_rounds: int, info: dict) -> None:

@@ -19,9 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from safetywash.compare import open_fit
-from safetywash.errors import StudyValidationError
-from safetywash.newllm import (
+from safetywash.analysis.compare import open_fit
+from safetywash.analysis.newllm import (
     DEFAULT_PREDICTION_PROB,
     format_new_llm,
     new_llm_json,
@@ -29,6 +28,7 @@ from safetywash.newllm import (
     score_new_llm,
     validate_new_scores,
 )
+from safetywash.data.errors import StudyValidationError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from safetywash.compare import open_fit
-from safetywash.fitio import save_fit
-from safetywash.sensitivity import (
+from safetywash.analysis.compare import open_fit
+from safetywash.analysis.sensitivity import (
     DEFAULT_SCALES,
     fit_sampler_settings,
     format_sensitivity,
@@ -30,7 +29,8 @@ from safetywash.sensitivity import (
     refit_prior_scales,
     sensitivity_table,
 )
-from safetywash.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.inference.fitfile import save_fit
 
 
 def main(argv: list[str] | None = None) -> int:

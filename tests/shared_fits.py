@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from safetywash.fitio import load_fit, save_fit
-from safetywash.inference import SamplerSettings, fit
-from safetywash.model import ModelConfig
-from safetywash.simulate import simulate
+from safetywash.inference.fitfile import load_fit, save_fit
+from safetywash.inference.sampling import SamplerSettings, fit
+from safetywash.model.build import ModelConfig
+from safetywash.model.simulate import simulate
 
 #: The simulated study and fit shared by test_compare, test_newllm and test_sensitivity.
 SHARED_STUDY = {

@@ -1,4 +1,4 @@
-"""Capability-adjusted safety scores (``safetywash.adjusted``), on hand-made posteriors.
+"""Capability-adjusted safety scores (``safetywash.analysis.adjusted``), on hand-made posteriors.
 
 Adjustment is post-processing, so no test samples: posteriors are random draws (checked
 against the arithmetic recomputed here) or the simulation's truth (checked for removing
@@ -19,18 +19,18 @@ import xarray as xr
 from scipy.special import expit
 
 from safetywash import __version__
-from safetywash.adjusted import (
+from safetywash.analysis.adjusted import (
     CSV_COLUMNS,
     adjusted_scores,
     adjusted_table,
     default_plot_benchmark,
     plot_adjusted,
 )
-from safetywash.fitio import save_fit
-from safetywash.inference import _constant_data
-from safetywash.model import ModelConfig, prepare_data
-from safetywash.simulate import simulate
-from safetywash.study import BenchmarkStudy
+from safetywash.data.study import BenchmarkStudy
+from safetywash.inference.fitfile import save_fit
+from safetywash.inference.sampling import _constant_data
+from safetywash.model.build import ModelConfig, prepare_data
+from safetywash.model.simulate import simulate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIMS = ("chain", "draw")

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safetywash.errors import CatalogError, StudyValidationError
-from safetywash.readers import read_long_csv, read_safetywashing, read_wide_csv
+from safetywash.data.errors import CatalogError, StudyValidationError
+from safetywash.data.readers import read_long_csv, read_safetywashing, read_wide_csv
 
 SKIP = object()  # "do not check this attribute"
 

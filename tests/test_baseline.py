@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safetywash.baseline import paper_baseline
+from safetywash.analysis.baseline import paper_baseline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "baseline.py"

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safetywash.catalog import (
+from safetywash.data.catalog import (
     CATALOG_COLUMNS,
     SAFETY_AREAS,
     load_catalog,
     shipped_catalog_path,
 )
-from safetywash.errors import CatalogError
-from safetywash.load import load_dataset
+from safetywash.data.errors import CatalogError
+from safetywash.data.load import load_dataset
 
 LLM_COLUMNS = ("model", "name", "type", "model_size", "FLOP")
 

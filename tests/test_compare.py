@@ -19,7 +19,7 @@ import xarray as xr
 from scipy.stats import multivariate_normal
 
 from safetywash import __version__
-from safetywash.compare import (
+from safetywash.analysis.compare import (
     BenchmarkNotInFitError,
     abs_rho_difference,
     benchmark_comparison_json,
@@ -34,11 +34,11 @@ from safetywash.compare import (
     structure_verdicts,
     structures_json,
 )
-from safetywash.fitio import FitMismatchError, save_fit
-from safetywash.inference import SamplerSettings, fit
-from safetywash.model import ModelConfig
-from safetywash.newllm import benchmark_parameters
-from safetywash.simulate import simulate
+from safetywash.analysis.newllm import benchmark_parameters
+from safetywash.inference.fitfile import FitMismatchError, save_fit
+from safetywash.inference.sampling import SamplerSettings, fit
+from safetywash.model.build import ModelConfig
+from safetywash.model.simulate import simulate
 from shared_fits import SHARED_SETTINGS, shared_fit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -242,7 +242,7 @@ def test_marginal_log_likelihood_matches_multivariate_normal(structure_fits):
 
 def test_marginal_log_likelihood_matches_the_model_module(structure_fits):
     """One factor: the same integrated log-likelihood as a capability='marginal' fit stores."""
-    from safetywash.model import marginal_loglik_by_llm
+    from safetywash.model.build import marginal_loglik_by_llm
 
     dt = structure_fits[2]["one_factor"]
     params = benchmark_parameters(dt)

@@ -1,4 +1,4 @@
-"""Tests for safetywash.datasets. No test uses the internet: downloads go to a local server."""
+"""Tests for safetywash.data.registry. No test uses the internet: downloads go to a local server."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from safetywash import datasets
-from safetywash.datasets import (
+from safetywash.data import registry as datasets
+from safetywash.data.registry import (
     DatasetError,
     DatasetSpec,
     dataset_names,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from safetywash.distributed import Task, result_path, run_tasks
+from safetywash.analysis.distributed import Task, result_path, run_tasks
 
 
 def draw_numbers(seed: int, n: int) -> xr.Dataset:
@@ -85,7 +85,7 @@ def test_task_keys_are_checked():
 
 
 def test_sbc_rounds_run_on_a_local_cluster_and_resume(tmp_path):
-    from safetywash.sbc import run_sbc, summarize_sbc
+    from safetywash.analysis.sbc import run_sbc, summarize_sbc
 
     kwargs = dict(
         n_llms=16,

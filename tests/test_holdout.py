@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from safetywash.holdout import (
+from safetywash.analysis.holdout import (
     choose_rank,
     greedy_mask,
     iterative_pca,
@@ -21,8 +21,8 @@ from safetywash.holdout import (
     standardized_values,
     training_study,
 )
-from safetywash.simulate import simulate
-from safetywash.study import BenchmarkStudy
+from safetywash.data.study import BenchmarkStudy
+from safetywash.model.simulate import simulate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from safetywash.fitio import FitMismatchError, load_fit, save_fit
-from safetywash.inference import SamplerSettings, diagnostics_of, fit
-from safetywash.model import ModelConfig
-from safetywash.sbc import (
+from safetywash.analysis.sbc import (
     RANK_DRAWS,
     rank_uniformity,
     run_sbc,
@@ -30,7 +27,10 @@ from safetywash.sbc import (
     summarize_sbc,
     thin_indices,
 )
-from safetywash.simulate import simulate
+from safetywash.inference.fitfile import FitMismatchError, load_fit, save_fit
+from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
+from safetywash.model.build import ModelConfig
+from safetywash.model.simulate import simulate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIMS = ("chain", "draw")

@@ -7,7 +7,7 @@ import pytensor.tensor as pt
 import pytest
 from scipy import stats
 
-from safetywash.model import (
+from safetywash.model.build import (
     ModelConfig,
     build_model,
     capability_conditional,
@@ -17,7 +17,7 @@ from safetywash.model import (
     zero_sum_by_group,
     zero_sum_by_group_inverse,
 )
-from safetywash.simulate import simulate
+from safetywash.model.simulate import simulate
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safetywash.catalog import load_catalog
-from safetywash.datasets import DATA_DIR_ENV, dataset_spec
-from safetywash.errors import StudyValidationError
-from safetywash.load import READERS, load_dataset
-from safetywash.readers_epoch import (
+from safetywash.data.catalog import load_catalog
+from safetywash.data.errors import StudyValidationError
+from safetywash.data.load import READERS, load_dataset
+from safetywash.data.registry import DATA_DIR_ENV, dataset_spec
+from safetywash.data.sources.epoch import (
     EPOCH_EXTERNAL,
     read_epoch_benchmark_stitching,
     resolve_duplicates,
 )
-from safetywash.readers_helm import HELM_TABLES, read_delimited, read_helm_benchbench
-from safetywash.readers_openllm import OPENLLM_FILE, read_open_llm_leaderboard_v1
+from safetywash.data.sources.helm import HELM_TABLES, read_delimited, read_helm_benchbench
+from safetywash.data.sources.openllm import OPENLLM_FILE, read_open_llm_leaderboard_v1
 
 SHARED = Path(
     os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data"

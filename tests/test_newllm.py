@@ -1,4 +1,4 @@
-"""Scoring a new LLM against a fitted study without refitting (``safetywash.newllm``).
+"""Scoring a new LLM against a fitted study without refitting (``safetywash.analysis.newllm``).
 
 Most checks need no sampling: a *point-mass fit* puts every posterior draw at the true
 parameters of a simulated study (re-expressed on the model's standardised scale), so the
@@ -20,11 +20,7 @@ import xarray as xr
 from scipy.stats import multivariate_normal
 
 from safetywash import __version__
-from safetywash.errors import StudyValidationError
-from safetywash.fitio import save_fit
-from safetywash.inference import _constant_data
-from safetywash.model import ModelConfig, prepare_data
-from safetywash.newllm import (
+from safetywash.analysis.newllm import (
     benchmark_parameters,
     benchmark_table,
     gaussian_latent_posterior,
@@ -35,8 +31,12 @@ from safetywash.newllm import (
     to_raw_scale,
     validate_new_scores,
 )
-from safetywash.simulate import simulate
-from safetywash.study import BenchmarkStudy
+from safetywash.data.errors import StudyValidationError
+from safetywash.data.study import BenchmarkStudy
+from safetywash.inference.fitfile import save_fit
+from safetywash.inference.sampling import _constant_data
+from safetywash.model.build import ModelConfig, prepare_data
+from safetywash.model.simulate import simulate
 from shared_fits import shared_fit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

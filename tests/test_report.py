@@ -24,12 +24,13 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from safetywash.diagnostics import Diagnostics
-from safetywash.fitio import save_fit
-from safetywash.inference import SamplerSettings, diagnostics_of, fit
-from safetywash.model import ModelConfig, prepare_data
-from safetywash.plots import AREA_COLORS, area_label, loadings_summary
-from safetywash.report import (
+from safetywash.analysis.separability import separability
+from safetywash.inference.diagnostics import Diagnostics
+from safetywash.inference.fitfile import save_fit
+from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
+from safetywash.model.build import ModelConfig, prepare_data
+from safetywash.model.simulate import simulate
+from safetywash.report.document import (
     Table,
     baseline_disagrees,
     build_report,
@@ -41,8 +42,7 @@ from safetywash.report import (
     report_table,
     separability_rows,
 )
-from safetywash.separability import separability
-from safetywash.simulate import simulate
+from safetywash.report.figures import AREA_COLORS, area_label, loadings_summary
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -382,7 +382,7 @@ def test_replicates_include_the_factor_term():
 
 
 def test_area_palette_is_fixed():
-    from safetywash.catalog import SAFETY_AREAS
+    from safetywash.data.catalog import SAFETY_AREAS
 
     assert set(SAFETY_AREAS) | {"capability"} <= set(AREA_COLORS)
     assert len(set(AREA_COLORS.values())) == len(AREA_COLORS)

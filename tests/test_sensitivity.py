@@ -1,4 +1,4 @@
-"""Prior sensitivity (``safetywash.sensitivity``): verdict flags on hand-made posteriors,
+"""Prior sensitivity (``safetywash.analysis.sensitivity``): verdict flags on hand-made posteriors,
 and a real refit of a small simulated study at two prior scales through the script.
 
 The reference fit is the simulated one-factor fit shared with test_compare and test_newllm
@@ -16,17 +16,17 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from safetywash.fitio import fit_config, load_fit, save_fit
-from safetywash.inference import SamplerSettings
-from safetywash.model import ModelConfig
-from safetywash.sensitivity import (
+from safetywash.analysis.sensitivity import (
     fit_sampler_settings,
     format_sensitivity,
     prior_sensitivity,
     refit_prior_scales,
     sensitivity_table,
 )
-from safetywash.separability import separability
+from safetywash.analysis.separability import separability
+from safetywash.inference.fitfile import fit_config, load_fit, save_fit
+from safetywash.inference.sampling import SamplerSettings
+from safetywash.model.build import ModelConfig
 from shared_fits import SHARED_SETTINGS, shared_fit
 
 REFIT_DRAWS = {"draws": 150, "tune": 300}
@@ -244,7 +244,7 @@ def test_refit_reference_replaces_the_saved_fit(toy_fits, tmp_path_factory, monk
         separability(refits[0.5])["rho_median"].values,
     )
     # which scales are refitted (the sampler itself is replaced: only the loop is tested)
-    import safetywash.sensitivity as sensitivity
+    import safetywash.analysis.sensitivity as sensitivity
 
     calls = []
     monkeypatch.setattr(

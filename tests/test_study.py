@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safetywash.catalog import shipped_catalog_path
-from safetywash.errors import StudyValidationError
-from safetywash.readers import read_long_csv, read_safetywashing, read_wide_csv
+from safetywash.data.catalog import shipped_catalog_path
+from safetywash.data.errors import StudyValidationError
+from safetywash.data.readers import read_long_csv, read_safetywashing, read_wide_csv
 
 LLM_COLUMNS = ["name", "type", "model_size", "FLOP"]
 POPULATION_SIZES = {"base": 27, "chat": 26}

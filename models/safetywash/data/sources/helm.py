@@ -24,16 +24,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from safetywash.catalog import load_catalog, validate_catalog
-from safetywash.errors import StudyValidationError
-from safetywash.readers import (
+from safetywash.data.catalog import load_catalog, validate_catalog
+from safetywash.data.errors import StudyValidationError
+from safetywash.data.readers import (
     _check_numeric,
     _check_unique_llms,
     _modelled_columns,
     read_table,
     wide_to_long,
 )
-from safetywash.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
+from safetywash.data.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
 
 HELM_DIR = "benchbench/data/helm"
 HELM_TABLES = (
@@ -57,7 +57,7 @@ _SIZE = re.compile(r"^(?P<family>.*?)\s*\((?P<number>[0-9.]+)(?P<unit>[MB])\)$")
 def read_delimited(
     path: str | Path, *, delimiter: str = ",", required: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """:func:`safetywash.readers.read_table` with a choice of delimiter (HELM is TSV)."""
+    """:func:`safetywash.data.readers.read_table` with a choice of delimiter (HELM is TSV)."""
     return read_table(path, required=required, delimiter=delimiter)
 
 

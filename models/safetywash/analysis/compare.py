@@ -19,7 +19,7 @@ Model structures
       importance ratios are extreme and Pareto k are usually high);
     * ``"llm-marginal"``: leave one LLM out with its latent capability (and area factors)
       integrated out in closed form given each draw's benchmark parameters (the model is
-      Gaussian in them; see :mod:`safetywash.newllm`), i.e. ``log p(y_i | benchmarks)``.
+      Gaussian in them; see :mod:`safetywash.analysis.newllm`), i.e. ``log p(y_i | benchmarks)``.
       This predicts a new LLM's whole score vector and usually has far better Pareto k.
 
     ``"auto"`` computes all three and uses the one with the smallest share of Pareto k
@@ -42,8 +42,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.fitio import FitMismatchError, fit_config, load_fit
-from safetywash.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.inference.fitfile import FitMismatchError, fit_config, load_fit
 
 SAMPLE_DIMS = ("chain", "draw")
 LOO_METHODS = ("auto", "cell", "llm", "llm-marginal")
@@ -64,7 +64,7 @@ def open_fit(path: str | Path, **kwargs) -> xr.DataTree:
     path : str or pathlib.Path
         A folder written by ``scripts/fit.py`` or a NetCDF fit file.
     **kwargs
-        Passed to :func:`safetywash.fitio.load_fit`.
+        Passed to :func:`safetywash.inference.fitfile.load_fit`.
 
     Returns
     -------
@@ -82,7 +82,7 @@ def open_fit(path: str | Path, **kwargs) -> xr.DataTree:
 def _parent_hint(dt: xr.DataTree, key: str) -> str:
     """Best-effort parent aggregate of a left-out key, from the dataset's shipped catalog."""
     try:
-        from safetywash.catalog import load_catalog
+        from safetywash.data.catalog import load_catalog
 
         catalog = load_catalog(str(dt.attrs.get("study_name", "")).split("-")[0])
         parent = str(catalog.loc[key, "parent"]) if key in catalog.index else ""
@@ -415,9 +415,9 @@ def marginal_llm_log_likelihood(
     """Per-draw ``log p(y_i | benchmark parameters)`` with each LLM's latents integrated out.
 
     For each draw and LLM ``i`` the scores ``y_i`` are jointly Gaussian once capability
-    (prior: its population's distribution, :func:`safetywash.newllm.capability_prior`) and
+    (prior: its population's distribution, :func:`safetywash.analysis.newllm.capability_prior`) and
     area factors (prior ``Normal(0, 1)``) are integrated out; see
-    :func:`safetywash.newllm.gaussian_latent_posterior`. For a one-factor fit this is the
+    :func:`safetywash.analysis.newllm.gaussian_latent_posterior`. For a one-factor fit this is the
     log-likelihood a ``capability="marginal"`` fit stores.
 
     Returns
@@ -425,7 +425,7 @@ def marginal_llm_log_likelihood(
     xarray.DataArray
         Over ``(chain, draw, llm)``.
     """
-    from safetywash.newllm import (
+    from safetywash.analysis.newllm import (
         benchmark_parameters,
         capability_prior,
         gaussian_latent_posterior,

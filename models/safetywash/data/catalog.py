@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from safetywash.errors import CatalogError
+from safetywash.data.errors import CatalogError
 
 ROLES = ("capability", "safety", "excluded")
 MODELLED_ROLES = ("capability", "safety")
@@ -65,7 +65,7 @@ def shipped_catalog_path(name: str) -> Path:
     if packaged.is_file():
         return Path(str(packaged))
     # Editable installs and source checkouts: the catalog lives in <repo>/data/catalogs.
-    in_repo = Path(__file__).resolve().parents[2] / "data" / "catalogs" / f"{name}.csv"
+    in_repo = Path(__file__).resolve().parents[3] / "data" / "catalogs" / f"{name}.csv"
     if in_repo.is_file():
         return in_repo
     raise CatalogError(f"no shipped catalog for dataset {name!r} (looked for {in_repo})")

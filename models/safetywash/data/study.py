@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.catalog import MODELLED_ROLES, validate_catalog
-from safetywash.errors import StudyValidationError
+from safetywash.data.catalog import MODELLED_ROLES, validate_catalog
+from safetywash.data.errors import StudyValidationError
 
 MIN_LLMS_PER_BENCHMARK = 3
 LLM_COLUMNS = ("display_name", "population", "family", "params", "flop")
@@ -35,7 +35,7 @@ LEVELS = ("aggregate", "parts", "all")
 class BenchmarkStudy:
     """A validated models x benchmarks score table with its metadata.
 
-    Build it with :meth:`from_frames` (or a reader in :mod:`safetywash.readers`), which
+    Build it with :meth:`from_frames` (or a reader in :mod:`safetywash.data.readers`), which
     validates every table; the constructor itself trusts its input.
 
     Attributes
@@ -46,7 +46,7 @@ class BenchmarkStudy:
     llms : pandas.DataFrame
         Indexed by ``llm``; columns :data:`LLM_COLUMNS`.
     benchmarks : pandas.DataFrame
-        Indexed by ``benchmark``; the catalog columns (see :mod:`safetywash.catalog`).
+        Indexed by ``benchmark``; the catalog columns (see :mod:`safetywash.data.catalog`).
     name : str
         Short name of the study (dataset name and selection).
     excluded : tuple of str

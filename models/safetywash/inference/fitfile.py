@@ -10,8 +10,8 @@ from pathlib import Path
 import xarray as xr
 
 from safetywash import __version__
-from safetywash.model import ModelConfig
-from safetywash.study import BenchmarkStudy
+from safetywash.data.study import BenchmarkStudy
+from safetywash.model.build import ModelConfig
 
 REQUIRED_ATTRS = ("safetywash_version", "model_config", "study_sha256", "seed")
 
@@ -26,7 +26,7 @@ def save_fit(dt: xr.DataTree, path: str | Path) -> Path:
     Parameters
     ----------
     dt : xarray.DataTree
-        A fit from :func:`safetywash.inference.fit`.
+        A fit from :func:`safetywash.inference.sampling.fit`.
     path : str or pathlib.Path
         Target ``.nc`` file; its folder is created.
 
@@ -121,7 +121,7 @@ def study_from_fit(dt: xr.DataTree) -> BenchmarkStudy:
     Parameters
     ----------
     dt : xarray.DataTree
-        A fit from :func:`safetywash.inference.fit` or :func:`load_fit`.
+        A fit from :func:`safetywash.inference.sampling.fit` or :func:`load_fit`.
 
     Returns
     -------

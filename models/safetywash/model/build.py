@@ -27,7 +27,7 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from safetywash.study import BenchmarkStudy
+from safetywash.data.study import BenchmarkStudy
 
 TRANSFORMS = ("standardize", "logit")
 PARAMETERISATIONS = ("auto", "noncentered", "centered")
@@ -70,7 +70,7 @@ class ModelConfig:
         unit spread within each population). ``"marginal"``: capability is integrated out
         analytically (the likelihood is Gaussian, so each LLM's scores are jointly normal
         with a rank-one-plus-diagonal covariance); NUTS samples only benchmark and
-        population parameters and :func:`safetywash.inference.fit` then draws capability
+        population parameters and :func:`safetywash.inference.sampling.fit` then draws capability
         exactly from its conditional normal posterior. Here capability has a N(mean, sd)
         population distribution (sd = 1 for one population) rather than a normalised
         sample. Exact, and far faster for thousands of LLMs; one-factor models only.

@@ -34,8 +34,8 @@ import pandas as pd
 import xarray as xr
 from scipy.special import expit
 
-from safetywash.errors import StudyValidationError
-from safetywash.model import LOGIT_EPS
+from safetywash.data.errors import StudyValidationError
+from safetywash.model.build import LOGIT_EPS
 
 SAMPLE_DIMS = ("chain", "draw")
 DEFAULT_PREDICTION_PROB = 0.9
@@ -107,7 +107,8 @@ def benchmark_parameters(dt: xr.DataTree, *, group: str = "posterior") -> Benchm
     Parameters
     ----------
     dt : xarray.DataTree
-        A fit from :func:`safetywash.inference.fit` (or :func:`safetywash.fitio.load_fit`).
+        A fit from :func:`safetywash.inference.sampling.fit` (or
+        :func:`safetywash.inference.fitfile.load_fit`).
     group : str
         Group holding the draws.
 
@@ -290,7 +291,7 @@ def _standardisation(const: xr.Dataset, frame: pd.DataFrame) -> tuple[np.ndarray
     Fits store them as ``transform_center`` / ``transform_sd``. Older fits stored the centre
     as ``benchmark_center`` and meant to store the SD as ``benchmark_scale``, which the
     catalog's (text) ``scale`` column overwrote; for those the SD is recomputed from the
-    raw values exactly as :func:`safetywash.model.prepare_data` does and checked against
+    raw values exactly as :func:`safetywash.model.build.prepare_data` does and checked against
     the saved centres and standardised scores.
     """
     if "transform_center" in const and "transform_sd" in const:
@@ -329,7 +330,7 @@ def _standardisation(const: xr.Dataset, frame: pd.DataFrame) -> tuple[np.ndarray
 
 
 def to_model_scale(raw: np.ndarray, table: pd.DataFrame) -> np.ndarray:
-    """Map stored (raw) scores to the model scale, as :func:`safetywash.model.prepare_data`.
+    """Map stored (raw) scores to the model scale, as :func:`safetywash.model.build.prepare_data`.
 
     Parameters
     ----------

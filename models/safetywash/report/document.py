@@ -23,16 +23,23 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.baseline import (
+from safetywash.analysis.baseline import (
     BASELINE_VARIABLE,
     PAPER_CAPABILITY_BENCHMARKS,
     capability_benchmarks_for,
     fitted_baseline,
     oriented_baseline,
 )
-from safetywash.fitio import fit_config, study_from_fit
-from safetywash.inference import diagnostics_of
-from safetywash.plots import (
+from safetywash.analysis.separability import (
+    DEFAULT_CI_PROB,
+    DEFAULT_TAU,
+    area_loadings,
+    separability,
+    separability_table,
+)
+from safetywash.inference.fitfile import fit_config, study_from_fit
+from safetywash.inference.sampling import diagnostics_of
+from safetywash.report.figures import (
     AREA_COLORS,
     area_color,
     area_label,
@@ -45,13 +52,6 @@ from safetywash.plots import (
     plot_rho_forest,
     plot_scores_vs_capability,
     save_figure,
-)
-from safetywash.separability import (
-    DEFAULT_CI_PROB,
-    DEFAULT_TAU,
-    area_loadings,
-    separability,
-    separability_table,
 )
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -72,7 +72,7 @@ def paper_baseline_of(dt: xr.DataTree) -> tuple[pd.Series | None, tuple[str, ...
     Taken from the fit, which stores it computed on the whole input study (so the paper's
     12 capability benchmarks are all used even when the fit is at the aggregate level);
     for older fits without it, recomputed from the fitted study
-    (:func:`safetywash.fitio.study_from_fit`), which may lack some of the 12.
+    (:func:`safetywash.inference.fitfile.study_from_fit`), which may lack some of the 12.
 
     Returns
     -------
@@ -132,7 +132,7 @@ def report_table(
         A fit.
     tau, ci_prob : float
         Separability threshold and HDI probability (see
-        :func:`safetywash.separability.separability`).
+        :func:`safetywash.analysis.separability.separability`).
     baseline : pandas.Series, optional
         Oriented baseline correlation by benchmark key (:func:`paper_baseline_of`).
     group : str
@@ -141,7 +141,7 @@ def report_table(
     Returns
     -------
     pandas.DataFrame
-        The columns of :func:`safetywash.separability.separability_table` plus ``role``,
+        The columns of :func:`safetywash.analysis.separability.separability_table` plus ``role``,
         ``loading_median`` and ``disagrees``; safety areas (alphabetical) first, capability
         benchmarks last, each area by descending ``rho_median``.
     """
@@ -633,7 +633,7 @@ def build_report(
     Parameters
     ----------
     dt : xarray.DataTree
-        A fit (:func:`safetywash.fitio.load_fit`).
+        A fit (:func:`safetywash.inference.fitfile.load_fit`).
     figures_dir : str or pathlib.Path
         Where the figures go, as ``<study name>_<what>.png`` and ``.svg``.
     report_dir : str or pathlib.Path

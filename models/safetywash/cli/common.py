@@ -6,10 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
-from safetywash.datasets import DATA_DIR_ENV, dataset_names
+from safetywash.data.registry import DATA_DIR_ENV, dataset_names
 
 #: ``../shared/data`` beside the project root, used when it exists and nothing else is set.
-SHARED_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def default_data_dir() -> Path | None:

@@ -13,14 +13,15 @@ import pymc as pm
 import xarray as xr
 
 from safetywash import __version__
-from safetywash.baseline import (
+from safetywash.analysis.baseline import (
     BASELINE_VARIABLE,
     capability_benchmarks_for,
     oriented_baseline,
 )
-from safetywash.diagnostics import fit_diagnostics
-from safetywash.errors import StudyValidationError
-from safetywash.model import (
+from safetywash.data.errors import StudyValidationError
+from safetywash.data.study import BenchmarkStudy
+from safetywash.inference.diagnostics import fit_diagnostics
+from safetywash.model.build import (
     ModelConfig,
     ModelData,
     build_model_from_data,
@@ -28,8 +29,7 @@ from safetywash.model import (
     initial_point,
     marginal_loglik_by_llm,
 )
-from safetywash.model import prepare_data as _prepare
-from safetywash.study import BenchmarkStudy
+from safetywash.model.build import prepare_data as _prepare
 
 SAMPLERS = ("nutpie", "pymc")
 #: Raw sampler coordinates left out of the convergence verdict: ``capability_z`` holds, by
@@ -71,7 +71,7 @@ def sample_model(
 ) -> tuple[xr.DataTree, dict[str, float]]:
     """Run NUTS on a built model; returns the raw DataTree and timings in seconds.
 
-    Every chain starts from :func:`safetywash.model.initial_point` (data-driven capability,
+    Every chain starts from :func:`safetywash.model.build.initial_point` (data-driven capability,
     loadings and area factors); the other parameters get the sampler's usual jitter.
     """
     config = config or ModelConfig()
@@ -340,7 +340,7 @@ def _clean_sample_stats(stats: xr.Dataset) -> xr.Dataset:
 
 def diagnostics_of(dt: xr.DataTree):
     """The diagnostics stored in a fit's attrs, as a :class:`Diagnostics`."""
-    from safetywash.diagnostics import Diagnostics
+    from safetywash.inference.diagnostics import Diagnostics
 
     values = json.loads(dt.attrs["diagnostics"])
     fields = Diagnostics.__dataclass_fields__

@@ -1,7 +1,7 @@
 """Simulation-based calibration (SBC) of the latent-factor model.
 
-Each round draws a study with known truth (:func:`safetywash.simulate.simulate`), fits it
-(:func:`safetywash.inference.fit`) and compares every benchmark's posterior of ``rho`` (its
+Each round draws a study with known truth (:func:`safetywash.model.simulate.simulate`), fits it
+(:func:`safetywash.inference.sampling.fit`) and compares every benchmark's posterior of ``rho`` (its
 capability correlation) with the true value: the rank of the truth among thinned posterior
 draws, whether the central 50% and 90% intervals contain it, and the posterior median.
 Over many rounds a calibrated posterior gives uniform ranks and interval coverage close to
@@ -14,14 +14,14 @@ The simulated truth is drawn from priors *close to*, not identical with, the mod
 population-level values (capability loadings log-normal around 0.8 with log-SD 0.25, area
 means with SD 0.6, residual SDs log-normal around 0.5) where the model has hyperpriors,
 and the scores are standardised per benchmark before fitting
-(:func:`safetywash.model.prepare_data`), so loadings, intercepts and residual SDs are not on
+(:func:`safetywash.model.build.prepare_data`), so loadings, intercepts and residual SDs are not on
 the scale of the truth. This is therefore not an exact SBC of every parameter but a check
 of the interval calibration of ``rho``, which is invariant to any per-benchmark affine
 rescaling of the scores (including the orientation of lower-is-better benchmarks).
 
 ``rho`` is *not* invariant to the scale of capability. The sampled model fixes the
 in-sample SD of capability at exactly 1 within each population, and
-:func:`~safetywash.simulate.simulate` now draws capability on that same scale, so
+:func:`~safetywash.model.simulate.simulate` now draws capability on that same scale, so
 ``rho_true`` is exactly what the sampled model estimates. Every round still records
 ``rho_true_insample`` (true loadings times the in-sample SD of true capability); with
 simulate's in-sample standardisation it equals ``rho_true`` for one population, and it stays
@@ -42,9 +42,9 @@ import xarray as xr
 from scipy import stats
 
 from safetywash import __version__
-from safetywash.inference import SamplerSettings, diagnostics_of, fit
-from safetywash.model import ModelConfig
-from safetywash.simulate import simulate
+from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
+from safetywash.model.build import ModelConfig
+from safetywash.model.simulate import simulate
 
 #: Number of posterior draws the truth is ranked among (ranks take values 0..L).
 RANK_DRAWS = 99
@@ -242,7 +242,7 @@ def run_sbc(
     n_llms, n_capability : int
         LLMs and capability benchmarks per study.
     safety : mapping of area -> int, optional
-        Safety benchmarks per area (default of :func:`~safetywash.simulate.simulate`:
+        Safety benchmarks per area (default of :func:`~safetywash.model.simulate.simulate`:
         two in each of four areas).
     missing : float
         Share of missing cells.
@@ -253,7 +253,7 @@ def run_sbc(
     seed : int
         Seed of round 0.
     config : ModelConfig, optional
-        Model to fit (default :class:`~safetywash.model.ModelConfig()`).
+        Model to fit (default :class:`~safetywash.model.build.ModelConfig()`).
     factor_areas : sequence of str, optional
         Areas simulated with a factor of their own; default ``config.factors`` (the
         model is then correctly specified).
@@ -323,7 +323,7 @@ def run_sbc(
             if progress is not None:
                 progress(r, n_rounds, info)
     else:
-        from safetywash.distributed import Task, run_tasks
+        from safetywash.analysis.distributed import Task, run_tasks
 
         if work_dir is None:
             raise ValueError("distributed SBC needs work_dir for its per-round results")

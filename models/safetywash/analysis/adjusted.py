@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.newllm import benchmark_table, to_raw_scale
-from safetywash.separability import DEFAULT_CI_PROB
+from safetywash.analysis.newllm import benchmark_table, to_raw_scale
+from safetywash.analysis.separability import DEFAULT_CI_PROB
 
 SAMPLE_DIMS = ("chain", "draw")
 

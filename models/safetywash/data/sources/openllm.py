@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from safetywash.errors import StudyValidationError
-from safetywash.readers import _check_numeric, _modelled_columns, wide_to_long
-from safetywash.readers_helm import _catalog, read_delimited
-from safetywash.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
+from safetywash.data.errors import StudyValidationError
+from safetywash.data.readers import _check_numeric, _modelled_columns, wide_to_long
+from safetywash.data.sources.helm import _catalog, read_delimited
+from safetywash.data.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
 
 OPENLLM_FILE = "src/bat/assets/benchmarks_old/hf_open_llm_v1_240829_frozen.csv"
 OPENLLM_LLM_COLUMN = "model"
@@ -56,7 +56,7 @@ def keep_best_submission(frame: pd.DataFrame, rule: str = "best", *, source: str
     Parameters
     ----------
     frame : pandas.DataFrame
-        The file as from :func:`~safetywash.readers_helm.read_delimited`, with the average
+        The file as from :func:`~safetywash.data.sources.helm.read_delimited`, with the average
         column already checked to be numeric.
     rule : {"best", "error"}
         ``"best"`` keeps, for each duplicated name, the row with the highest

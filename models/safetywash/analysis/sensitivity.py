@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.fitio import fit_config, study_from_fit
-from safetywash.inference import SamplerSettings, diagnostics_of, fit
-from safetywash.model import prepare_data
-from safetywash.separability import DEFAULT_CI_PROB, DEFAULT_TAU, separability
+from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU, separability
+from safetywash.inference.fitfile import fit_config, study_from_fit
+from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
+from safetywash.model.build import prepare_data
 
 DEFAULT_SCALES = (0.5, 2.0)
 SEPARABLE_PROBABILITY = 0.5

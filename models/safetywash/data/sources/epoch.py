@@ -37,9 +37,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from safetywash.errors import StudyValidationError
-from safetywash.readers_helm import _catalog, read_delimited
-from safetywash.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
+from safetywash.data.errors import StudyValidationError
+from safetywash.data.sources.helm import _catalog, read_delimited
+from safetywash.data.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
 
 log = logging.getLogger(__name__)
 

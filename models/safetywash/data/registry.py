@@ -11,7 +11,7 @@ its path inside the source repository. It looks in three places, in this order:
 3. the network: missing cache files are downloaded from the pinned URL and checked.
 
 Every file is checked against its registered sha256 before the directory is returned. Parsing
-the files is left to :mod:`safetywash.readers`.
+the files is left to :mod:`safetywash.data.readers`.
 """
 
 from __future__ import annotations
@@ -543,5 +543,5 @@ def _offline_message(spec: DatasetSpec, cache_root: Path, stale: list[str], head
         f"     <data_dir>/{spec.name}/<path>, e.g. <data_dir>/{spec.name}/{example}\n"
         "  2. the download cache, laid out as\n"
         f"     {cache_root / spec.name}/<path>, e.g. {cache_root / spec.name / example}\n"
-        "Checksums (sha256) are listed in safetywash.datasets.REGISTRY and are verified."
+        "Checksums (sha256) are listed in safetywash.data.registry.REGISTRY and are verified."
     )

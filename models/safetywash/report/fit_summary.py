@@ -6,15 +6,15 @@ from pathlib import Path
 
 import xarray as xr
 
-from safetywash.baseline import fitted_baseline
-from safetywash.fitio import save_fit
-from safetywash.inference import diagnostics_of
-from safetywash.separability import (
+from safetywash.analysis.baseline import fitted_baseline
+from safetywash.analysis.separability import (
     area_loadings,
     format_separability,
     separability,
     separability_table,
 )
+from safetywash.inference.fitfile import save_fit
+from safetywash.inference.sampling import diagnostics_of
 
 
 def write_fit_outputs(

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.catalog import SAFETY_AREAS
-from safetywash.study import BenchmarkStudy
+from safetywash.data.catalog import SAFETY_AREAS
+from safetywash.data.study import BenchmarkStudy
 
 MISSING_MECHANISMS = ("random", "era")
 
@@ -28,7 +28,7 @@ def simulate(
 ) -> tuple[BenchmarkStudy, xr.Dataset]:
     """Draw a study from the latent-factor model, with the truth that made it.
 
-    Parameters drawn from the model's priors (see :mod:`safetywash.model`): capability
+    Parameters drawn from the model's priors (see :mod:`safetywash.model.build`): capability
     loadings log-normal around 0.8, safety loadings normal around an area mean, residual
     SDs log-normal around 0.5, populations with different means and spreads. Capability is
     standardised within each population of the drawn study (mean 0, SD 1), the scale on

@@ -1,4 +1,4 @@
-"""Readers: score files on disk to a validated :class:`~safetywash.study.BenchmarkStudy`.
+"""Readers: score files on disk to a validated :class:`~safetywash.data.study.BenchmarkStudy`.
 
 Every reader checks the file itself (empty file, missing columns, duplicate rows or
 headers, non-numeric cells) and names the file, line and column of the first problem; the
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from safetywash.catalog import load_catalog, validate_catalog
-from safetywash.errors import StudyValidationError
-from safetywash.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
+from safetywash.data.catalog import load_catalog, validate_catalog
+from safetywash.data.errors import StudyValidationError
+from safetywash.data.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
 
 SAFETYWASHING_FILES = {
     "base": "data/benchmarks_base_models.csv",

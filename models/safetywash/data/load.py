@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from safetywash.datasets import DatasetError, StrPath, dataset_spec, fetch_dataset
-from safetywash.readers import read_safetywashing
-from safetywash.readers_epoch import read_epoch_benchmark_stitching
-from safetywash.readers_helm import read_helm_benchbench
-from safetywash.readers_openllm import read_open_llm_leaderboard_v1
-from safetywash.study import BenchmarkStudy
+from safetywash.data.readers import read_safetywashing
+from safetywash.data.registry import DatasetError, StrPath, dataset_spec, fetch_dataset
+from safetywash.data.sources.epoch import read_epoch_benchmark_stitching
+from safetywash.data.sources.helm import read_helm_benchbench
+from safetywash.data.sources.openllm import read_open_llm_leaderboard_v1
+from safetywash.data.study import BenchmarkStudy
 
 #: Dataset name -> reader taking (root directory, population).
 READERS: dict[str, Callable[..., BenchmarkStudy]] = {
@@ -34,14 +34,14 @@ def load_dataset(
     Parameters
     ----------
     name : str
-        Registered dataset name (see :func:`safetywash.datasets.dataset_names`).
+        Registered dataset name (see :func:`safetywash.data.registry.dataset_names`).
     population : str
         Population selector (``"base"``, ``"chat"`` or ``"all"`` for ``safetywashing``).
     data_dir : str or path, optional
         Local directory laid out as ``<data_dir>/<name>/<path in source repository>``
         (default: the ``SAFETYWASH_DATA_DIR`` environment variable).
     cache_dir : str or path, optional
-        Download cache (default :func:`safetywash.datasets.default_cache_dir`).
+        Download cache (default :func:`safetywash.data.registry.default_cache_dir`).
     download : bool
         Whether a missing file may be downloaded from its pinned URL.
 

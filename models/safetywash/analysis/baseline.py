@@ -16,8 +16,8 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from safetywash.errors import StudyValidationError
-from safetywash.study import BenchmarkStudy
+from safetywash.data.errors import StudyValidationError
+from safetywash.data.study import BenchmarkStudy
 
 #: The 12 capability benchmarks of the paper's capability score.
 PAPER_CAPABILITY_BENCHMARKS = (

@@ -1,7 +1,7 @@
 """Held-out prediction: how well does the fitted model predict scores it has not seen?
 
 A random share of the observed cells is masked (:func:`split_cells`), the model is fitted to
-the rest (:func:`training_study`, :func:`safetywash.inference.fit`) and its posterior
+the rest (:func:`training_study`, :func:`safetywash.inference.sampling.fit`) and its posterior
 predictive is scored on the masked cells (:func:`predictive_scores`) on the model's own
 standardised scale: the oriented score minus the training benchmark mean, divided by the
 training benchmark SD (``transform_center`` / ``transform_sd`` of the fit's
@@ -32,9 +32,9 @@ import xarray as xr
 from scipy import stats
 from scipy.special import logsumexp
 
-from safetywash.inference import SamplerSettings, diagnostics_of, fit
-from safetywash.model import ModelConfig, prepare_data
-from safetywash.study import BenchmarkStudy
+from safetywash.data.study import BenchmarkStudy
+from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
+from safetywash.model.build import ModelConfig, prepare_data
 
 MIN_PER_BENCHMARK = 3
 MIN_PER_LLM = 1
@@ -413,7 +413,7 @@ def pca_baseline(
 ) -> dict:
     """Iterative-PCA imputation of the standardised training matrix, scored on ``test``.
 
-    The training matrix is the model's own ``y`` (:func:`safetywash.model.prepare_data`),
+    The training matrix is the model's own ``y`` (:func:`safetywash.model.build.prepare_data`),
     so the baseline and the model are compared on the same cells and scale.
     """
     data = prepare_data(train, config or ModelConfig())

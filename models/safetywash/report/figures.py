@@ -1,7 +1,8 @@
 """Figures of a fit: rho forest, capability ranking, scores vs capability, PPC, loadings.
 
 Every function takes a fit (an :class:`xarray.DataTree` from
-:func:`safetywash.inference.sampling.fit` or :func:`safetywash.inference.fitfile.load_fit`) or a summary built from one, and returns a
+:func:`safetywash.inference.sampling.fit` or :func:`safetywash.inference.fitfile.load_fit`)
+or a summary built from one, and returns a
 :class:`matplotlib.figure.Figure` (the forest also exists as an ArviZ ``PlotCollection``).
 Labels use display names; safety areas get the same colour in every figure
 (:data:`AREA_COLORS`). The functions never choose a matplotlib backend: scripts pick

@@ -1,4 +1,7 @@
-"""Tests for safetywash.data.registry. No test uses the internet: downloads go to a local server."""
+"""Tests for safetywash.data.registry, .download and .files.
+
+No test uses the internet: downloads go to a local server.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from safetywash.data import registry as datasets
+from safetywash.data.files import atomic_write
 from safetywash.data.registry import (
     DatasetError,
     DatasetSpec,
@@ -331,3 +335,51 @@ def test_local_dir_wrong_checksum_is_an_error(shared_data: Path, tmp_path: Path)
     assert str(bad) in message
     assert dataset_spec(NAME).files["data/benchmarks_base_models.csv"] in message
     assert hashlib.sha256(bad.read_bytes()).hexdigest() in message
+
+
+# --- atomic writes -----------------------------------------------------------------------------
+
+
+def _write_then(text: str, failure: BaseException | None):
+    """A writer that writes ``text`` to its path, then raises ``failure`` (if any)."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+        if failure is not None:
+            raise failure
+
+    return write
+
+
+def test_atomic_write_replaces_with_umask_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    old_umask = os.umask(0o027)
+    try:
+        assert atomic_write(target, _write_then("new", None)) == target
+        fresh = atomic_write(tmp_path / "fresh.txt", _write_then("x", None))
+    finally:
+        os.umask(old_umask)
+    assert target.read_text() == "new"
+    assert fresh.stat().st_mode & 0o777 == 0o640  # 0o666 less the umask, not mkstemp's 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.txt", "out.txt"]
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), OSError("disk full")])
+def test_interrupted_atomic_write_keeps_the_old_file(tmp_path: Path, failure) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(type(failure)):
+        atomic_write(target, _write_then("half of the new", failure))
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+    with pytest.raises(type(failure)):
+        atomic_write(tmp_path / "new.txt", _write_then("half", failure))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    data = os.urandom(3 << 20)  # several read chunks
+    path.write_bytes(data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()

@@ -8,15 +8,16 @@ interrupted campaign resumes where it stopped.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
+
+from safetywash.data.files import atomic_write
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -47,17 +48,6 @@ class Task:
 def result_path(out_dir: str | Path, key: str) -> Path:
     """Where the result of task ``key`` is stored."""
     return Path(out_dir) / f"{key}.nc"
-
-
-def _write_atomic(ds: xr.Dataset, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _run_task(func: Callable[..., xr.Dataset], kwargs: Mapping[str, Any]) -> xr.Dataset:
@@ -122,7 +112,8 @@ def run_tasks(
             }
             for done, future in enumerate(as_completed(futures), start=1):
                 key = futures[future]
-                _write_atomic(future.result(), result_path(out, key))
+                ds = future.result()
+                atomic_write(result_path(out, key), partial(ds.to_netcdf, engine="h5netcdf"))
                 say(f"[{done}/{len(todo)}] {key} done")
         finally:
             client.close()

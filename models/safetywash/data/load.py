@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from safetywash.data.files import StrPath
 from safetywash.data.readers import read_safetywashing
-from safetywash.data.registry import DatasetError, StrPath, dataset_spec, fetch_dataset
+from safetywash.data.registry import DatasetError, dataset_spec, fetch_dataset
 from safetywash.data.sources.epoch import read_epoch_benchmark_stitching
 from safetywash.data.sources.helm import read_helm_benchbench
 from safetywash.data.sources.openllm import read_open_llm_leaderboard_v1

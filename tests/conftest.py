@@ -64,7 +64,7 @@ def real_study(safetywashing_root: Path) -> Callable:
 
     Tests must not mutate the returned study's frames.
     """
-    from safetywash.data.readers import read_safetywashing
+    from safetywash.data.sources.safetywashing import read_safetywashing
 
     cache: dict[str, object] = {}
 

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from safetywash.data.errors import CatalogError, StudyValidationError
-from safetywash.data.readers import read_long_csv, read_safetywashing, read_wide_csv
+from safetywash.data.readers import read_long_csv, read_wide_csv
+from safetywash.data.sources.safetywashing import read_safetywashing
 
 SKIP = object()  # "do not check this attribute"
 

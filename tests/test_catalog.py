@@ -158,6 +158,40 @@ def test_documented_directions(raw_catalog, raw_matrices):
     assert set(subgroups["role"]) == {"excluded"} and set(subgroups["parent"]) == {"discrim_eval"}
 
 
+# ---------------------------------------------------------------------- malformed catalogs
+_HEADER = "key,display_name,role,area,direction,scale,lower,upper,chance,parent,note\n"
+_OK = "capability,capability,higher,fraction,0,1,"  # role .. chance
+
+
+@pytest.mark.parametrize(
+    ("rows", "line", "column", "problem"),
+    [
+        # The first bad row fails, whatever rule a later row breaks ...
+        (["a,A,capability,capability,higher,furlongs,0,1,,,", "b,B,hero,,higher,,,,,,"], 2, "scale",
+         "scale 'furlongs' of benchmark 'a'"),
+        # ... naming the first rule it breaks, in the documented column order.
+        (["a,A,safety,nowhere,sideways,furlongs,2,1,,,"], 2, "direction",
+         "unknown direction 'sideways'"),
+        (["a,A,safety,nowhere,higher,furlongs,2,1,,,"], 2, "area", "has area 'nowhere'"),
+        (["a,A,capability,capability,higher,fraction,2,1,,,"], 2, "lower",
+         "lower bound 2.0 is not below upper bound 1.0"),
+        (["a,A,capability,capability,higher,fraction,x,1,,,", "b,B,hero,,,,,,,,"], 2, "lower",
+         "'x' is not a number"),
+        ([f"a,A,{_OK},b,", f"b,B,{_OK},c,", f"c,C,{_OK},,", f"d,D,{_OK},zz,"], 2, "parent",
+         "parent 'b' of benchmark 'a' is itself a part"),
+        ([f"a,A,{_OK},zz,", f"b,B,{_OK},c,", f"c,C,{_OK},d,", f"d,D,{_OK},,"], 2, "parent",
+         "parent 'zz' of benchmark 'a' has no catalog row"),
+        ([f"a,A,{_OK},,", f"a,B,{_OK},,"], None, "key", "appears more than once (lines [2, 3])"),
+    ],
+)  # fmt: skip
+def test_malformed_catalog_names_first_problem(write_csv, rows, line, column, problem):
+    path = write_csv("catalog.csv", _HEADER + "\n".join(rows) + "\n")
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    assert (info.value.source, info.value.line, info.value.column) == (str(path), line, column)
+    assert problem in str(info.value)
+
+
 # ---------------------------------------------------------------------- offline loading
 @pytest.fixture
 def offline(monkeypatch, tmp_path):

@@ -25,8 +25,9 @@ from safetywash.data.sources.epoch import (
     read_epoch_benchmark_stitching,
     resolve_duplicates,
 )
-from safetywash.data.sources.helm import HELM_TABLES, read_delimited, read_helm_benchbench
+from safetywash.data.sources.helm import HELM_TABLES, read_helm_benchbench
 from safetywash.data.sources.openllm import OPENLLM_FILE, read_open_llm_leaderboard_v1
+from safetywash.data.table import read_table
 
 SHARED = Path(
     os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -456,10 +457,10 @@ def test_epoch_bad_inputs_are_located(tmp_path: Path):
     assert (err.value.line, err.value.llm) == (3, "v1")
 
 
-def test_read_delimited_reports_start_lines(tmp_path: Path):
+def test_read_table_reports_start_lines(tmp_path: Path):
     path = tmp_path / "x.csv"
     _write(path, 'a,b\n1,"two\nlines"\n\n3,4\n', bom=True)
-    frame = read_delimited(path, required=["a"])
+    frame = read_table(path, required=["a"])
     assert frame["line"].tolist() == [2, 5]
     assert frame["b"].tolist() == ["two\nlines", "4"]
 
@@ -576,6 +577,20 @@ def test_openllm_bad_inputs_are_located(tmp_path: Path):
     with pytest.raises(StudyValidationError, match="outside the declared range") as err:
         read_open_llm_leaderboard_v1(root)
     assert (err.value.line, err.value.column) == (3, "HFV1_MMLU")
+    shutil.rmtree(root)
+    # Line 2 is a duplicate submission the "best" rule drops: its cells are checked anyway,
+    # and so is the average that ranks submissions.
+    for bad, column in (("org/a,50,4O,60", "HFV1_ARC"), ("org/a,5O,40,60", "hf_open_llm_v1")):
+        root, path = _tiny_openllm(tmp_path, _TINY_OLLM.replace("org/a,50,40,60", bad))
+        with pytest.raises(StudyValidationError, match="is not a number") as err:
+            read_open_llm_leaderboard_v1(root)
+        assert (err.value.source, err.value.line, err.value.column, err.value.llm) == (
+            str(path),
+            2,
+            column,
+            "org/a",
+        )
+        shutil.rmtree(root)
 
 
 def test_catalog_bounds_hold_for_every_column():

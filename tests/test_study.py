@@ -12,7 +12,8 @@ import pytest
 
 from safetywash.data.catalog import shipped_catalog_path
 from safetywash.data.errors import StudyValidationError
-from safetywash.data.readers import read_long_csv, read_safetywashing, read_wide_csv
+from safetywash.data.readers import read_long_csv, read_wide_csv
+from safetywash.data.sources.safetywashing import read_safetywashing
 
 LLM_COLUMNS = ["name", "type", "model_size", "FLOP"]
 POPULATION_SIZES = {"base": 27, "chat": 26}

@@ -7,13 +7,15 @@ of every column and value).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from safetywash.data.errors import CatalogError
+from safetywash.data.errors import CatalogError, raise_first_bad_row
+from safetywash.data.files import SOURCE_ROOT
 
 ROLES = ("capability", "safety", "excluded")
 MODELLED_ROLES = ("capability", "safety")
@@ -65,7 +67,7 @@ def shipped_catalog_path(name: str) -> Path:
     if packaged.is_file():
         return Path(str(packaged))
     # Editable installs and source checkouts: the catalog lives in <repo>/data/catalogs.
-    in_repo = Path(__file__).resolve().parents[3] / "data" / "catalogs" / f"{name}.csv"
+    in_repo = SOURCE_ROOT / "data" / "catalogs" / f"{name}.csv"
     if in_repo.is_file():
         return in_repo
     raise CatalogError(f"no shipped catalog for dataset {name!r} (looked for {in_repo})")
@@ -96,6 +98,31 @@ def load_catalog(path_or_name: str | Path) -> pd.DataFrame:
     return validate_catalog(raw, source=str(path))
 
 
+def as_catalog(catalog: str | Path | pd.DataFrame, *, source: str = "catalog") -> pd.DataFrame:
+    """A validated catalog from a shipped catalog's name, a CSV path or a table.
+
+    Parameters
+    ----------
+    catalog : str, pathlib.Path or pandas.DataFrame
+        A name or path (see :func:`load_catalog`), a raw table with a ``key`` column, or a
+        table indexed by ``key`` (or ``benchmark``), e.g. a study's ``benchmarks``.
+    source : str
+        Name used in error messages for a table.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As from :func:`validate_catalog`.
+    """
+    if not isinstance(catalog, pd.DataFrame):
+        return load_catalog(catalog)
+    if "key" in catalog.columns:
+        return validate_catalog(catalog, source=source)
+    if catalog.index.name in ("key", "benchmark"):
+        return validate_catalog(catalog.rename_axis("key").reset_index(), source=source)
+    raise CatalogError("the catalog needs a 'key' column or index", source=source)
+
+
 def validate_catalog(raw: pd.DataFrame, *, source: str = "catalog") -> pd.DataFrame:
     """Validate a catalog table and normalise its columns.
 
@@ -123,7 +150,26 @@ def validate_catalog(raw: pd.DataFrame, *, source: str = "catalog") -> pd.DataFr
         )
     if raw.empty:
         raise CatalogError("the catalog has no rows", source=source)
+    out = _normalised(raw, source)
+    _check_rows(out, _row_rules(out), source)
+    out.loc[out["role"] == "capability", "area"] = CAPABILITY_AREA
+    out.loc[out["display_name"] == "", "display_name"] = out["key"]
+    dup = out["key"].duplicated(keep=False)
+    if dup.any():
+        raise CatalogError(
+            f"benchmark key {out['key'][dup].iloc[0]!r} appears more than once "
+            f"(lines {out.loc[dup, 'line'].tolist()})",
+            source=source,
+            column="key",
+        )
+    _check_rows(out, _parent_rules(out), source)
+    return out.set_index("key")[list(CATALOG_COLUMNS[1:])]
+
+
+def _normalised(raw: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Text columns as stripped strings, number columns as floats; a ``line`` per row."""
     out = pd.DataFrame(index=raw.index)
+    out["line"] = np.arange(len(raw)) + 2  # the header is line 1
     for col in (*_TEXT_COLUMNS, "key"):
         values = raw[col] if col in raw.columns else pd.Series("", index=raw.index)
         out[col] = values.fillna("").astype(str).str.strip()
@@ -134,85 +180,92 @@ def validate_catalog(raw: pd.DataFrame, *, source: str = "catalog") -> pd.DataFr
         text = raw[col] if col in raw.columns else pd.Series("", index=raw.index)
         text = text.astype(object).where(text.notna(), "").astype(str).str.strip()
         numbers = pd.to_numeric(text.replace("", np.nan), errors="coerce")
-        bad = numbers.isna() & (text != "")
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise CatalogError(
-                f"{text.iloc[row]!r} is not a number",
-                source=source,
-                line=row + 2,
-                column=col,
-            )
-        out[col] = numbers.astype(float)
-
-    for row, rec in enumerate(out.itertuples(index=False)):
-        line = row + 2
-        if not rec.key:
-            raise CatalogError("empty benchmark key", source=source, line=line, column="key")
-        if rec.role not in ROLES:
-            raise CatalogError(
-                f"role {rec.role!r} of benchmark {rec.key!r} is not one of {list(ROLES)}",
-                source=source,
-                line=line,
-                column="role",
-            )
-        if rec.role in MODELLED_ROLES and rec.direction not in DIRECTIONS:
-            raise CatalogError(
-                f"unknown direction {rec.direction!r} for benchmark {rec.key!r}: "
-                f"say whether a higher raw value is better ({'/'.join(DIRECTIONS)})",
-                source=source,
-                line=line,
-                column="direction",
-            )
-        if rec.role == "safety" and rec.area not in SAFETY_AREAS:
-            raise CatalogError(
-                f"safety benchmark {rec.key!r} has area {rec.area!r}, not one of "
-                f"{list(SAFETY_AREAS)}",
-                source=source,
-                line=line,
-                column="area",
-            )
-        if rec.scale and rec.scale not in SCALES:
-            raise CatalogError(
-                f"scale {rec.scale!r} of benchmark {rec.key!r} is not one of {list(SCALES)}",
-                source=source,
-                line=line,
-                column="scale",
-            )
-        if not np.isnan(rec.lower) and not np.isnan(rec.upper) and rec.lower >= rec.upper:
-            raise CatalogError(
-                f"lower bound {rec.lower} is not below upper bound {rec.upper}",
-                source=source,
-                line=line,
-                column="lower",
-            )
-    out.loc[out["role"] == "capability", "area"] = CAPABILITY_AREA
-    out.loc[out["display_name"] == "", "display_name"] = out["key"]
-
-    dup = out["key"].duplicated(keep=False)
-    if dup.any():
-        rows = (np.flatnonzero(dup.to_numpy()) + 2).tolist()
-        raise CatalogError(
-            f"benchmark key {out['key'][dup].iloc[0]!r} appears more than once (lines {rows})",
+        out[col] = text
+        raise_first_bad_row(
+            out,
+            numbers.isna() & (text != ""),
+            lambda r, col=col: f"{r[col]!r} is not a number",
             source=source,
-            column="key",
+            column=col,
+            error=CatalogError,
         )
-    keys = set(out["key"])
-    for row, (key, parent) in enumerate(zip(out["key"], out["parent"], strict=True)):
-        if not parent:
-            continue
-        if parent not in keys:
-            raise CatalogError(
-                f"parent {parent!r} of benchmark {key!r} has no catalog row",
-                source=source,
-                line=row + 2,
-                column="parent",
-            )
-        if out.loc[out["key"] == parent, "parent"].iloc[0]:
-            raise CatalogError(
-                f"parent {parent!r} of benchmark {key!r} is itself a part of another benchmark",
-                source=source,
-                line=row + 2,
-                column="parent",
-            )
-    return out.set_index("key")[list(CATALOG_COLUMNS[1:])]
+        out[col] = numbers.astype(float)
+    return out
+
+
+#: A rule on catalog rows: (bad rows, column named, problem given the row).
+type _Rule = tuple[np.ndarray, str, Callable[[pd.Series], str]]
+
+
+def _row_rules(out: pd.DataFrame) -> list[_Rule]:
+    """Rules on each row's own fields, in the order they are checked within a row."""
+    modelled = out["role"].isin(MODELLED_ROLES)
+    return [
+        ((out["key"] == "").to_numpy(), "key", lambda r: "empty benchmark key"),
+        (
+            (~out["role"].isin(ROLES)).to_numpy(),
+            "role",
+            lambda r: f"role {r['role']!r} of benchmark {r['key']!r} is not one of {list(ROLES)}",
+        ),
+        (
+            (modelled & ~out["direction"].isin(DIRECTIONS)).to_numpy(),
+            "direction",
+            lambda r: (
+                f"unknown direction {r['direction']!r} for benchmark {r['key']!r}: say whether a "
+                f"higher raw value is better ({'/'.join(DIRECTIONS)})"
+            ),
+        ),
+        (
+            ((out["role"] == "safety") & ~out["area"].isin(SAFETY_AREAS)).to_numpy(),
+            "area",
+            lambda r: (
+                f"safety benchmark {r['key']!r} has area {r['area']!r}, not one of "
+                f"{list(SAFETY_AREAS)}"
+            ),
+        ),
+        (
+            ((out["scale"] != "") & ~out["scale"].isin(SCALES)).to_numpy(),
+            "scale",
+            lambda r: (
+                f"scale {r['scale']!r} of benchmark {r['key']!r} is not one of {list(SCALES)}"
+            ),
+        ),
+        (
+            (out["lower"] >= out["upper"]).to_numpy(),
+            "lower",
+            lambda r: f"lower bound {r['lower']} is not below upper bound {r['upper']}",
+        ),
+    ]
+
+
+def _check_rows(out: pd.DataFrame, rules: list[_Rule], source: str) -> None:
+    """The first row breaking a rule fails, naming the first rule it breaks."""
+    bad = np.column_stack([mask for mask, _, _ in rules])
+    rows = np.flatnonzero(bad.any(axis=1))
+    if rows.size == 0:
+        return
+    mask, column, problem = rules[int(np.flatnonzero(bad[rows[0]])[0])]
+    # No earlier row breaks any rule, so this rule's first bad row is rows[0].
+    raise_first_bad_row(out, mask, problem, source=source, column=column, error=CatalogError)
+
+
+def _parent_rules(out: pd.DataFrame) -> list[_Rule]:
+    """A parent is a catalogued benchmark that has no parent itself."""
+    parent_of = dict(zip(out["key"], out["parent"], strict=True))
+    has_parent = out["parent"] != ""
+    known = out["parent"].isin(set(parent_of))
+    return [
+        (
+            (has_parent & ~known).to_numpy(),
+            "parent",
+            lambda r: f"parent {r['parent']!r} of benchmark {r['key']!r} has no catalog row",
+        ),
+        (
+            (has_parent & known & (out["parent"].map(parent_of) != "")).to_numpy(),
+            "parent",
+            lambda r: (
+                f"parent {r['parent']!r} of benchmark {r['key']!r} is itself a part of another "
+                "benchmark"
+            ),
+        ),
+    ]

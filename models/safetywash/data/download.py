@@ -82,6 +82,7 @@ def fetch_files(
     base_url: str | None = None,
     download: bool = True,
     timeout: float = 30,
+    origin: str | None = None,
 ) -> Path:
     """Return a local directory holding every file of a dataset, verified by sha256.
 
@@ -102,6 +103,8 @@ def fetch_files(
         If False, never use the network; fail if the cache is incomplete.
     timeout : float, default 30
         Socket timeout in seconds for each download.
+    origin : str, optional
+        How ``data_dir`` was chosen, named in error messages (default "data_dir argument").
 
     Returns
     -------
@@ -118,8 +121,9 @@ def fetch_files(
     """
     local = resolve_data_dir(data_dir)
     if local is not None:
-        origin = "data_dir argument" if data_dir is not None else f"${DATA_DIR_ENV}"
-        return _verify_local_dir(spec, local, origin)
+        if data_dir is None:
+            origin = f"${DATA_DIR_ENV}"
+        return _verify_local_dir(spec, local, origin or "data_dir argument")
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     root = cache_root / spec.name
     stale = _stale_cache_files(spec, root)

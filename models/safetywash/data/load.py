@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
-from safetywash.data.files import StrPath
-from safetywash.data.readers import read_safetywashing
-from safetywash.data.registry import DatasetError, dataset_spec, fetch_dataset
+from safetywash.data.download import DATA_DIR_ENV, fetch_files, resolve_data_dir
+from safetywash.data.errors import DatasetError
+from safetywash.data.files import SOURCE_ROOT, StrPath
+from safetywash.data.registry import dataset_spec
 from safetywash.data.sources.epoch import read_epoch_benchmark_stitching
 from safetywash.data.sources.helm import read_helm_benchbench
 from safetywash.data.sources.openllm import read_open_llm_leaderboard_v1
+from safetywash.data.sources.safetywashing import read_safetywashing
 from safetywash.data.study import BenchmarkStudy
 
 #: Dataset name -> reader taking (root directory, population).
@@ -20,6 +23,24 @@ READERS: dict[str, Callable[..., BenchmarkStudy]] = {
     "epoch-benchmark-stitching": read_epoch_benchmark_stitching,
     "open-llm-leaderboard-v1": read_open_llm_leaderboard_v1,
 }
+
+#: ``../shared/data`` beside the project root, used when it exists and nothing else is set.
+SHARED_DATA_DIR = SOURCE_ROOT.parent / "shared" / "data"
+
+
+def default_data_dir() -> Path | None:
+    """The local data directory used when none is given.
+
+    Returns
+    -------
+    pathlib.Path or None
+        ``SAFETYWASH_DATA_DIR`` if set and non-empty, else ``../shared/data`` beside the
+        project root if it exists, else ``None`` (files come from the download cache).
+    """
+    from_env = os.environ.get(DATA_DIR_ENV)
+    if from_env:
+        return Path(from_env).expanduser()
+    return SHARED_DATA_DIR if SHARED_DATA_DIR.is_dir() else None
 
 
 def load_dataset(
@@ -40,9 +61,11 @@ def load_dataset(
         Population selector (``"base"``, ``"chat"`` or ``"all"`` for ``safetywashing``).
     data_dir : str or path, optional
         Local directory laid out as ``<data_dir>/<name>/<path in source repository>``
-        (default: the ``SAFETYWASH_DATA_DIR`` environment variable).
+        (default: :func:`default_data_dir`). When a local directory is used it must hold
+        the whole dataset.
     cache_dir : str or path, optional
-        Download cache (default :func:`safetywash.data.registry.default_cache_dir`).
+        Download cache (default :func:`safetywash.data.download.default_cache_dir`), used
+        when there is no local directory.
     download : bool
         Whether a missing file may be downloaded from its pinned URL.
 
@@ -50,11 +73,17 @@ def load_dataset(
     -------
     BenchmarkStudy
     """
-    dataset_spec(name)  # unknown names fail here, listing the known ones
+    spec = dataset_spec(name)  # unknown names fail here, listing the known ones
     reader = READERS.get(name)
     if reader is None:
         raise DatasetError(
             f"dataset {name!r} is registered but has no reader yet; readable: {sorted(READERS)}"
         )
-    root: Path = fetch_dataset(name, data_dir=data_dir, cache_dir=cache_dir, download=download)
+    origin = None
+    if data_dir is None and resolve_data_dir() is None:
+        data_dir = default_data_dir()
+        origin = f"the default beside the project, as {DATA_DIR_ENV} is not set"
+    root = fetch_files(
+        spec, data_dir=data_dir, cache_dir=cache_dir, download=download, origin=origin
+    )
     return reader(root, population)

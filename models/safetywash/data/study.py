@@ -23,11 +23,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.data.catalog import MODELLED_ROLES, validate_catalog
+from safetywash.data.catalog import as_catalog
 from safetywash.data.errors import StudyValidationError
+from safetywash.data.validate import (
+    MIN_LLMS_PER_BENCHMARK,
+    validate_llms,
+    validate_scores,
+)
 
-MIN_LLMS_PER_BENCHMARK = 3
-LLM_COLUMNS = ("display_name", "population", "family", "params", "flop")
 LEVELS = ("aggregate", "parts", "all")
 
 
@@ -44,7 +47,7 @@ class BenchmarkStudy:
         Columns ``llm``, ``benchmark``, ``value``; observed cells only, sorted by benchmark
         then LLM in the order of the two tables below.
     llms : pandas.DataFrame
-        Indexed by ``llm``; columns :data:`LLM_COLUMNS`.
+        Indexed by ``llm``; columns :data:`~safetywash.data.validate.LLM_COLUMNS`.
     benchmarks : pandas.DataFrame
         Indexed by ``benchmark``; the catalog columns (see :mod:`safetywash.data.catalog`).
     name : str
@@ -82,8 +85,8 @@ class BenchmarkStudy:
             An optional ``line`` column gives each cell's line in the source file, used in
             error messages.
         llms : pandas.DataFrame or None
-            Indexed by LLM id, with any of :data:`LLM_COLUMNS`. ``None`` builds a minimal
-            table (population ``"all"``) from the LLMs in ``scores``.
+            Indexed by LLM id, with any of :data:`~safetywash.data.validate.LLM_COLUMNS`.
+            ``None`` builds a minimal table (population ``"all"``) from the LLMs in ``scores``.
         catalog : pandas.DataFrame
             Benchmark metadata, either already validated (indexed by key) or raw with a
             ``key`` column; must describe every benchmark in ``scores``.
@@ -105,9 +108,9 @@ class BenchmarkStudy:
         StudyValidationError
             On any bad input, naming the file, line and column.
         """
-        catalog = _as_catalog(catalog)
-        scores = _validate_scores(scores, catalog, source=source, min_llms=min_llms)
-        llms = _validate_llms(llms, scores, source=source)
+        catalog = as_catalog(catalog)
+        scores = validate_scores(scores, catalog, source=source, min_llms=min_llms)
+        llms = validate_llms(llms, scores, source=source)
         bench_keys = pd.unique(scores["benchmark"])
         benchmarks = catalog.loc[catalog.index.isin(bench_keys)]
         benchmarks.index.name = "benchmark"
@@ -280,10 +283,6 @@ class BenchmarkStudy:
             keep = self.benchmarks.index[~self.benchmarks.index.isin(aggregates)]
         return self.subset(benchmarks=list(keep), name=self.name)
 
-    def modelled_roles(self) -> pd.Series:
-        """Role of every benchmark (``capability`` or ``safety``)."""
-        return self.benchmarks["role"]
-
     # ------------------------------------------------------------------ identity
     def sha256(self) -> str:
         """SHA-256 of a canonical serialisation of the three tables."""
@@ -302,169 +301,3 @@ class BenchmarkStudy:
             f"{self.n_benchmarks} benchmarks {roles}, {self.n_cells} observed cells, "
             f"{self.missing_fraction:.1%} missing)"
         )
-
-
-# ---------------------------------------------------------------------- validation helpers
-def _as_catalog(catalog: pd.DataFrame) -> pd.DataFrame:
-    if "key" in catalog.columns:
-        return validate_catalog(catalog)
-    if catalog.index.name in ("key", "benchmark"):
-        return validate_catalog(catalog.rename_axis("key").reset_index())
-    raise StudyValidationError("the catalog needs a 'key' column or index")
-
-
-def _where(scores: pd.DataFrame, mask: np.ndarray, source: str) -> dict:
-    """Location keywords of the first row selected by ``mask``.
-
-    A ``source`` column (the file of each cell, when cells come from several files) takes
-    precedence over the study-wide source.
-    """
-    row = scores.loc[mask].iloc[0]
-    line = int(row["line"]) if "line" in scores.columns and pd.notna(row["line"]) else None
-    if "source" in scores.columns and row["source"]:
-        source = str(row["source"])
-    return {
-        "source": source,
-        "line": line,
-        "column": str(row["benchmark"]),
-        "llm": str(row["llm"]),
-    }
-
-
-def _validate_scores(
-    scores: pd.DataFrame, catalog: pd.DataFrame, *, source: str, min_llms: int
-) -> pd.DataFrame:
-    required = ("llm", "benchmark", "value")
-    missing = [c for c in required if c not in scores.columns]
-    if missing:
-        raise StudyValidationError(
-            f"missing required column(s) {missing}; scores need {list(required)}",
-            source=source,
-        )
-    if scores.empty:
-        raise StudyValidationError("no scores: the table has no observed cells", source=source)
-    scores = scores.copy()
-    scores["llm"] = scores["llm"].astype(str).str.strip()
-    scores["benchmark"] = scores["benchmark"].astype(str).str.strip()
-
-    raw = scores["value"]
-    numeric = pd.to_numeric(raw, errors="coerce")
-    bad = (numeric.isna() & raw.notna()).to_numpy()
-    if bad.any():
-        value = raw[bad].iloc[0]
-        raise StudyValidationError(
-            f"score {value!r} is not a number", **_where(scores, bad, source)
-        )
-    values = numeric.to_numpy(dtype=float)
-    if np.isnan(values).any():
-        raise StudyValidationError(
-            "missing score given as an empty/NaN cell in long data: leave the row out instead",
-            **_where(scores, np.isnan(values), source),
-        )
-    if np.isinf(values).any():
-        raise StudyValidationError("score is infinite", **_where(scores, np.isinf(values), source))
-    scores["value"] = values
-
-    dup = scores.duplicated(["llm", "benchmark"], keep=False).to_numpy()
-    if dup.any():
-        first = scores.loc[dup].iloc[0]
-        same = dup & (scores["llm"] == first["llm"]).to_numpy()
-        same &= (scores["benchmark"] == first["benchmark"]).to_numpy()
-        lines = scores.loc[same, "line"].tolist() if "line" in scores.columns else []
-        extra = f" (lines {lines})" if lines else ""
-        raise StudyValidationError(
-            f"duplicate (llm, benchmark) pair: {same.sum()} scores for the same cell{extra}",
-            **_where(scores, dup, source),
-        )
-
-    unknown = ~scores["benchmark"].isin(catalog.index).to_numpy()
-    if unknown.any():
-        names = sorted(set(scores.loc[unknown, "benchmark"]))
-        raise StudyValidationError(
-            f"benchmark has no catalog entry (no role or direction known); unknown: {names[:10]}",
-            source=source,
-            column=names[0],
-        )
-    roles = catalog["role"].reindex(scores["benchmark"]).to_numpy()
-    not_modelled = ~np.isin(roles, MODELLED_ROLES)
-    if not_modelled.any():
-        name = scores.loc[not_modelled, "benchmark"].iloc[0]
-        raise StudyValidationError(
-            f"benchmark is catalogued as role {catalog.loc[name, 'role']!r} and cannot be "
-            "modelled; readers drop such columns",
-            source=source,
-            column=name,
-        )
-
-    lower = catalog["lower"].reindex(scores["benchmark"]).to_numpy(dtype=float)
-    upper = catalog["upper"].reindex(scores["benchmark"]).to_numpy(dtype=float)
-    below = values < np.where(np.isnan(lower), -np.inf, lower)
-    above = values > np.where(np.isnan(upper), np.inf, upper)
-    out = below | above
-    if out.any():
-        i = int(np.flatnonzero(out)[0])
-        raise StudyValidationError(
-            f"score {values[i]:g} is outside the declared range "
-            f"[{_bound(lower[i])}, {_bound(upper[i])}]",
-            **_where(scores, out, source),
-        )
-
-    counts = scores.groupby("benchmark", sort=False)["llm"].size()
-    few = counts[counts < min_llms]
-    if not few.empty:
-        raise StudyValidationError(
-            f"benchmark has only {int(few.iloc[0])} observed LLM(s); at least {min_llms} needed",
-            source=source,
-            column=str(few.index[0]),
-        )
-    spread = scores.groupby("benchmark", sort=False)["value"].agg(lambda v: np.ptp(v.to_numpy()))
-    constant = spread[spread == 0]
-    if not constant.empty:
-        key = str(constant.index[0])
-        value = scores.loc[scores["benchmark"] == key, "value"].iloc[0]
-        raise StudyValidationError(
-            f"benchmark is constant ({value:g} for every LLM): it carries no information",
-            source=source,
-            column=key,
-        )
-    return scores
-
-
-def _bound(x: float) -> str:
-    return "unbounded" if np.isnan(x) else f"{x:g}"
-
-
-def _validate_llms(llms: pd.DataFrame | None, scores: pd.DataFrame, *, source: str):
-    present = list(pd.unique(scores["llm"]))
-    if llms is None:
-        llms = pd.DataFrame(index=pd.Index(present, name="llm"))
-    llms = llms.copy()
-    llms.index = pd.Index(llms.index.astype(str).str.strip(), name="llm")
-    if llms.index.duplicated().any():
-        dup = llms.index[llms.index.duplicated()][0]
-        raise StudyValidationError("LLM listed more than once", source=source, llm=dup)
-    unknown = [k for k in present if k not in llms.index]
-    if unknown:
-        raise StudyValidationError(
-            "LLM has scores but no row in the LLM table", source=source, llm=unknown[0]
-        )
-    without = [k for k in llms.index if k not in set(present)]
-    if without:
-        raise StudyValidationError(
-            "LLM has no scores on any modelled benchmark", source=source, llm=without[0]
-        )
-    defaults = {
-        "display_name": None,
-        "population": "all",
-        "family": "",
-        "params": np.nan,
-        "flop": np.nan,
-    }
-    for col, default in defaults.items():
-        if col not in llms.columns:
-            llms[col] = llms.index if col == "display_name" else default
-    for col in ("params", "flop"):
-        llms[col] = pd.to_numeric(llms[col], errors="raise").astype(float)
-    for col in ("display_name", "population", "family"):
-        llms[col] = llms[col].fillna("").astype(str)
-    return llms[list(LLM_COLUMNS)]

@@ -35,11 +35,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from safetywash.data.errors import StudyValidationError
-from safetywash.data.sources.helm import _catalog, read_delimited
-from safetywash.data.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
+from safetywash.data.catalog import as_catalog
+from safetywash.data.errors import StudyValidationError, raise_first_bad_row
+from safetywash.data.study import BenchmarkStudy
+from safetywash.data.table import check_unique, read_table
+from safetywash.data.validate import MIN_LLMS_PER_BENCHMARK
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ def epoch_score_rows(
         ``line`` (the line the row starts on).
     """
     root = Path(root)
-    table = _catalog(catalog)
+    table = as_catalog(catalog)
     modelled = set(table.index[table["role"] != "excluded"])
     runs, tasks = _runs_rows(root, table, modelled)
     parts = [runs]
@@ -156,19 +159,20 @@ def _runs_rows(
 ) -> tuple[pd.DataFrame, set[str]]:
     path = root / EPOCH_RUNS
     source = str(path)
-    frame = read_delimited(path, required=list(RUNS_COLUMNS.values()))
+    frame = read_table(path, required=list(RUNS_COLUMNS.values()))
     task = frame[RUNS_COLUMNS["benchmark"]]
     tasks = set(task)
     unknown = ~task.isin(table.index)
-    if unknown.any():
-        row = frame.loc[unknown].iloc[0]
-        raise StudyValidationError(
-            f"task {row['task']!r} has no entry in the benchmark catalog (role and direction "
-            f"unknown); all unknown: {sorted(set(task[unknown]))[:10]}",
-            source=source,
-            line=int(row["line"]),
-            column=RUNS_COLUMNS["benchmark"],
-        )
+    raise_first_bad_row(
+        frame,
+        unknown,
+        lambda r: (
+            f"task {r['task']!r} has no entry in the benchmark catalog (role and direction "
+            f"unknown); all unknown: {sorted(set(task[unknown]))[:10]}"
+        ),
+        source=source,
+        column=RUNS_COLUMNS["benchmark"],
+    )
     frame = frame[task.isin(modelled)]
     out = pd.DataFrame(
         {
@@ -185,7 +189,7 @@ def _external_rows(root: Path, key: str, spec: ExternalFile) -> pd.DataFrame:
     path = root / spec.path(key)
     source = str(path)
     required = ["Model version", spec.score_column] + (["Source"] if spec.needs_source else [])
-    frame = read_delimited(path, required=required)
+    frame = read_table(path, required=required)
     keep = (frame["Model version"] != "") & (frame[spec.score_column] != "")
     if spec.needs_source:
         keep &= frame["Source"] != ""
@@ -205,16 +209,14 @@ def _parse(rows: pd.DataFrame, *, divisor: float, source: str, column: str) -> p
     """Drop empty ids/scores, normalise scores to 0-1; fail on the first unreadable score."""
     rows = rows[(rows["llm"] != "") & (rows["text"] != "")].copy()
     number = pd.to_numeric(rows["text"].str.removesuffix("%").str.strip(), errors="coerce")
-    bad = (number.isna() | ~number.map(math.isfinite)).to_numpy()
-    if bad.any():
-        row = rows.loc[bad].iloc[0]
-        raise StudyValidationError(
-            f"score {row['text']!r} is not a number (or a percentage like '42%')",
-            source=source,
-            line=int(row["line"]),
-            column=column,
-            llm=row["llm"],
-        )
+    raise_first_bad_row(
+        rows,
+        number.isna() | ~number.map(math.isfinite),
+        lambda r: f"score {r['text']!r} is not a number (or a percentage like '42%')",
+        source=source,
+        column=column,
+        llm_of="llm",
+    )
     rows["value"] = number.astype(float) / divisor
     rows["source"] = source
     return rows[["llm", "benchmark", "value", "text", "source", "line"]]
@@ -232,36 +234,27 @@ def epoch_versions(root: str | Path) -> pd.DataFrame:
     """
     path = Path(root) / EPOCH_VERSIONS
     source = str(path)
-    frame = read_delimited(path, required=list(VERSION_COLUMNS))
-    empty = frame["id"] == ""
-    if empty.any():
-        raise StudyValidationError(
-            "empty model-version id", source=source, line=int(frame.loc[empty, "line"].iloc[0])
-        )
-    dup = frame["id"].duplicated(keep=False)
-    if dup.any():
-        name = frame.loc[dup, "id"].iloc[0]
-        lines = frame.loc[frame["id"] == name, "line"].tolist()
-        raise StudyValidationError(
+    frame = read_table(path, required=list(VERSION_COLUMNS))
+    raise_first_bad_row(frame, frame["id"] == "", "empty model-version id", source=source)
+    check_unique(
+        frame,
+        "id",
+        source=source,
+        problem=lambda lines: (
             f"model-version id appears more than once (lines {lines}; ids are compared "
-            "without surrounding spaces)",
-            source=source,
-            line=int(lines[1]),
-            column="id",
-            llm=name,
-        )
+            "without surrounding spaces)"
+        ),
+    )
     text = frame["Version release date"]
     date = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-    bad = (date.isna() & (text != "")).to_numpy()
-    if bad.any():
-        row = frame.loc[bad].iloc[0]
-        raise StudyValidationError(
-            f"release date {row['Version release date']!r} is not a YYYY-MM-DD date",
-            source=source,
-            line=int(row["line"]),
-            column="Version release date",
-            llm=row["id"],
-        )
+    raise_first_bad_row(
+        frame,
+        date.isna() & (text != ""),
+        lambda r: f"release date {r['Version release date']!r} is not a YYYY-MM-DD date",
+        source=source,
+        column="Version release date",
+        llm_of="id",
+    )
     display = frame.get("Unique display name", pd.Series("", index=frame.index))
     display = display.where(display != "", frame.get("Display name", display))
     display = display.where(display != "", frame["id"])
@@ -300,18 +293,19 @@ def resolve_duplicates(rows: pd.DataFrame, rule: str = "max") -> pd.DataFrame:
     if not dup.any():
         return rows
     if rule == "error":
-        first = rows.loc[dup].iloc[0]
-        same = rows[(rows["llm"] == first["llm"]) & (rows["benchmark"] == first["benchmark"])]
-        where = "; ".join(
-            f"{s} line {n}" for s, n in zip(same["source"], same["line"], strict=True)
-        )
-        raise StudyValidationError(
-            f"{len(same)} scores for the same (version, benchmark) pair ({where}); "
-            "pass duplicates='max' to keep the largest, as the paper does",
-            source=str(first["source"]),
-            line=int(first["line"]),
-            column=str(first["benchmark"]),
-            llm=str(first["llm"]),
+
+        def problem(first: pd.Series) -> str:
+            same = rows[(rows["llm"] == first["llm"]) & (rows["benchmark"] == first["benchmark"])]
+            where = "; ".join(
+                f"{s} line {n}" for s, n in zip(same["source"], same["line"], strict=True)
+            )
+            return (
+                f"{len(same)} scores for the same (version, benchmark) pair ({where}); "
+                "pass duplicates='max' to keep the largest, as the paper does"
+            )
+
+        raise_first_bad_row(
+            rows, dup, problem, column_of="benchmark", llm_of="llm", source_of="source"
         )
     order = rows.assign(_pos=range(len(rows)))
     best = order.sort_values(["value", "_pos"], ascending=[False, True], kind="stable")
@@ -366,20 +360,19 @@ def read_epoch_benchmark_stitching(
     if duplicates not in EPOCH_DUPLICATE_RULES:
         raise ValueError(f"duplicates must be one of {EPOCH_DUPLICATE_RULES}, not {duplicates!r}")
     root = Path(root)
-    table = _catalog(catalog)
+    table = as_catalog(catalog)
     rows = epoch_score_rows(root, table)
     versions = epoch_versions(root)
-    unknown = ~rows["llm"].isin(versions.index)
-    if unknown.any():
-        row = rows.loc[unknown].iloc[0]
-        raise StudyValidationError(
-            f"model version is not in {EPOCH_VERSIONS} (column 'id'); every score must "
-            "belong to a registered version",
-            source=str(row["source"]),
-            line=int(row["line"]),
-            column="Model version" if row["source"] != str(root / EPOCH_RUNS) else "model",
-            llm=str(row["llm"]),
-        )
+    in_runs = rows["source"] == str(root / EPOCH_RUNS)
+    raise_first_bad_row(
+        rows.assign(column=np.where(in_runs, RUNS_COLUMNS["version"], "Model version")),
+        ~rows["llm"].isin(versions.index),
+        f"model version is not in {EPOCH_VERSIONS} (column 'id'); every score must "
+        "belong to a registered version",
+        column_of="column",
+        llm_of="llm",
+        source_of="source",
+    )
     rows = _paper_filters(rows, versions)
     rows = resolve_duplicates(rows, duplicates)
     keep = list(pd.unique(rows["llm"]))

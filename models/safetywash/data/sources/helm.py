@@ -10,30 +10,21 @@ Benchmark keys are ``"<table>: <column>"`` (e.g. ``"calibration: MMLU - ECE (10-
 because ``Mean win rate`` occurs in every table. The shipped catalog
 ``data/catalogs/helm-benchbench.csv`` decides which columns are modelled; see the
 ``helm-benchbench`` section of ``data/README.md`` for the rules.
-
-:func:`read_delimited` is a line-accurate CSV/TSV reader shared with the other readers of
-this package's extra datasets.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from safetywash.data.catalog import load_catalog, validate_catalog
-from safetywash.data.errors import StudyValidationError
-from safetywash.data.readers import (
-    _check_numeric,
-    _check_unique_llms,
-    _modelled_columns,
-    read_table,
-    wide_to_long,
-)
-from safetywash.data.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
+from safetywash.data.catalog import as_catalog
+from safetywash.data.errors import StudyValidationError, raise_first_bad_row
+from safetywash.data.study import BenchmarkStudy
+from safetywash.data.table import check_unique_llms, modelled_columns, read_table, wide_to_long
+from safetywash.data.validate import MIN_LLMS_PER_BENCHMARK
 
 HELM_DIR = "benchbench/data/helm"
 HELM_TABLES = (
@@ -51,14 +42,6 @@ HELM_LLM_COLUMNS = ("Model/adapter", "Model")
 HELM_MISSING = ("-",)
 HELM_POPULATIONS = ("all",)
 _SIZE = re.compile(r"^(?P<family>.*?)\s*\((?P<number>[0-9.]+)(?P<unit>[MB])\)$")
-
-
-# ---------------------------------------------------------------------- file level
-def read_delimited(
-    path: str | Path, *, delimiter: str = ",", required: Sequence[str] = ()
-) -> pd.DataFrame:
-    """:func:`safetywash.data.readers.read_table` with a choice of delimiter (HELM is TSV)."""
-    return read_table(path, required=required, delimiter=delimiter)
 
 
 def helm_key(table: str, column: str) -> str:
@@ -79,7 +62,6 @@ def helm_family_and_params(name: str) -> tuple[str, float]:
     return match["family"], float(match["number"]) * scale
 
 
-# ---------------------------------------------------------------------- reader
 def read_helm_benchbench(
     root: str | Path,
     population: str = "all",
@@ -119,50 +101,23 @@ def read_helm_benchbench(
             f"unknown population {population!r}; helm-benchbench has {list(HELM_POPULATIONS)}"
         )
     root = Path(root)
-    table = _catalog(catalog)
+    table = as_catalog(catalog)
     longs, excluded = [], []
-    models: dict[str, tuple[str, int]] = {}  # model -> (first file, line)
-    first_path: Path | None = None
+    models: dict[str, int] = {}  # model -> its line in the first table
     for name in HELM_TABLES:
         path = root / HELM_DIR / f"{name}.tsv"
-        source = str(path)
-        frame = read_delimited(path, delimiter="\t")
-        llm_column = frame.columns[0]
-        if llm_column not in HELM_LLM_COLUMNS:
-            raise StudyValidationError(
-                f"the first column should hold the model name (one of "
-                f"{list(HELM_LLM_COLUMNS)}), not {llm_column!r}",
-                source=source,
-                line=1,
-                column=llm_column,
-            )
-        _check_unique_llms(frame, llm_column, source)
-        _check_same_models(frame, llm_column, source, models, first_path)
-        if first_path is None:
-            first_path = path
-            pairs = zip(frame[llm_column], frame["line"], strict=True)
-            models = {m: (source, int(n)) for m, n in pairs}
-        columns = [c for c in frame.columns if c not in (llm_column, "line")]
-        keyed = frame.rename(columns={c: helm_key(name, c) for c in columns})
-        keys = [helm_key(name, c) for c in columns]
-        modelled, dropped = _modelled_columns(keys, table, source)
+        frame, llm_column = _read_helm_table(path)
+        if models:
+            _check_same_models(frame, llm_column, str(path), models)
+        else:
+            models = dict(zip(frame[llm_column], frame["line"].astype(int), strict=True))
+        long, dropped = _helm_cells(frame, llm_column, name, table, str(path))
         excluded += dropped
-        if not modelled:
-            continue
-        long = wide_to_long(
-            keyed,
-            llm_column=llm_column,
-            benchmark_columns=modelled,
-            na_values=HELM_MISSING,
-            source=source,
-        )
-        _check_numeric(long, source)
-        longs.append(long.assign(source=source))
-    long = pd.concat(longs, ignore_index=True)
-    llms = _llm_table(list(models))
+        if long is not None:
+            longs.append(long)
     return BenchmarkStudy.from_frames(
-        long,
-        llms,
+        pd.concat(longs, ignore_index=True),
+        _llm_table(list(models)),
         table,
         name="helm-benchbench",
         source=str(root / HELM_DIR),
@@ -171,38 +126,60 @@ def read_helm_benchbench(
     )
 
 
-def _catalog(catalog: str | Path | pd.DataFrame) -> pd.DataFrame:
-    table = catalog if isinstance(catalog, pd.DataFrame) else load_catalog(catalog)
-    if "key" in table.columns:
-        table = validate_catalog(table)
-    return table
+def _read_helm_table(path: Path) -> tuple[pd.DataFrame, str]:
+    """One HELM table and the name of its model column; models checked unique."""
+    frame = read_table(path, delimiter="\t")
+    llm_column = frame.columns[0]
+    if llm_column not in HELM_LLM_COLUMNS:
+        raise StudyValidationError(
+            f"the first column should hold the model name (one of "
+            f"{list(HELM_LLM_COLUMNS)}), not {llm_column!r}",
+            source=str(path),
+            line=1,
+            column=llm_column,
+        )
+    check_unique_llms(frame, llm_column, str(path))
+    return frame, llm_column
+
+
+def _helm_cells(
+    frame: pd.DataFrame, llm_column: str, name: str, catalog: pd.DataFrame, source: str
+) -> tuple[pd.DataFrame | None, list[str]]:
+    """The observed cells of one table's modelled columns (or None), and its excluded keys."""
+    columns = [c for c in frame.columns if c not in (llm_column, "line")]
+    keyed = frame.rename(columns={c: helm_key(name, c) for c in columns})
+    modelled, excluded = modelled_columns([helm_key(name, c) for c in columns], catalog, source)
+    if not modelled:
+        return None, excluded
+    long = wide_to_long(
+        keyed,
+        llm_column=llm_column,
+        benchmark_columns=modelled,
+        na_values=HELM_MISSING,
+        source=source,
+    )
+    # Each cell keeps its file: the study's checks name the one table that holds it.
+    return long.assign(source=source), excluded
 
 
 def _check_same_models(
-    frame: pd.DataFrame,
-    llm_column: str,
-    source: str,
-    models: dict[str, tuple[str, int]],
-    first_path: Path | None,
+    frame: pd.DataFrame, llm_column: str, source: str, models: dict[str, int]
 ) -> None:
     """Every table must list the same models as the first (a typo would add a fake LLM)."""
-    if first_path is None:
-        return
+    first = f"{HELM_TABLES[0]}.tsv"
+    raise_first_bad_row(
+        frame,
+        ~frame[llm_column].isin(set(models)),
+        f"model is not in {first} (every HELM table lists the same models)",
+        source=source,
+        column=llm_column,
+        llm_of=llm_column,
+    )
     present = set(frame[llm_column])
-    for llm, line in zip(frame[llm_column], frame["line"], strict=True):
-        if llm not in models:
-            raise StudyValidationError(
-                f"model is not in {first_path.name} (every HELM table lists the same models)",
-                source=source,
-                line=int(line),
-                column=llm_column,
-                llm=llm,
-            )
     absent = [m for m in models if m not in present]
     if absent:
-        _, line = models[absent[0]]
         raise StudyValidationError(
-            f"model listed in {first_path.name} (line {line}) is missing from this table; "
+            f"model listed in {first} (line {models[absent[0]]}) is missing from this table; "
             f"all missing: {absent[:5]}",
             source=source,
             column=llm_column,

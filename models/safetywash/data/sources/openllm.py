@@ -28,22 +28,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from safetywash.data.errors import StudyValidationError
-from safetywash.data.readers import _check_numeric, _modelled_columns, wide_to_long
-from safetywash.data.sources.helm import _catalog, read_delimited
-from safetywash.data.study import MIN_LLMS_PER_BENCHMARK, BenchmarkStudy
+from safetywash.data.catalog import as_catalog
+from safetywash.data.errors import StudyValidationError, raise_first_bad_row
+from safetywash.data.study import BenchmarkStudy
+from safetywash.data.table import check_unique, modelled_columns, read_table, wide_to_long
+from safetywash.data.validate import MIN_LLMS_PER_BENCHMARK, score_values
 
 OPENLLM_FILE = "src/bat/assets/benchmarks_old/hf_open_llm_v1_240829_frozen.csv"
 OPENLLM_LLM_COLUMN = "model"
 OPENLLM_AVERAGE = "hf_open_llm_v1"
-OPENLLM_BENCHMARKS = (
-    "HFV1_ARC",
-    "HFV1_HellaSwag",
-    "HFV1_MMLU",
-    "HFV1_TruthfulQA",
-    "HFV1_Winogrande",
-    "HFV1_GSM8K",
-)
 OPENLLM_POPULATIONS = ("all",)
 OPENLLM_DUPLICATE_RULES = ("best", "error")
 #: A GSM8K score of exactly 0 is a failed run when MMLU (percent) is at least this.
@@ -56,8 +49,8 @@ def keep_best_submission(frame: pd.DataFrame, rule: str = "best", *, source: str
     Parameters
     ----------
     frame : pandas.DataFrame
-        The file as from :func:`~safetywash.data.sources.helm.read_delimited`, with the average
-        column already checked to be numeric.
+        The file as from :func:`~safetywash.data.table.read_table`, with the average column
+        already checked to be numeric.
     rule : {"best", "error"}
         ``"best"`` keeps, for each duplicated name, the row with the highest
         ``hf_open_llm_v1`` (ties: the earlier line). ``"error"`` raises on the first
@@ -76,15 +69,14 @@ def keep_best_submission(frame: pd.DataFrame, rule: str = "best", *, source: str
     if not dup.any():
         return frame
     if rule == "error":
-        name = frame.loc[dup, OPENLLM_LLM_COLUMN].iloc[0]
-        lines = frame.loc[frame[OPENLLM_LLM_COLUMN] == name, "line"].tolist()
-        raise StudyValidationError(
-            f"model appears in more than one row (lines {lines}); pass duplicates='best' to "
-            f"keep the row with the highest {OPENLLM_AVERAGE}",
+        check_unique(
+            frame,
+            OPENLLM_LLM_COLUMN,
             source=source,
-            line=int(lines[1]),
-            column=OPENLLM_LLM_COLUMN,
-            llm=name,
+            problem=lambda lines: (
+                f"model appears in more than one row (lines {lines}); pass duplicates='best' "
+                f"to keep the row with the highest {OPENLLM_AVERAGE}"
+            ),
         )
     average = pd.to_numeric(frame[OPENLLM_AVERAGE]).to_numpy(dtype=float)
     order = np.lexsort((frame["line"].to_numpy(), -average))
@@ -144,34 +136,8 @@ def read_open_llm_leaderboard_v1(
         raise ValueError(f"duplicates must be one of {OPENLLM_DUPLICATE_RULES}, not {duplicates!r}")
     path = Path(root) / OPENLLM_FILE
     source = str(path)
-    table = _catalog(catalog)
-    frame = read_delimited(
-        path, required=[OPENLLM_LLM_COLUMN, OPENLLM_AVERAGE, "HFV1_MMLU", "HFV1_GSM8K"]
-    )
-    empty = (frame[OPENLLM_LLM_COLUMN] == "").to_numpy()
-    if empty.any():
-        raise StudyValidationError(
-            "empty model name",
-            source=source,
-            line=int(frame.loc[empty, "line"].iloc[0]),
-            column=OPENLLM_LLM_COLUMN,
-        )
-    columns = [c for c in frame.columns if c not in (OPENLLM_LLM_COLUMN, "line")]
-    modelled, excluded = _modelled_columns(columns, table, source)
-    # Every score column is checked, including the average that ranks duplicate rows.
-    everything = wide_to_long(
-        frame, llm_column=OPENLLM_LLM_COLUMN, benchmark_columns=columns, source=source
-    )
-    _check_numeric(everything, source)
-    if (frame[OPENLLM_AVERAGE] == "").any():
-        row = frame.loc[frame[OPENLLM_AVERAGE] == ""].iloc[0]
-        raise StudyValidationError(
-            "empty leaderboard average (it ranks duplicate submissions)",
-            source=source,
-            line=int(row["line"]),
-            column=OPENLLM_AVERAGE,
-            llm=row[OPENLLM_LLM_COLUMN],
-        )
+    table = as_catalog(catalog)
+    frame, modelled, excluded = _read_checked(path, table)
     kept = keep_best_submission(frame, duplicates, source=source)
     long = wide_to_long(
         kept, llm_column=OPENLLM_LLM_COLUMN, benchmark_columns=modelled, source=source
@@ -191,3 +157,37 @@ def read_open_llm_leaderboard_v1(
         min_llms=min_llms,
         excluded=excluded,
     )
+
+
+def _read_checked(path: Path, catalog: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The file, its modelled and its excluded columns; every name, column and score checked.
+
+    Every score column is checked, including the average that ranks duplicate rows and the
+    rows that the duplicate rule then drops.
+    """
+    source = str(path)
+    frame = read_table(
+        path, required=[OPENLLM_LLM_COLUMN, OPENLLM_AVERAGE, "HFV1_MMLU", "HFV1_GSM8K"]
+    )
+    raise_first_bad_row(
+        frame,
+        frame[OPENLLM_LLM_COLUMN] == "",
+        "empty model name",
+        source=source,
+        column=OPENLLM_LLM_COLUMN,
+    )
+    columns = [c for c in frame.columns if c not in (OPENLLM_LLM_COLUMN, "line")]
+    modelled, excluded = modelled_columns(columns, catalog, source)
+    everything = wide_to_long(
+        frame, llm_column=OPENLLM_LLM_COLUMN, benchmark_columns=columns, source=source
+    )
+    score_values(everything, source=source)
+    raise_first_bad_row(
+        frame,
+        frame[OPENLLM_AVERAGE] == "",
+        "empty leaderboard average (it ranks duplicate submissions)",
+        source=source,
+        column=OPENLLM_AVERAGE,
+        llm_of=OPENLLM_LLM_COLUMN,
+    )
+    return frame, modelled, excluded

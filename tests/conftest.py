@@ -1,8 +1,9 @@
-"""Shared fixtures: where the real Safetywashing release is, and small synthetic inputs.
+"""Shared fixtures: where the real datasets are, and small synthetic inputs.
 
-The real data is found through ``SAFETYWASH_DATA_DIR`` if set, else ``<repo>/../shared/data``;
-tests that need it are skipped when it is absent. It is never copied into the repository:
-tests that need a modified copy write one into ``tmp_path``. No fixture touches the network.
+The real data is found through ``SAFETYWASH_DATA_DIR`` if set, else ``<repo>/../shared/data``.
+Tests that need it are skipped when it is absent, except under ``CI=true``, where they fail:
+CI must not pass by skipping them. The data is never copied into the repository: tests that
+need a modified copy write one into ``tmp_path``. No fixture touches the network.
 """
 
 from __future__ import annotations
@@ -12,35 +13,49 @@ import io
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import pytest
 
+from safetywash.data.registry import dataset_spec
+from safetywash.data.sources.safetywashing import SAFETYWASHING_FILES, read_safetywashing
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR_ENV = "SAFETYWASH_DATA_DIR"
-SAFETYWASHING_FILES = {
-    "base": "data/benchmarks_base_models.csv",
-    "chat": "data/benchmarks_chat_models.csv",
-    "info": "data/benchmarks_info.csv",
-}
-#: Columns of the Safetywashing matrices that describe the LLM rather than a benchmark.
-LLM_COLUMNS = ("model", "name", "type", "model_size", "FLOP")
+#: The real data, found at import, before any test edits the environment.
+SHARED_DATA = Path(os.environ.get(DATA_DIR_ENV) or REPO_ROOT.parent / "shared" / "data")
 
 
-def _shared_data_candidate() -> Path:
-    env = os.environ.get(DATA_DIR_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+def _data_unavailable(reason: str) -> NoReturn:
+    """Skip the test; under ``CI=true`` fail it instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true needs the real data (set {DATA_DIR_ENV})", pytrace=False)
+    pytest.skip(reason)
+
+
+def _find_dataset(name: str, data_dir: Path = SHARED_DATA) -> Path:
+    """``<data_dir>/<name>`` if it holds every registered file of the dataset."""
+    root = data_dir / name
+    missing = [path for path in dataset_spec(name).files if not (root / path).is_file()]
+    if missing:
+        _data_unavailable(f"real data of {name} not found under {root} (missing {missing[:3]})")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_dataset() -> Callable[..., Path]:
+    """``shared_dataset(name, data_dir=SHARED_DATA)``: the root of a real dataset.
+
+    Skips the calling test when a registered file is missing (fails it under ``CI=true``).
+    """
+    return _find_dataset
 
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
-    """Directory holding ``safetywashing/`` (the real release); skips the test if absent."""
-    candidate = _shared_data_candidate()
-    root = candidate / "safetywashing"
-    missing = [rel for rel in SAFETYWASHING_FILES.values() if not (root / rel).is_file()]
-    if missing:
-        pytest.skip(f"real Safetywashing data not found under {root} (missing {missing})")
-    return candidate
+    """Directory holding ``safetywashing/`` (the real release); skips or fails if absent."""
+    return _find_dataset("safetywashing").parent
 
 
 @pytest.fixture(scope="session")
@@ -64,8 +79,6 @@ def real_study(safetywashing_root: Path) -> Callable:
 
     Tests must not mutate the returned study's frames.
     """
-    from safetywash.data.sources.safetywashing import read_safetywashing
-
     cache: dict[str, object] = {}
 
     def get(population: str):
@@ -80,7 +93,7 @@ def real_study(safetywashing_root: Path) -> Callable:
 def real_copy(safetywashing_root: Path, tmp_path: Path) -> Path:
     """A writable copy of the release at ``tmp_path/safetywashing``; returns that root."""
     root = tmp_path / "safetywashing"
-    for rel in SAFETYWASHING_FILES.values():
+    for rel in dataset_spec("safetywashing").files:
         dest = root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes((safetywashing_root / rel).read_bytes())

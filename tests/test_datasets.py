@@ -1,4 +1,4 @@
-"""Tests for safetywash.data.registry, .download and .files.
+"""Tests for safetywash.data.registry, .download, .files and the data directory of .load.
 
 No test uses the internet: downloads go to a local server.
 """
@@ -20,31 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from safetywash.data import registry as datasets
-from safetywash.data.files import atomic_write
-from safetywash.data.registry import (
-    DatasetError,
-    DatasetSpec,
-    dataset_names,
-    dataset_spec,
-    default_cache_dir,
-    fetch_dataset,
-    resolve_data_dir,
-    sha256_file,
-)
+from safetywash.data import download as datasets
+from safetywash.data import load
+from safetywash.data.catalog import load_catalog, shipped_catalog_path
+from safetywash.data.download import default_cache_dir, resolve_data_dir
+from safetywash.data.errors import DatasetError
+from safetywash.data.files import atomic_write, sha256_file
+from safetywash.data.load import READERS, default_data_dir, load_dataset
+from safetywash.data.registry import DatasetSpec, dataset_names, dataset_spec, fetch_dataset
+from safetywash.data.sources.epoch import EPOCH_EXTERNAL
 
 NAME = "safetywashing"  # small (3 files, ~100 KB): used for all download tests
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _find_shared_data() -> Path | None:
-    # Evaluated at import, before any test fixture edits the environment.
-    candidate = os.environ.get(datasets.DATA_DIR_ENV) or REPO_ROOT.parent / "shared" / "data"
-    path = Path(candidate)
-    return path if path.is_dir() else None
-
-
-SHARED_DATA = _find_shared_data()
 
 
 @pytest.fixture(autouse=True)
@@ -65,10 +52,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    if SHARED_DATA is None or not (SHARED_DATA / NAME).is_dir():
-        pytest.skip("shared data directory not available")
-    return SHARED_DATA
+def shared_data(shared_dataset) -> Path:
+    """The data directory holding the real ``NAME`` dataset."""
+    return shared_dataset(NAME).parent
 
 
 def _copy_dataset(shared: Path, dest_root: Path, name: str = NAME) -> Path:
@@ -137,24 +123,56 @@ def _assert_complete(root: Path, name: str = NAME) -> None:
 # --- registry ----------------------------------------------------------------------------------
 
 
-def test_dataset_names() -> None:
-    assert dataset_names() == sorted(
-        ["safetywashing", "helm-benchbench", "epoch-benchmark-stitching", "open-llm-leaderboard-v1"]
-    )
-
-
-def test_open_llm_registers_only_the_leaderboard_table() -> None:
-    files = dataset_spec("open-llm-leaderboard-v1").files
-    assert list(files) == ["src/bat/assets/benchmarks_old/hf_open_llm_v1_240829_frozen.csv"]
+def test_every_registered_dataset_can_be_loaded_by_name() -> None:
+    names = dataset_names()
+    assert names and names == sorted(set(names))
+    assert set(READERS) == set(names)  # a reader for each, none for an unregistered name
+    for name in names:
+        assert dataset_spec(name).name == name
+        assert shipped_catalog_path(name).is_file()
+    with pytest.raises(DatasetError, match="no-such-data"):
+        load_dataset("no-such-data")
 
 
 @pytest.mark.parametrize("name", dataset_names())
-def test_registered_checksums_match_shared_copies(name: str) -> None:
-    if SHARED_DATA is None or not (SHARED_DATA / name).is_dir():
-        pytest.skip(f"shared copy of {name} not available")
+def test_registered_checksums_match_shared_copies(name: str, shared_dataset) -> None:
     spec = dataset_spec(name)
     assert spec.base_url.startswith("https://raw.githubusercontent.com/")
-    _assert_complete(SHARED_DATA / name, name)
+    _assert_complete(shared_dataset(name), name)
+
+
+@pytest.mark.parametrize("name", dataset_names())
+def test_readers_read_only_registered_files(
+    name: str, shared_dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file a reader opens is registered (so fetched and verified), and every registered
+    file is read unless it is known not to be (e.g. the Open LLM v1 table is registered, not
+    its misaligned HELM neighbour)."""
+    root = shared_dataset(name)
+    opened: set[Path] = set()
+    real_open = Path.open
+
+    def spy(self: Path, *args: object, **kwargs: object):
+        opened.add(self)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", spy)
+    READERS[name](root)
+    read = {p.relative_to(root).as_posix() for p in opened if p.is_relative_to(root)}
+    registered = set(dataset_spec(name).files)
+    assert read <= registered
+    # Registered for the record, not read: Safetywashing's metadata table (the shipped catalog
+    # describes the benchmarks) and Epoch's tables of benchmarks the catalog excludes.
+    epoch_catalog = load_catalog("epoch-benchmark-stitching")
+    unread = {
+        "safetywashing": {"data/benchmarks_info.csv"},
+        "epoch-benchmark-stitching": {
+            external.path(key)
+            for key, external in EPOCH_EXTERNAL.items()
+            if epoch_catalog.loc[key, "role"] == "excluded"
+        },
+    }.get(name, set())
+    assert registered - read == unread
 
 
 def test_unknown_name_lists_known_names() -> None:
@@ -383,3 +401,47 @@ def test_sha256_file_matches_hashlib(tmp_path: Path) -> None:
     data = os.urandom(3 << 20)  # several read chunks
     path.write_bytes(data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
+
+
+# --- the default local data directory ----------------------------------------------------------
+
+
+def test_default_data_dir_is_beside_the_project(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert load.SHARED_DATA_DIR == REPO_ROOT.parent / "shared" / "data"
+    monkeypatch.setattr(load, "SHARED_DATA_DIR", tmp_path / "shared")
+    assert default_data_dir() is None  # no such folder: download into the cache
+    (tmp_path / "shared").mkdir()
+    assert default_data_dir() == tmp_path / "shared"
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path / "env"))
+    assert default_data_dir() == tmp_path / "env"
+
+
+def test_load_dataset_finds_the_default_data_dir(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # No data_dir, no environment variable, nothing cached, no network: the folder beside
+    # the project is used, as the commands use it.
+    monkeypatch.setattr(load, "SHARED_DATA_DIR", shared_data)
+    study = load_dataset(NAME, "chat", download=False)
+    assert study.name == "safetywashing-chat" and study.n_llms == 26
+    assert not (tmp_path / "default-cache").exists()
+    # A default folder without the dataset is an error naming it, not a silent download.
+    monkeypatch.setattr(load, "SHARED_DATA_DIR", tmp_path)
+    with pytest.raises(DatasetError, match="the default beside the project") as info:
+        load_dataset(NAME, "chat")
+    assert str(tmp_path / NAME) in str(info.value)
+    # Without a default folder the cache is used.
+    monkeypatch.setattr(load, "SHARED_DATA_DIR", tmp_path / "absent")
+    with pytest.raises(DatasetError, match="download=False"):
+        load_dataset(NAME, "chat", download=False)
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", None)])
+def test_missing_real_data_fails_under_ci(
+    shared_dataset, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str, outcome
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome or pytest.skip.Exception, match="not found under"):
+        shared_dataset(NAME, tmp_path)

@@ -2,13 +2,13 @@
 
 Real-data tests load through ``load_dataset(name, data_dir=<shared data>, download=False)``
 and compare with an independent plain-pandas computation of the documented rules
-(``data/README.md``); they are skipped when the shared data are absent. Rule and bad-input
-tests build tiny files in ``tmp_path``. No test touches the network.
+(``data/README.md``); they are skipped when the shared data are absent (and fail under
+``CI=true``). Rule and bad-input tests build tiny files in ``tmp_path``. No test touches the
+network.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +19,6 @@ import pytest
 from safetywash.data.catalog import load_catalog
 from safetywash.data.errors import StudyValidationError
 from safetywash.data.load import READERS, load_dataset
-from safetywash.data.registry import DATA_DIR_ENV, dataset_spec
 from safetywash.data.sources.epoch import (
     EPOCH_EXTERNAL,
     read_epoch_benchmark_stitching,
@@ -29,30 +28,23 @@ from safetywash.data.sources.helm import HELM_TABLES, read_helm_benchbench
 from safetywash.data.sources.openllm import OPENLLM_FILE, read_open_llm_leaderboard_v1
 from safetywash.data.table import read_table
 
-SHARED = Path(
-    os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data"
-)
 HELM = "helm-benchbench"
 EPOCH = "epoch-benchmark-stitching"
 OPENLLM = "open-llm-leaderboard-v1"
 
 
-def _root(name: str) -> Path:
-    root = SHARED / name
-    missing = [p for p in dataset_spec(name).files if not (root / p).is_file()]
-    if missing:
-        pytest.skip(f"shared data for {name} not found under {root} (missing {missing[:2]})")
-    return root
+@pytest.fixture(scope="module")
+def shared_study(shared_dataset):
+    """``shared_study(name)``: the real dataset through ``load_dataset``, read once."""
+    cache = {}
 
+    def get(name: str):
+        if name not in cache:
+            data_dir = shared_dataset(name).parent
+            cache[name] = load_dataset(name, data_dir=data_dir, download=False)
+        return cache[name]
 
-_CACHE: dict[str, object] = {}
-
-
-def _load(name: str):
-    _root(name)
-    if name not in _CACHE:
-        _CACHE[name] = load_dataset(name, data_dir=SHARED, download=False)
-    return _CACHE[name]
+    return get
 
 
 def test_readers_are_registered():
@@ -70,8 +62,8 @@ def test_every_modelled_benchmark_has_a_direction(name):
 
 
 @pytest.mark.parametrize("name", [HELM, EPOCH, OPENLLM])
-def test_only_population_all(name):
-    root = _root(name)
+def test_only_population_all(name, shared_dataset):
+    root = shared_dataset(name)
     with pytest.raises(StudyValidationError, match="population 'chat'"):
         READERS[name](root, "chat")
 
@@ -106,9 +98,9 @@ def _helm_rule_keys(raw: dict[str, pd.DataFrame]) -> dict[str, pd.Series]:
     return keep
 
 
-def test_helm_counts_match_plain_pandas():
-    study = _load(HELM)
-    raw = _helm_raw(_root(HELM))
+def test_helm_counts_match_plain_pandas(shared_dataset, shared_study):
+    study = shared_study(HELM)
+    raw = _helm_raw(shared_dataset(HELM))
     keep = _helm_rule_keys(raw)
     models = set(raw["accuracy"].index)
     assert all(set(f.index) == models for f in raw.values())
@@ -124,12 +116,12 @@ def test_helm_counts_match_plain_pandas():
         np.testing.assert_array_equal(got.sort_index().to_numpy(), want.sort_index().to_numpy())
 
 
-def test_helm_missing_fraction():
-    study = _load(HELM)
+def test_helm_missing_fraction(shared_dataset, shared_study):
+    study = shared_study(HELM)
     # Modelled columns: 26.3 % missing. The 44 % of PROVENANCE.md counts all 150 metric
     # columns, including 21 empty ones and the excluded efficiency table.
     assert 0.25 < study.missing_fraction < 0.28
-    raw = _helm_raw(_root(HELM))
+    raw = _helm_raw(shared_dataset(HELM))
     cells = [
         (frame[c] != "-").to_numpy()
         for frame in raw.values()
@@ -139,8 +131,8 @@ def test_helm_missing_fraction():
     assert 0.43 < 1 - np.mean(np.concatenate(cells)) < 0.45
 
 
-def test_helm_directions_and_roles():
-    bench = _load(HELM).benchmarks
+def test_helm_directions_and_roles(shared_study):
+    bench = shared_study(HELM).benchmarks
     assert (bench.loc[bench.index.str.startswith("calibration: "), "direction"] == "lower").all()
     assert (bench.loc[bench.index.str.startswith("toxicity: "), "direction"] == "lower").all()
     assert (bench.loc[bench.index.str.startswith("bias: "), "direction"] == "lower").all()
@@ -152,15 +144,15 @@ def test_helm_directions_and_roles():
     assert bench.loc["accuracy: TruthfulQA - EM", "area"] == "truthfulness"
     assert bench.loc["accuracy: CivilComments - EM", "role"] == "capability"
     assert bench.loc["accuracy: MMLU - EM", "chance"] == 0.25
-    excluded = set(_load(HELM).excluded)
+    excluded = set(shared_study(HELM).excluded)
     assert "accuracy: Mean win rate" in excluded
     assert "efficiency: MMLU - Denoised inference time (s)" in excluded
     assert "summarization: XSUM - Density" in excluded
     assert "bias: NarrativeQA - Stereotypes (race)" in excluded  # constant 0.667
 
 
-def test_helm_llm_metadata():
-    llms = _load(HELM).llms
+def test_helm_llm_metadata(shared_study):
+    llms = shared_study(HELM).llms
     assert llms.loc["Llama 2 (70B)", "family"] == "Llama 2"
     assert llms.loc["Llama 2 (70B)", "params"] == 70e9
     assert llms.loc["Cohere small v20220720 (410M)", "params"] == 410e6
@@ -168,8 +160,8 @@ def test_helm_llm_metadata():
 
 
 @pytest.fixture
-def helm_copy(tmp_path: Path) -> Path:
-    src = _root(HELM) / "benchbench/data/helm"
+def helm_copy(tmp_path: Path, shared_dataset) -> Path:
+    src = shared_dataset(HELM) / "benchbench/data/helm"
     dest = tmp_path / HELM / "benchbench/data/helm"
     dest.mkdir(parents=True)
     for table in HELM_TABLES:
@@ -288,9 +280,9 @@ def _epoch_reference(root: Path) -> pd.DataFrame:
     return scores.groupby(["llm", "benchmark"], as_index=False)["value"].max()
 
 
-def test_epoch_counts_match_plain_pandas():
-    study = _load(EPOCH)
-    ref = _epoch_reference(_root(EPOCH))
+def test_epoch_counts_match_plain_pandas(shared_dataset, shared_study):
+    study = shared_study(EPOCH)
+    ref = _epoch_reference(shared_dataset(EPOCH))
     assert (study.n_llms, study.n_benchmarks, study.n_cells) == (179, 38, 1324)
     assert study.n_llms == ref["llm"].nunique()
     assert set(study.benchmarks.index) == set(ref["benchmark"])
@@ -300,8 +292,8 @@ def test_epoch_counts_match_plain_pandas():
     np.testing.assert_allclose(merged["value"], merged["value_ref"], rtol=0, atol=1e-12)
 
 
-def test_epoch_observed_fraction_and_ids():
-    study = _load(EPOCH)
+def test_epoch_observed_fraction_and_ids(shared_study):
+    study = shared_study(EPOCH)
     assert 0.19 < 1 - study.missing_fraction < 0.20
     # Trailing-space ids are joined after stripping both sides.
     assert "Llama-2-70b-hf" in study.llms.index
@@ -311,8 +303,8 @@ def test_epoch_observed_fraction_and_ids():
     assert study.scores["value"].between(0, 1).all()
 
 
-def test_epoch_directions():
-    bench = _load(EPOCH).benchmarks
+def test_epoch_directions(shared_study):
+    bench = shared_study(EPOCH).benchmarks
     assert bench.loc["cybench", ["role", "area", "direction"]].tolist() == [
         "safety",
         "weaponization",
@@ -486,9 +478,9 @@ def _openllm_reference(root: Path) -> pd.DataFrame:
     return kept[_OLLM_BENCHMARKS]
 
 
-def test_openllm_counts_match_plain_pandas():
-    study = _load(OPENLLM)
-    ref = _openllm_reference(_root(OPENLLM))
+def test_openllm_counts_match_plain_pandas(shared_dataset, shared_study):
+    study = shared_study(OPENLLM)
+    ref = _openllm_reference(shared_dataset(OPENLLM))
     assert study.n_llms == len(ref) == 1756
     assert list(study.benchmarks.index) == _OLLM_BENCHMARKS
     assert study.n_cells == int(ref.notna().sum().sum()) == 6 * 1756 - 16
@@ -497,8 +489,8 @@ def test_openllm_counts_match_plain_pandas():
     assert study.excluded == ("hf_open_llm_v1",)
 
 
-def test_openllm_missing_fraction_and_directions():
-    study = _load(OPENLLM)
+def test_openllm_missing_fraction_and_directions(shared_dataset, shared_study):
+    study = shared_study(OPENLLM)
     assert study.missing_fraction == pytest.approx(16 / (6 * 1756))
     bench = study.benchmarks
     assert bench.loc["HFV1_TruthfulQA", ["role", "area", "direction"]].tolist() == [
@@ -512,7 +504,7 @@ def test_openllm_missing_fraction_and_directions():
     assert wide.loc["CohereForAI/c4ai-command-r-plus", "HFV1_GSM8K"] == 70.74
     # A failed GSM8K run (MMLU 70.37) is missing; a near-chance zero is kept.
     assert np.isnan(wide.loc["chargoddard/MelangeC-70b", "HFV1_GSM8K"])
-    ref = _openllm_reference(_root(OPENLLM))
+    ref = _openllm_reference(shared_dataset(OPENLLM))
     assert (wide["HFV1_GSM8K"] == 0).sum() == (ref["HFV1_GSM8K"] == 0).sum() == 133
 
 
@@ -593,10 +585,10 @@ def test_openllm_bad_inputs_are_located(tmp_path: Path):
         shutil.rmtree(root)
 
 
-def test_catalog_bounds_hold_for_every_column():
+def test_catalog_bounds_hold_for_every_column(shared_dataset):
     """Like the Safetywashing re-check: every stored value lies within its catalog bounds."""
     helm = load_catalog(HELM)
-    raw = _helm_raw(_root(HELM))
+    raw = _helm_raw(shared_dataset(HELM))
     seen = set()
     for table, frame in raw.items():
         for column in frame.columns:
@@ -607,7 +599,7 @@ def test_catalog_bounds_hold_for_every_column():
             assert values.between(lo, hi).all(), key
     assert seen == set(helm.index)
     ollm = load_catalog(OPENLLM)
-    frame = pd.read_csv(_root(OPENLLM) / OPENLLM_FILE).set_index("model")
+    frame = pd.read_csv(shared_dataset(OPENLLM) / OPENLLM_FILE).set_index("model")
     assert set(frame.columns) == set(ollm.index)
     for key in frame.columns:
         assert frame[key].between(ollm.loc[key, "lower"], ollm.loc[key, "upper"]).all(), key

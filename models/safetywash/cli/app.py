@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         command = module.add_parser(subparsers)
         add_progress_argument(command)
-        command.set_defaults(run=module.run)
+        command.set_defaults(handler=module.run)
     return parser
 
 
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(None if argv is None else list(argv))
         except SystemExit as done:  # --help
             return done.code if isinstance(done.code, int) else 0
-        return args.run(args)
+        return args.handler(args)
     except USER_ERRORS as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2

@@ -40,7 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Declare ``safetywash holdout``."""
     parser = command_parser(subparsers, "holdout", __doc__, EXAMPLES)
     add_dataset_arguments(parser, populations=False)
-    parser.add_argument("--population", default="all", help="LLM population (default all)")
+    parser.add_argument(
+        "--population", default="all", metavar="NAME", help="LLM population (default all)"
+    )
     parser.add_argument(
         "--fraction",
         type=float_between(0.0, 1.0),

@@ -46,7 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--scores", type=input_file, required=True, metavar="CSV", help="CSV: benchmark,value"
     )
-    parser.add_argument("--population", help="the LLM's population (default: the fit's only)")
+    parser.add_argument(
+        "--population", metavar="NAME", help="the LLM's population (default: the fit's only)"
+    )
     add_ci_prob_argument(parser, DEFAULT_PREDICTION_PROB, "prediction interval")
     add_seed_argument(parser, default=0, help="seed of the posterior draws (default: %(default)s)")
     parser.add_argument("--name", default="the new LLM", help="name used in the report")

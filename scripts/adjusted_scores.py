@@ -1,75 +1,7 @@
-"""Capability-adjusted safety scores of every LLM in a fit (capability part removed).
+"""``safetywash adjusted`` from a checkout: ``python scripts/adjusted_scores.py --help``."""
 
-Usage
------
-    python scripts/adjusted_scores.py runs/chat --out runs/chat/adjusted_scores.csv \
-        --figure figures/adjusted_wmdp.png [--benchmark wmdp] [--ci-prob 0.94]
-
-For each LLM and safety benchmark it scored, the posterior of its score minus
-loading * capability (on the model scale: intercept + area-factor part + residual), mapped
-back to the benchmark's oriented units (higher = safer): median and HDI. Writes a long CSV
-(llm, llm_name, benchmark, display_name, area, direction, raw_score, oriented_score,
-adjusted_median, adjusted_hdi_low, adjusted_hdi_high, the same on the model scale, and
-P(score above what capability predicts)) and a PNG of observed vs adjusted scores (and
-ranks) for one benchmark (default: the most capability-entangled well-observed one).
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from safetywash.analysis.adjusted import (
-    adjusted_scores,
-    adjusted_table,
-    default_plot_benchmark,
-    plot_adjusted,
-)
-from safetywash.analysis.compare import open_fit
-from safetywash.analysis.separability import DEFAULT_CI_PROB
+from safetywash.cli import main
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="run folder (with posterior.nc) or .nc fit")
-    parser.add_argument("--out", type=Path, help="CSV (default RUN/adjusted_scores.csv)")
-    parser.add_argument("--figure", type=Path, help="PNG of one benchmark's adjusted scores")
-    parser.add_argument("--benchmark", help="benchmark key for the figure")
-    parser.add_argument("--ci-prob", type=float, default=DEFAULT_CI_PROB, help="HDI mass")
-    parser.add_argument(
-        "--include-capability", action="store_true", help="adjust capability benchmarks too"
-    )
-    args = parser.parse_args(argv)
-
-    try:
-        dt = open_fit(args.run)
-        roles = ("safety", "capability") if args.include_capability else ("safety",)
-        ds = adjusted_scores(dt, roles=roles, ci_prob=args.ci_prob)
-        if args.benchmark and args.benchmark not in ds["benchmark"].values:
-            raise ValueError(f"--benchmark {args.benchmark!r} is not an adjusted benchmark")
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    table = adjusted_table(ds)
-    out = args.out or (args.run if args.run.is_dir() else args.run.parent) / "adjusted_scores.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    print(f"wrote {out} ({len(table)} LLM x benchmark cells, {ds.sizes['benchmark']} benchmarks)")
-    benchmark = args.benchmark or default_plot_benchmark(ds, dt)
-    sub = table[table["benchmark"] == benchmark]
-    pct = f"{100 * args.ci_prob:g}%"
-    print(f"\n{sub['display_name'].iloc[0]} ({benchmark}), oriented units, {pct} HDI:")
-    for r in sub.itertuples():
-        print(
-            f"  {r.llm_name[:32]:<34}observed {r.oriented_score:>9.4g}   adjusted "
-            f"{r.adjusted_median:>9.4g} [{r.adjusted_hdi_low:.4g}, {r.adjusted_hdi_high:.4g}]"
-        )
-    if args.figure:
-        path = plot_adjusted(ds, benchmark, args.figure)
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+raise SystemExit(main(["adjusted", *sys.argv[1:]]))

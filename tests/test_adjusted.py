@@ -7,9 +7,7 @@ the capability part).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -32,7 +30,6 @@ from safetywash.inference.sampling import _constant_data
 from safetywash.model.build import ModelConfig, prepare_data
 from safetywash.model.simulate import simulate
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIMS = ("chain", "draw")
 
 #: 6 LLMs; bounded benchmarks are logit-transformed under ModelConfig(transform="logit").
@@ -274,18 +271,15 @@ def test_plot_and_default_benchmark(logit_fit, tmp_path):
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "adjusted_script", REPO_ROOT / "scripts" / "adjusted_scores.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from safetywash.cli import main
+
+    return lambda argv: main(["adjusted", *argv])
 
 
 def test_script_writes_csv_and_figure(logit_fit, tmp_path, capsys):
     save_fit(logit_fit, tmp_path / "run" / "posterior.nc")
     out, fig = tmp_path / "adj.csv", tmp_path / "figs" / "adj.png"
-    argv = [str(tmp_path / "run"), "--out", str(out), "--figure", str(fig), "--benchmark", "tox"]
+    argv = [str(tmp_path / "run"), "--csv", str(out), "--figure", str(fig), "--benchmark", "tox"]
     assert _script()(argv) == 0
     table = pd.read_csv(out)
     assert tuple(table.columns) == CSV_COLUMNS and len(table) == 15
@@ -294,7 +288,7 @@ def test_script_writes_csv_and_figure(logit_fit, tmp_path, capsys):
     assert fig.is_file()
     printed = capsys.readouterr().out
     assert "Toxicity (tox)" in printed
-    assert _script()([str(tmp_path / "run"), "--benchmark", "nope"]) == 1
+    assert _script()([str(tmp_path / "run"), "--benchmark", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
     # default CSV location: inside the run folder
     assert _script()([str(tmp_path / "run")]) == 0

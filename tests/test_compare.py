@@ -8,9 +8,7 @@ the other test modules of the session through files in the session's temporary f
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -41,17 +39,13 @@ from safetywash.model.build import ModelConfig
 from safetywash.model.simulate import simulate
 from shared_fits import SHARED_SETTINGS, shared_fit
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIMS = ("chain", "draw")
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "compare_script", REPO_ROOT / "scripts" / "compare.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from safetywash.cli import main
+
+    return lambda argv: main(["compare", *argv])
 
 
 # =========================================================================== designs
@@ -187,7 +181,7 @@ def test_script_compares_benchmarks(three, tmp_path, capsys):
     expected = benchmark_comparison_json(compare_benchmarks(dt, ["rmsce_mmlu", "brier_mmlu"]))
     assert json.loads(out.read_text()) == json.loads(json.dumps(expected))
     assert expected["sentence"] in printed
-    assert _script()([str(tmp_path / "run"), "--benchmarks", "rmsce_mmlu", "nope"]) == 1
+    assert _script()([str(tmp_path / "run"), "--benchmarks", "rmsce_mmlu", "nope"]) == 2
     assert "'nope' is not in this fit" in capsys.readouterr().err
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,8 +21,6 @@ from safetywash.analysis.holdout import (
 )
 from safetywash.data.study import BenchmarkStudy
 from safetywash.model.simulate import simulate
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------- masking
@@ -139,12 +135,9 @@ def test_standardized_values_orient_then_scale():
 
 # ---------------------------------------------------------------------- end to end
 def _holdout_script():
-    spec = importlib.util.spec_from_file_location(
-        "holdout_script", REPO_ROOT / "scripts/holdout.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import safetywash.cli.holdout
+
+    return safetywash.cli.holdout
 
 
 def test_holdout_script_end_to_end(tmp_path, monkeypatch, capsys):
@@ -154,7 +147,9 @@ def test_holdout_script_end_to_end(tmp_path, monkeypatch, capsys):
     out = tmp_path / "holdout.json"
     argv = ["--dataset", "safetywashing", "--fraction", "0.15", "--seed", "0"]
     argv += ["--json", str(out), "--draws", "100", "--tune", "150", "--chains", "2"]
-    assert script.main(argv) == 0
+    from safetywash.cli import main
+
+    assert main(["holdout", *argv, "--no-progress"]) == 0
     result = json.loads(out.read_text())
     assert list(result) == ["dataset", "fraction", "n_cells", "model", "pca"]
     assert result["dataset"] == "safetywashing"

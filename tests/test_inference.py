@@ -3,14 +3,13 @@
 Every fit costs ~10-30 s (mostly nutpie's compilation), so the default suite shares fits
 through module-scoped fixtures and runs eight in total: two recovery fits (60 LLMs x 16
 benchmarks, half the cells missing at random / by era), two small sign fits, two more
-small fits for reproducibility, and a two-round SBC through ``scripts/sbc.py``. Heavier
+small fits for reproducibility, and a two-round SBC through ``safetywash sbc``. Heavier
 checks (sign over 20 seeds, a two-factor fit, the 100-round SBC) are marked ``slow``: run
 them with ``pytest -m slow`` (the SBC alone takes 30-40 minutes on two cores).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -32,7 +31,6 @@ from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
 from safetywash.model.build import ModelConfig
 from safetywash.model.simulate import simulate
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIMS = ("chain", "draw")
 
 SAFETY8 = {"alignment": 2, "bias": 2, "calibration": 2, "weaponization": 2}
@@ -382,23 +380,18 @@ def test_summarize_sbc_on_a_calibrated_fake():
     json.dumps(summary)  # JSON-serialisable
 
 
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"scripts_{name}", REPO_ROOT / "scripts" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def sbc_smoke(tmp_path_factory):
-    """Two SBC rounds on a tiny study (20 LLMs x 8 benchmarks) through scripts/sbc.py."""
+    """Two SBC rounds on a tiny study (20 LLMs x 8 benchmarks) through ``safetywash sbc``."""
+    from safetywash.cli import main
+
     out = tmp_path_factory.mktemp("sbc")
     argv = [
-        "--rounds", "2", "--llms", "20", "--capability", "4", "--safety-per-area", "2",
+        "--rounds", "2", "--llms", "20", "--capability-benchmarks", "4", "--safety-per-area", "2",
         "--areas", "alignment", "bias", "--missing", "0.1", "--draws", "150", "--tune", "200",
         "--seed", "7", "--out", str(out),
     ]  # fmt: skip
-    assert _load_script("sbc.py").main(argv) == 0
+    assert main(["sbc", *argv]) == 0
     return out
 
 

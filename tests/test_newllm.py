@@ -9,9 +9,7 @@ session through a file in the session's temporary folder) checks the held-out ca
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,7 +37,6 @@ from safetywash.model.build import ModelConfig, prepare_data
 from safetywash.model.simulate import simulate
 from shared_fits import shared_fit
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIMS = ("chain", "draw")
 
 
@@ -405,12 +402,9 @@ def test_out_of_range_value(write_csv):
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "score_llm_script", REPO_ROOT / "scripts" / "score_llm.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from safetywash.cli import main
+
+    return lambda argv: main(["score-llm", *argv])
 
 
 def test_script_scores_and_writes_json(small_truth, tmp_path, capsys):
@@ -437,7 +431,7 @@ def test_script_reports_bad_input(small_truth, tmp_path, capsys):
     save_fit(dt, tmp_path / "posterior.nc")
     csv = tmp_path / "new.csv"
     csv.write_text("benchmark,value\ncap00,0.1\ncap00,0.2\n")
-    assert _script()([str(tmp_path), "--scores", str(csv)]) == 1
+    assert _script()([str(tmp_path), "--scores", str(csv)]) == 2
     err = capsys.readouterr().err
     assert "line 3" in err and "given twice" in err
 

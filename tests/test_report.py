@@ -9,11 +9,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import importlib.util
 import json
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import matplotlib
 
@@ -44,7 +42,6 @@ from safetywash.report.document import (
 )
 from safetywash.report.figures import AREA_COLORS, area_label, loadings_summary
 
-REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SAFETY = {"bias": 3, "calibration": 3}
 FIGURES = ("rho_forest_by_area", "capability_ranking", "scores_vs_capability", "correlation_ppc")
@@ -69,10 +66,9 @@ def written(fit_dt, tmp_path_factory) -> dict:
     """The report script run on the saved fit: its outputs."""
     root = tmp_path_factory.mktemp("report")
     save_fit(fit_dt, root / "run" / "posterior.nc")
-    spec = importlib.util.spec_from_file_location("report_script", REPO / "scripts/report.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    assert script.main([str(root / "run"), "--figures", str(root / "figs")]) == 0
+    from safetywash.cli import main
+
+    assert main(["report", str(root / "run"), "--figures", str(root / "figs")]) == 0
     return {
         "md": (root / "run" / "report.md").read_text(encoding="utf-8"),
         "html": (root / "run" / "report.html").read_text(encoding="utf-8"),

@@ -7,9 +7,7 @@ The reference fit is the simulated one-factor fit shared with test_compare and t
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,7 +29,6 @@ from shared_fits import SHARED_SETTINGS, shared_fit
 
 REFIT_DRAWS = {"draws": 150, "tune": 300}
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIMS = ("chain", "draw")
 
 
@@ -158,12 +155,9 @@ def test_refits_must_be_of_the_same_data(toy_fits):
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "sensitivity_script", REPO_ROOT / "scripts" / "sensitivity.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from safetywash.cli import main
+
+    return lambda argv: main(["sensitivity", *argv])
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,60 @@
+"""The Safetywashing paper's capabilities-correlation baseline (PCA + Spearman).
+
+Prints a table grouped by safety area; --csv writes it (benchmark, display_name, area,
+capabilities_correlation, oriented_correlation, flop_correlation, n_llms) and --json writes
+{"population", "variance_explained", "correlations": {benchmark key: r}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from safetywash.analysis.baseline import baseline_table, format_baseline, paper_baseline
+from safetywash.cli.common import (
+    UsageError,
+    add_dataset_arguments,
+    command_parser,
+    output_file,
+    resolve_data_dir_argument,
+    resolve_population,
+    write_json,
+)
+from safetywash.data.load import load_dataset
+
+EXAMPLES = (
+    "safetywash baseline --dataset safetywashing --population chat "
+    "--json runs/baseline_chat.json --csv runs/baseline_chat.csv",
+    "safetywash baseline --population base --data-dir ../shared/data",
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Declare ``safetywash baseline``."""
+    parser = command_parser(subparsers, "baseline", __doc__, EXAMPLES)
+    add_dataset_arguments(parser)
+    parser.add_argument("--csv", type=output_file, metavar="FILE", help="CSV file for the table")
+    parser.add_argument(
+        "--json", type=output_file, metavar="FILE", help="JSON file for the correlations"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``safetywash baseline``."""
+    population = resolve_population(args.dataset, args.population)
+    if args.dataset == "safetywashing" and population not in ("base", "chat"):
+        raise UsageError("the paper's baseline is per population: --population base or chat")
+    study = load_dataset(
+        args.dataset, population, data_dir=resolve_data_dir_argument(args.data_dir)
+    )
+    result = paper_baseline(study)
+    print(format_baseline(result))
+    if study.excluded:
+        print(f"Not analysed (catalogued as excluded): {', '.join(study.excluded)}")
+    if args.csv:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        baseline_table(result).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.json:
+        write_json(args.json, result.to_json_dict())
+    return 0

@@ -1,0 +1,114 @@
+"""Compare benchmark designs within a fit, or model structures across fits.
+
+Benchmarks (RUN --benchmarks A B [C ...]): prints the posterior of |rho_A| - |rho_B|
+(median, HDI), P(|rho_A| < |rho_B|) and a plain sentence; with more than two benchmarks, a
+ranking by posterior mean |rho| (with P(separable)) and the matrix P(|rho_row| <
+|rho_column|). --json writes {"benchmarks", "prob_first_less_entangled",
+"difference_median", "difference_hdi", ...}.
+
+Structures (--fits RUN RUN [...]): PSIS-LOO of each fit (per score, per LLM, or per LLM
+with its latent scores integrated out; --loo auto picks the level with fewest high Pareto
+k), Pareto k counts, ELPD differences and, for every area factor of a richer fit, whether a
+separate factor for that area is supported (ELPD gain > --se-multiple standard errors).
+Fits must be of the same study. Run folders (holding posterior.nc) or .nc files are
+accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from safetywash.analysis.compare import (
+    DEFAULT_SE_MULTIPLE,
+    LOO_METHODS,
+    benchmark_comparison_json,
+    compare_benchmarks,
+    compare_structures,
+    format_benchmark_comparison,
+    format_structures,
+    open_fit,
+    structures_json,
+)
+from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.cli.common import (
+    UsageError,
+    add_ci_prob_argument,
+    add_tau_argument,
+    command_parser,
+    fit_path,
+    float_between,
+    output_file,
+    write_json,
+)
+
+EXAMPLES = (
+    "safetywash compare runs/chat --benchmarks rmsce_mmlu brier_mmlu --json cmp.json",
+    "safetywash compare runs/chat --benchmarks rmsce_mmlu brier_mmlu rmsce_piqa",
+    "safetywash compare --fits runs/one_factor runs/area_factors --loo auto --json loo.json",
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Declare ``safetywash compare``."""
+    parser = command_parser(subparsers, "compare", __doc__, EXAMPLES)
+    parser.add_argument(
+        "run", nargs="?", type=fit_path, metavar="RUN", help="run folder or .nc fit (benchmarks)"
+    )
+    parser.add_argument("--benchmarks", nargs="+", metavar="KEY", help="benchmark keys")
+    parser.add_argument("--fits", nargs="+", type=fit_path, metavar="RUN", help="fits to compare")
+    add_ci_prob_argument(parser, DEFAULT_CI_PROB, "HDI")
+    add_tau_argument(parser, DEFAULT_TAU)
+    parser.add_argument(
+        "--loo", choices=LOO_METHODS, default="auto", help="LOO level (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--se-multiple",
+        type=float_between(0.0, low_inclusive=True),
+        default=DEFAULT_SE_MULTIPLE,
+        help="ELPD gain (in SEs of the difference) needed to call a factor supported "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--json", type=output_file, metavar="FILE", help="write the result as JSON here"
+    )
+    return parser
+
+
+def fit_name(path: Path, taken: set[str]) -> str:
+    """A short unique name for a fit: its run folder's name (or file stem)."""
+    path = Path(path)
+    name = path.name if path.is_dir() else path.stem
+    if name == "posterior":
+        name = path.parent.name
+    base, i = name or "fit", 2
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``safetywash compare``."""
+    if (args.fits is None) == (args.benchmarks is None):
+        raise UsageError("give either RUN --benchmarks KEY KEY [...] or --fits RUN RUN [...]")
+    if args.benchmarks is not None:
+        if args.run is None:
+            raise UsageError("--benchmarks needs the run folder (or .nc file) of a fit")
+        dt = open_fit(args.run)
+        result = compare_benchmarks(dt, args.benchmarks, tau=args.tau, ci_prob=args.ci_prob)
+        print(format_benchmark_comparison(result))
+        payload = benchmark_comparison_json(result)
+    else:
+        if args.run is not None:
+            raise UsageError("with --fits, give the fits after --fits only")
+        if len(args.fits) < 2:
+            raise UsageError("--fits needs at least two fits")
+        taken: set[str] = set()
+        fits = {fit_name(p, taken): open_fit(p) for p in args.fits}
+        result = compare_structures(fits, method=args.loo, se_multiple=args.se_multiple)
+        print(format_structures(result))
+        payload = structures_json(result)
+    if args.json:
+        write_json(args.json, payload, ensure_ascii=False)
+    return 0

@@ -1,0 +1,125 @@
+"""Fit the hierarchical latent-factor model to a benchmark study.
+
+Writes OUT/posterior.nc (an ArviZ DataTree: posterior, sample_stats, observed_data,
+constant_data, log_likelihood) and OUT/separability.csv, prints the diagnostics and a
+table grouped by safety area. Exits with status 2 when the fit is not to be trusted
+(R-hat > 1.01, ESS < 400 or divergences), unless --allow-untrusted is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from safetywash.analysis.separability import DEFAULT_TAU
+from safetywash.cli.common import (
+    add_dataset_arguments,
+    add_sampler_arguments,
+    add_seed_argument,
+    add_tau_argument,
+    command_parser,
+    float_between,
+    output_dir,
+    resolve_data_dir_argument,
+    resolve_population,
+)
+from safetywash.data.catalog import SAFETY_AREAS
+from safetywash.data.load import load_dataset
+from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
+from safetywash.model.build import ModelConfig
+from safetywash.report.fit_summary import write_fit_outputs
+
+UNTRUSTED_EXIT = 2
+
+EXAMPLES = (
+    "safetywash fit --dataset safetywashing --population chat --out runs/chat",
+    "safetywash fit --population all --out runs/all --draws 2000 --seed 3",
+    "safetywash fit --population chat --factors bias calibration --out runs/chat_bias",
+    "safetywash fit --dataset open-llm-leaderboard-v1 --capability-mode marginal --out runs/ollm",
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Declare ``safetywash fit``."""
+    parser = command_parser(subparsers, "fit", __doc__, EXAMPLES)
+    add_dataset_arguments(parser)
+    parser.add_argument(
+        "--out", type=output_dir, required=True, metavar="DIR", help="output folder"
+    )
+    add_seed_argument(parser, default=0, help="sampler seed (default: %(default)s)")
+    add_sampler_arguments(
+        parser,
+        draws=SamplerSettings.draws,
+        tune=SamplerSettings.tune,
+        chains=SamplerSettings.chains,
+    )
+    parser.add_argument(
+        "--target-accept",
+        type=float_between(0.0, 1.0),
+        default=SamplerSettings.target_accept,
+        metavar="P",
+        help="NUTS target acceptance rate, in (0, 1) (default: %(default)s)",
+    )
+    parser.add_argument("--sampler", choices=("nutpie", "pymc"), default="nutpie")
+    parser.add_argument(
+        "--factors",
+        nargs="*",
+        default=[],
+        choices=SAFETY_AREAS,
+        metavar="AREA",
+        help="safety areas that get a factor of their own (default: capability only)",
+    )
+    parser.add_argument("--transform", choices=("standardize", "logit"), default="standardize")
+    parser.add_argument("--level", choices=("aggregate", "parts"), default="aggregate")
+    parser.add_argument(
+        "--capability-mode",
+        choices=("sampled", "marginal"),
+        default="sampled",
+        help="sample each LLM's capability, or integrate it out analytically (fast for "
+        "thousands of LLMs; one-factor models only)",
+    )
+    add_tau_argument(parser, DEFAULT_TAU)
+    parser.add_argument("--posterior-predictive", action="store_true")
+    parser.add_argument(
+        "--allow-untrusted", action="store_true", help="exit 0 even when the diagnostics fail"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``safetywash fit``; 0, or 2 for an untrusted fit."""
+    population = resolve_population(args.dataset, args.population)
+    config = ModelConfig(
+        transform=args.transform,
+        factors=tuple(args.factors),
+        level=args.level,
+        capability=args.capability_mode,
+    )
+    settings = SamplerSettings(
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        target_accept=args.target_accept,
+        sampler=args.sampler,
+        seed=args.seed,
+    )
+    study = load_dataset(
+        args.dataset, population, data_dir=resolve_data_dir_argument(args.data_dir)
+    )
+    print(f"Fitting {study!r}\n  config {config.to_json()}", flush=True)
+    dt = fit(
+        study,
+        config,
+        settings,
+        posterior_predictive=args.posterior_predictive,
+        progressbar=not args.no_progress,
+    )
+    posterior, table, text = write_fit_outputs(dt, args.out, tau=args.tau)
+    print(text)
+    print(f"wrote {posterior} and {table}")
+    diagnostics = diagnostics_of(dt)
+    if not diagnostics.trustworthy:
+        print(diagnostics.verdict(), file=sys.stderr)
+        if not args.allow_untrusted:
+            return UNTRUSTED_EXIT
+    return 0

@@ -1,0 +1,162 @@
+"""Simulation-based calibration of the latent-factor model's capability correlations (rho).
+
+Each round simulates a study (seed = --seed + round), fits it and ranks the true rho of
+every benchmark among 99 thinned posterior draws. Prints one line per round (unless
+--no-progress) and the summary (coverage of the central 50% and 90% intervals, chi-square
+uniformity p-value of the ranks, mean absolute error of the posterior median, untrusted
+fits). With --out, writes OUT/sbc.nc (the per-round, per-benchmark dataset) and
+OUT/summary.json. With --workers or --scheduler, rounds run on a dask cluster; rerunning
+resumes unfinished rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from safetywash.analysis.sbc import RANK_DRAWS, run_sbc, summarize_sbc
+from safetywash.cli.common import (
+    UsageError,
+    add_sampler_arguments,
+    add_seed_argument,
+    command_parser,
+    float_between,
+    int_at_least,
+    output_dir,
+)
+from safetywash.data.catalog import SAFETY_AREAS
+from safetywash.model.build import ModelConfig
+from safetywash.model.simulate import MISSING_MECHANISMS
+
+EXAMPLES = (
+    "safetywash sbc --rounds 20 --llms 26 --capability-benchmarks 10 --safety-per-area 3 "
+    "--areas alignment bias calibration weaponization --draws 500 --tune 500 --out runs/sbc",
+    "safetywash sbc --rounds 100 --missing 0.3 --mechanism era --out runs/sbc_era",
+    "safetywash sbc --rounds 20 --factors bias --safety-per-area 4 --out runs/sbc_bias",
+    "safetywash sbc --rounds 100 --workers 2 --out runs/sbc100",
+    "safetywash sbc --rounds 100 --scheduler tcp://HOST:8786 --out runs/sbc100",
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Declare ``safetywash sbc``."""
+    parser = command_parser(subparsers, "sbc", __doc__, EXAMPLES)
+    count = int_at_least(1)
+    parser.add_argument("--rounds", type=count, default=20, help="simulated studies")
+    parser.add_argument("--llms", type=int_at_least(2), default=26, help="LLMs per study")
+    parser.add_argument(
+        "--capability-benchmarks", type=count, default=10, metavar="N", help="capability benchmarks"
+    )
+    parser.add_argument(
+        "--safety-per-area",
+        type=int_at_least(0),
+        default=3,
+        metavar="N",
+        help="safety benchmarks in each area",
+    )
+    parser.add_argument(
+        "--areas",
+        nargs="+",
+        default=["alignment", "bias", "calibration", "weaponization"],
+        choices=SAFETY_AREAS,
+        metavar="AREA",
+        help="safety areas (default: alignment bias calibration weaponization)",
+    )
+    parser.add_argument(
+        "--missing",
+        type=float_between(0.0, 1.0, low_inclusive=True),
+        default=0.0,
+        help="share of missing cells, in [0, 1)",
+    )
+    parser.add_argument("--mechanism", choices=MISSING_MECHANISMS, default="random")
+    add_sampler_arguments(parser, draws=500, tune=500, chains=4)
+    add_seed_argument(parser, default=0, help="seed of round 0 (default: %(default)s)")
+    parser.add_argument(
+        "--factors",
+        nargs="*",
+        default=[],
+        choices=SAFETY_AREAS,
+        metavar="AREA",
+        help="areas simulated and fitted with a factor of their own",
+    )
+    parser.add_argument("--rank-draws", type=count, default=RANK_DRAWS)
+    parser.add_argument("--bins", type=count, default=10, help="rank histogram bins")
+    parser.add_argument(
+        "--out", type=output_dir, metavar="DIR", help="folder for sbc.nc and summary.json"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int_at_least(0),
+        default=0,
+        help="run rounds on a dask LocalCluster of this many processes (0: in this process)",
+    )
+    parser.add_argument("--scheduler", help="address of a running dask scheduler instead")
+    parser.add_argument(
+        "--work-dir",
+        type=output_dir,
+        metavar="DIR",
+        help="per-round results when distributed (default OUT/rounds); a rerun skips "
+        "finished rounds",
+    )
+    return parser
+
+
+def print_round(r: int, n_rounds: int, info: dict) -> None:
+    """One line per finished round (the progress callback of :func:`run_sbc`)."""
+    if "message" in info:  # from the distributed runner, as rounds finish
+        print(info["message"], flush=True)
+        return
+    flag = "ok" if info["trustworthy"] else "UNTRUSTED: " + "; ".join(info["problems"])
+    print(
+        f"round {r + 1:>3}/{n_rounds} seed {info['seed']:>5}  {info['seconds']:5.1f} s  "
+        f"cov50 {info['coverage50']:.2f} cov90 {info['coverage90']:.2f} "
+        f"mae {info['mae']:.3f}  rhat {info['max_rhat']:.3f} ess {info['min_ess']:.0f} "
+        f"div {info['divergences']}  {flag}",
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``safetywash sbc``."""
+    unknown = [f for f in args.factors if f not in args.areas]
+    if unknown:
+        raise UsageError(f"--factors {unknown} must be among --areas")
+    safety = {area: args.safety_per_area for area in args.areas}
+    config = ModelConfig(factors=tuple(args.factors))
+    print(
+        f"SBC: {args.rounds} rounds, {args.llms} LLMs x ({args.capability_benchmarks} "
+        f"capability + {args.safety_per_area} x {len(args.areas)} safety), missing "
+        f"{args.missing} ({args.mechanism}), draws {args.draws}, tune {args.tune}, "
+        f"seed {args.seed}",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    ds = run_sbc(
+        args.rounds,
+        n_llms=args.llms,
+        n_capability=args.capability_benchmarks,
+        safety=safety,
+        missing=args.missing,
+        mechanism=args.mechanism,
+        draws=args.draws,
+        tune=args.tune,
+        seed=args.seed,
+        config=config,
+        chains=args.chains,
+        rank_draws=args.rank_draws,
+        progress=None if args.no_progress else print_round,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        work_dir=args.work_dir or (args.out / "rounds" if args.out else None),
+    )
+    summary = summarize_sbc(ds, bins=args.bins)
+    summary["wall_seconds"] = time.perf_counter() - t0
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        ds.to_netcdf(args.out / "sbc.nc", engine="h5netcdf")
+        (args.out / "summary.json").write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.out / 'sbc.nc'} and {args.out / 'summary.json'}")
+    return 0

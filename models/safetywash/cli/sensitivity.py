@@ -1,0 +1,105 @@
+"""Prior sensitivity of a fit: refit with narrower and wider hyperpriors, compare verdicts.
+
+Refits the fit's study (rebuilt from the fit) with ModelConfig(prior_scale=S) for each S,
+one fit after another, with the fit's own config and sampler settings unless --draws,
+--tune, --chains or --seed are given (--refit-reference also refits at the fit's own scale,
+so that every fit compared comes from the same code and settings). Prints per benchmark
+rho's median and P(separable) at every scale and flags benchmarks whose verdict
+(P(separable) > 0.5, or the sign of rho's HDI) depends on the prior; writes the table as CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from safetywash.analysis.compare import open_fit
+from safetywash.analysis.sensitivity import (
+    DEFAULT_SCALES,
+    fit_sampler_settings,
+    format_sensitivity,
+    prior_sensitivity,
+    refit_prior_scales,
+    sensitivity_table,
+)
+from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.cli.common import (
+    add_ci_prob_argument,
+    add_sampler_arguments,
+    add_seed_argument,
+    add_tau_argument,
+    command_parser,
+    fit_path,
+    float_between,
+    output_dir,
+    output_file,
+)
+from safetywash.inference.fitfile import save_fit
+
+EXAMPLES = (
+    "safetywash sensitivity runs/chat",
+    "safetywash sensitivity runs/chat --scales 0.5 2 --csv runs/chat/prior_sensitivity.csv",
+    "safetywash sensitivity runs/chat --scales 0.5 2 --draws 500 --tune 500 --seed 1 "
+    "--save-fits runs/chat_sensitivity",
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Declare ``safetywash sensitivity``."""
+    parser = command_parser(subparsers, "sensitivity", __doc__, EXAMPLES)
+    parser.add_argument(
+        "run", type=fit_path, metavar="RUN", help="run folder (with posterior.nc) or .nc fit"
+    )
+    parser.add_argument(
+        "--scales",
+        type=float_between(0.0),
+        nargs="+",
+        default=list(DEFAULT_SCALES),
+        metavar="S",
+        help="prior scales (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--csv", type=output_file, metavar="FILE", help="CSV (default RUN/prior_sensitivity.csv)"
+    )
+    parser.add_argument("--save-fits", type=output_dir, metavar="DIR", help="save refits here")
+    add_sampler_arguments(parser, draws=None, tune=None, chains=None, default_note="the fit's")
+    add_seed_argument(parser, default=None, help="sampler seed (default: the fit's)")
+    add_tau_argument(parser, DEFAULT_TAU)
+    add_ci_prob_argument(parser, DEFAULT_CI_PROB, "HDI")
+    parser.add_argument(
+        "--refit-reference",
+        action="store_true",
+        help="also refit at the fit's own prior scale (same code and settings for every fit)",
+    )
+    parser.add_argument(
+        "--include-capability", action="store_true", help="print capability benchmarks too"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``safetywash sensitivity``."""
+    dt = open_fit(args.run)
+    settings = fit_sampler_settings(
+        dt, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed
+    )
+    print(f"Refitting with prior_scale {args.scales} ({settings})", flush=True)
+    refits = refit_prior_scales(
+        dt,
+        args.scales,
+        settings=settings,
+        refit_reference=args.refit_reference,
+        progressbar=not args.no_progress,
+    )
+    if args.save_fits:
+        for scale, refit in refits.items():
+            path = save_fit(refit, args.save_fits / f"prior_scale_{scale:g}" / "posterior.nc")
+            print(f"wrote {path}")
+    result = prior_sensitivity(dt, refits, tau=args.tau, ci_prob=args.ci_prob)
+    print(format_sensitivity(result, only_safety=not args.include_capability))
+    out = args.csv or (args.run if args.run.is_dir() else args.run.parent) / (
+        "prior_sensitivity.csv"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sensitivity_table(result).to_csv(out, index=False)
+    print(f"wrote {out}")
+    return 0

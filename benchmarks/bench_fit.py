@@ -20,7 +20,7 @@ Cases
 -----
 ``safetywashing-chat``
     The real Safetywashing chat study (``load_dataset("safetywashing", "chat")`` from
-    ``--data-dir``, else :func:`safetywash.cli.common.default_data_dir`), default ``ModelConfig``.
+    ``--data-dir``, else :func:`safetywash.data.load.default_data_dir`), default ``ModelConfig``.
 ``sim-300x40``
     ``simulate``: 300 LLMs, 40 benchmarks (16 capability + 24 safety over 6 areas), 40% of
     the cells missing at random.
@@ -33,7 +33,7 @@ Cases
 ``dataset:NAME``
     A registered dataset, all populations (e.g. ``dataset:open-llm-leaderboard-v1``).
 
-``--capability marginal`` fits every case with capability integrated out analytically
+``--capability-mode marginal`` fits every case with capability integrated out analytically
 (``ModelConfig(capability="marginal")``) instead of sampled.
 
 Every (case, sampler) pair runs in a fresh subprocess (this script with ``--one CASE
@@ -163,10 +163,9 @@ def load_case(case: Case, args: argparse.Namespace):
                 f"simulated {study.n_benchmarks} benchmarks, expected {case.n_benchmarks}"
             )
         return study
-    from safetywash.cli.common import resolve_data_dir_argument
-    from safetywash.data.load import load_dataset
+    from safetywash.data.load import default_data_dir, load_dataset
 
-    data_dir = resolve_data_dir_argument(args.data_dir)
+    data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
     if case.name.startswith("dataset:"):
         return load_dataset(case.name.removeprefix("dataset:"), "all", data_dir=data_dir)
     return load_dataset("safetywashing", "chat", data_dir=data_dir)
@@ -188,7 +187,7 @@ def run_one(case: Case, sampler: str, args: argparse.Namespace) -> dict:
         seed=args.seed,
     )
     t0 = time.perf_counter()
-    dt = fit(study, ModelConfig(capability=args.capability), settings, progressbar=False)
+    dt = fit(study, ModelConfig(capability=args.capability_mode), settings, progressbar=False)
     fit_s = time.perf_counter() - t0
     timings = json.loads(dt.attrs["timings"])
     diag = json.loads(dt.attrs["diagnostics"])
@@ -216,7 +215,7 @@ def run_one(case: Case, sampler: str, args: argparse.Namespace) -> dict:
         "divergences": int(diag["divergences"]),
         "n_draws": int(diag["n_draws"]),
         "trustworthy": bool(diag["trustworthy"]),
-        "capability": args.capability,
+        "capability": args.capability_mode,
         "verdict": diag["verdict"],
         # ru_maxrss is in KiB on Linux (bytes on macOS).
         "parallel_chains": parallel_chains(sampler, args.chains),
@@ -298,8 +297,8 @@ def child_command(case: Case, sampler: str, args: argparse.Namespace, out: Path)
         str(args.target_accept),
         "--mechanism",
         args.mechanism,
-        "--capability",
-        args.capability,
+        "--capability-mode",
+        args.capability_mode,
     ]
     if args.data_dir is not None:
         cmd += ["--data-dir", str(args.data_dir)]
@@ -476,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=list(SAMPLERS))
     parser.add_argument("--seed", type=int, default=0, help="simulation and sampler seed")
     parser.add_argument(
-        "--capability",
+        "--capability-mode",
         choices=("sampled", "marginal"),
         default="sampled",
         help="sample every LLM's capability, or integrate it out (ModelConfig.capability)",
@@ -496,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="local data directory for safetywashing-chat (default: "
-        "safetywash.cli.common.default_data_dir())",
+        "safetywash.data.load.default_data_dir())",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write JSON here")
     parser.add_argument(

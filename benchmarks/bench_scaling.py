@@ -6,7 +6,7 @@ Usage
     python benchmarks/bench_scaling.py --json scaling.json
 
     # the same sizes with capability sampled by NUTS, up to 2000 LLMs, beside the fast path
-    python benchmarks/bench_scaling.py --capability marginal sampled --max-sampled 2000
+    python benchmarks/bench_scaling.py --capability-mode marginal sampled --max-sampled 2000
 
     # add the Open LLM Leaderboard v1 (1,756 LLMs x 6 benchmarks)
     python benchmarks/bench_scaling.py --datasets open-llm-leaderboard-v1
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmarks", type=int, default=40)
     parser.add_argument("--missing", type=float, default=0.5)
     parser.add_argument(
-        "--capability", nargs="+", choices=("marginal", "sampled"), default=["marginal"]
+        "--capability-mode", nargs="+", choices=("marginal", "sampled"), default=["marginal"]
     )
     parser.add_argument(
         "--max-sampled",
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     points = []
-    for mode in args.capability:
+    for mode in args.capability_mode:
         for n in args.llms:
             if mode == "sampled" and n > args.max_sampled:
                 continue
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(args.tune),
                 "--chains",
                 str(args.chains),
-                "--capability",
+                "--capability-mode",
                 mode,
                 "--timeout",
                 str(args.timeout),

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from safetywash.cli.datadir import default_data_dir
+from safetywash.data.load import default_data_dir
 from safetywash.data.registry import DATA_DIR_ENV, dataset_names
 
 __all__ = [

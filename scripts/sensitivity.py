@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from safetywash.analysis.compare import open_fit
+from safetywash.analysis.fits import open_fit
 from safetywash.analysis.sensitivity import (
     DEFAULT_SCALES,
     fit_sampler_settings,

@@ -30,19 +30,17 @@ from safetywash.inference.fitfile import save_fit
 from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
 from safetywash.model.build import ModelConfig, prepare_data
 from safetywash.model.simulate import simulate
-from safetywash.report.document import (
-    Table,
+from safetywash.analysis.ppc import correlation_ppc, pairwise_correlation, replicate_scores
+from safetywash.report.document import build_report
+from safetywash.report.figures import loadings_summary
+from safetywash.report.render import Table, render_markdown
+from safetywash.report.style import AREA_COLORS, area_label
+from safetywash.report.tables import (
     baseline_disagrees,
-    build_report,
-    correlation_ppc,
     default_benchmarks,
-    pairwise_correlation,
-    render_markdown,
-    replicate_scores,
     report_table,
     separability_rows,
 )
-from safetywash.report.figures import AREA_COLORS, area_label, loadings_summary
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

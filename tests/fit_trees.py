@@ -55,6 +55,54 @@ def _constant_data(data, keys: list[str]) -> xr.Dataset:
     return const
 
 
+def _posterior(truth: xr.Dataset, data, factors: tuple, shape: tuple, seed: int) -> xr.Dataset:
+    """The truth on the model's scale plus a little noise per draw."""
+    rng = np.random.default_rng(seed)
+    keys = list(data.study.benchmarks.index)
+    scale, center = data.scale.to_numpy(), data.center.to_numpy()
+
+    def noisy(value, sd=0.05):
+        value = np.asarray(value, dtype=float)
+        return value + sd * rng.standard_normal(shape + value.shape)
+
+    loading = noisy(truth["loading"].sel(benchmark=keys).values / scale)
+    sigma = np.abs(noisy(truth["residual_sd"].sel(benchmark=keys).values / scale))
+    gamma_full = np.zeros((*shape, len(keys)))
+    if factors:
+        gamma_b = truth["factor_loading"].sel(benchmark=keys).values / scale
+        gamma = noisy(gamma_b[[keys.index(k) for k in data.factor_keys]])
+        gamma_full[..., [keys.index(k) for k in data.factor_keys]] = gamma
+    rho = loading / np.sqrt(loading**2 + gamma_full**2 + sigma**2)
+    dims = SAMPLE_DIMS
+    posterior = xr.Dataset(
+        {
+            "capability": ((*dims, "llm"), noisy(truth["capability"].values)),
+            "loading": ((*dims, "benchmark"), loading),
+            "residual_sd": ((*dims, "benchmark"), sigma),
+            "intercept": (
+                (*dims, "benchmark"),
+                noisy((truth["intercept"].sel(benchmark=keys).values - center) / scale),
+            ),
+            "rho": ((*dims, "benchmark"), rho),
+            "area_loading_mean": ((*dims, "area"), noisy(np.zeros(len(data.areas)))),
+        },
+        coords={
+            "chain": np.arange(shape[0]),
+            "draw": np.arange(shape[1]),
+            "llm": list(data.study.llms.index),
+            "benchmark": keys,
+            "area": data.areas,
+        },
+    )
+    if factors:
+        posterior["factor_loading"] = ((*dims, "factor_benchmark"), gamma)
+        posterior["area_factor"] = ((*dims, "llm", "factor"), noisy(truth["area_factor"].values))
+        posterior = posterior.assign_coords(
+            factor=data.factor_names, factor_benchmark=data.factor_keys
+        )
+    return posterior
+
+
 def simulated_fit_tree(
     n_llms: int = 24,
     n_capability: int = 4,
@@ -99,50 +147,8 @@ def simulated_fit_tree(
     study = rename(study) if rename else study
     config = ModelConfig(factors=factors)
     data = prepare_data(study, config)
-    rng = np.random.default_rng(seed)
     keys = list(data.study.benchmarks.index)
-    scale, center = data.scale.to_numpy(), data.center.to_numpy()
-    shape = (chains, draws)
-
-    def noisy(value, sd=0.05):
-        value = np.asarray(value, dtype=float)
-        return value + sd * rng.standard_normal(shape + value.shape)
-
-    loading = noisy(truth["loading"].sel(benchmark=keys).values / scale)
-    sigma = np.abs(noisy(truth["residual_sd"].sel(benchmark=keys).values / scale))
-    gamma_full = np.zeros((*shape, len(keys)))
-    if factors:
-        gamma_b = truth["factor_loading"].sel(benchmark=keys).values / scale
-        gamma = noisy(gamma_b[[keys.index(k) for k in data.factor_keys]])
-        gamma_full[..., [keys.index(k) for k in data.factor_keys]] = gamma
-    rho = loading / np.sqrt(loading**2 + gamma_full**2 + sigma**2)
-    dims = SAMPLE_DIMS
-    posterior = xr.Dataset(
-        {
-            "capability": ((*dims, "llm"), noisy(truth["capability"].values)),
-            "loading": ((*dims, "benchmark"), loading),
-            "residual_sd": ((*dims, "benchmark"), sigma),
-            "intercept": (
-                (*dims, "benchmark"),
-                noisy((truth["intercept"].sel(benchmark=keys).values - center) / scale),
-            ),
-            "rho": ((*dims, "benchmark"), rho),
-            "area_loading_mean": ((*dims, "area"), noisy(np.zeros(len(data.areas)))),
-        },
-        coords={
-            "chain": np.arange(chains),
-            "draw": np.arange(draws),
-            "llm": list(data.study.llms.index),
-            "benchmark": keys,
-            "area": data.areas,
-        },
-    )
-    if factors:
-        posterior["factor_loading"] = ((*dims, "factor_benchmark"), gamma)
-        posterior["area_factor"] = ((*dims, "llm", "factor"), noisy(truth["area_factor"].values))
-        posterior = posterior.assign_coords(
-            factor=data.factor_names, factor_benchmark=data.factor_keys
-        )
+    posterior = _posterior(truth, data, factors, (chains, draws), seed)
     tree = xr.DataTree.from_dict(
         {
             "posterior": posterior,

@@ -59,9 +59,7 @@ def _script():
 # =========================================================================== designs
 
 
-def toy_fit(
-    rho: dict[str, np.ndarray], *, excluded=("ethics_cm",), parents=None
-) -> xr.DataTree:
+def toy_fit(rho: dict[str, np.ndarray], *, excluded=("ethics_cm",), parents=None) -> xr.DataTree:
     """A DataTree with only what the design comparison reads: rho draws and metadata."""
     parents = parents or {}
     keys = list(rho)
@@ -122,6 +120,21 @@ def test_pair_probability_and_difference_are_the_direct_ones(three):
     assert payload["difference_hdi"] == [pytest.approx(low), pytest.approx(high)]
     assert payload["ci_prob"] == 0.9
     json.dumps(payload)
+
+
+def test_equal_tailed_intervals_of_the_differences(three):
+    dt = toy_fit(three)
+    ds = compare_benchmarks(dt, ["rmsce_mmlu", "brier_mmlu"], ci_prob=0.8, ci_kind="eti")
+    d = (np.abs(three["rmsce_mmlu"]) - np.abs(three["brier_mmlu"])).ravel()
+    low, high = np.quantile(d, [0.1, 0.9])
+    pair = ds.sel(benchmark="rmsce_mmlu", other="brier_mmlu")
+    assert float(pair.difference_hdi_low) == pytest.approx(low)
+    assert float(pair.difference_hdi_high) == pytest.approx(high)
+    assert "80% ETI" in describe_pair(ds, "rmsce_mmlu", "brier_mmlu")
+    assert "80% ETI" in format_benchmark_comparison(ds)
+    assert benchmark_comparison_json(ds)["ci_kind"] == "eti"
+    with pytest.raises(ValueError, match="ci_kind"):
+        compare_benchmarks(dt, ["rmsce_mmlu", "brier_mmlu"], ci_kind="hpd")
 
 
 def test_entanglement_uses_absolute_rho():

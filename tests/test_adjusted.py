@@ -142,6 +142,16 @@ def test_model_scale_adjustment_is_y_minus_loading_times_capability(logit_fit):
         )
 
 
+def test_equal_tailed_intervals(logit_fit):
+    ds = adjusted_scores(logit_fit, ci_prob=0.8, ci_kind="eti")
+    y, cap_part, _ = _cell_draws(logit_fit, "m5", "harm")
+    low, high = np.quantile(y - cap_part, [0.1, 0.9])
+    r = ds.sel(llm="m5", benchmark="harm")
+    assert float(r.adjusted_std_hdi_low) == pytest.approx(low)
+    assert float(r.adjusted_std_hdi_high) == pytest.approx(high)
+    assert ds.attrs["ci_kind"] == "eti"
+
+
 def test_standardised_benchmark_in_oriented_units(logit_fit, std_fit):
     """Unbounded 'harm' (lower is safer): adjusted = -raw - scale * loading * theta."""
     for dt in (logit_fit, std_fit):

@@ -17,22 +17,24 @@ import xarray as xr
 from scipy.stats import multivariate_normal
 
 from safetywash import __version__
-from safetywash.analysis.compare import (
+from safetywash.analysis.designs import (
     BenchmarkNotInFitError,
     abs_rho_difference,
     benchmark_comparison_json,
     check_benchmarks,
     compare_benchmarks,
-    compare_structures,
     describe_pair,
     format_benchmark_comparison,
+)
+from safetywash.analysis.fits import aggregate_of, shipped_catalog_of
+from safetywash.analysis.latent import benchmark_parameters
+from safetywash.analysis.loo import llm_log_likelihood, marginal_llm_log_likelihood
+from safetywash.analysis.structures import (
+    compare_structures,
     format_structures,
-    llm_log_likelihood,
-    marginal_llm_log_likelihood,
     structure_verdicts,
     structures_json,
 )
-from safetywash.analysis.newllm import benchmark_parameters
 from safetywash.inference.fitfile import FitMismatchError, save_fit
 from safetywash.inference.sampling import SamplerSettings, fit
 from safetywash.model.build import ModelConfig
@@ -51,8 +53,9 @@ def _script():
 # =========================================================================== designs
 
 
-def toy_fit(rho: dict[str, np.ndarray], *, excluded=("ethics_cm",)) -> xr.DataTree:
+def toy_fit(rho: dict[str, np.ndarray], *, excluded=("ethics_cm",), parents=None) -> xr.DataTree:
     """A DataTree with only what the design comparison reads: rho draws and metadata."""
+    parents = parents or {}
     keys = list(rho)
     values = np.stack([rho[k] for k in keys], axis=-1)
     chains, draws = values.shape[:2]
@@ -65,6 +68,7 @@ def toy_fit(rho: dict[str, np.ndarray], *, excluded=("ethics_cm",)) -> xr.DataTr
             "benchmark_display_name": ("benchmark", [f"Name of {k}" for k in keys]),
             "benchmark_area": ("benchmark", ["calibration"] * len(keys)),
             "benchmark_role": ("benchmark", ["safety"] * len(keys)),
+            "benchmark_parent": ("benchmark", [parents.get(k, "") for k in keys]),
         },
         coords={"benchmark": keys},
     )
@@ -110,6 +114,21 @@ def test_pair_probability_and_difference_are_the_direct_ones(three):
     assert payload["difference_hdi"] == [pytest.approx(low), pytest.approx(high)]
     assert payload["ci_prob"] == 0.9
     json.dumps(payload)
+
+
+def test_equal_tailed_intervals_of_the_differences(three):
+    dt = toy_fit(three)
+    ds = compare_benchmarks(dt, ["rmsce_mmlu", "brier_mmlu"], ci_prob=0.8, ci_kind="eti")
+    d = (np.abs(three["rmsce_mmlu"]) - np.abs(three["brier_mmlu"])).ravel()
+    low, high = np.quantile(d, [0.1, 0.9])
+    pair = ds.sel(benchmark="rmsce_mmlu", other="brier_mmlu")
+    assert float(pair.difference_hdi_low) == pytest.approx(low)
+    assert float(pair.difference_hdi_high) == pytest.approx(high)
+    assert "80% ETI" in describe_pair(ds, "rmsce_mmlu", "brier_mmlu")
+    assert "80% ETI" in format_benchmark_comparison(ds)
+    assert benchmark_comparison_json(ds)["ci_kind"] == "eti"
+    with pytest.raises(ValueError, match="ci_kind"):
+        compare_benchmarks(dt, ["rmsce_mmlu", "brier_mmlu"], ci_kind="hpd")
 
 
 def test_entanglement_uses_absolute_rho():
@@ -160,15 +179,38 @@ def test_unknown_keys_are_explained(three):
         BenchmarkNotInFitError, match=r"'brier_mmlx'.*close matches: \['brier_mmlu'"
     ):
         check_benchmarks(dt, ["brier_mmlx", "rmsce_mmlu"])
+    # Every benchmark of this fit is in the shipped catalog, with the parents the fit
+    # stores: the left-out part's aggregate comes from that catalog (not the study name).
+    rho = {"rmsce_mmlu": three["rmsce_mmlu"], "ethics_all": three["mmlu_x"]}
+    catalogued = toy_fit(rho)
+    catalogued.attrs["study_name"] = "renamed"
     with pytest.raises(BenchmarkNotInFitError) as err:
-        check_benchmarks(dt, ["ethics_cm", "rmsce_mmlu"])
+        check_benchmarks(catalogued, ["ethics_cm", "rmsce_mmlu"])
     message = str(err.value)
     assert "'aggregate' level" in message and "--level parts" in message
     assert "ethics_all" in message  # the parent, from the shipped catalog
+    # mmlu_x is in no shipped catalog: nothing names the catalog, so no aggregate is named
+    with pytest.raises(BenchmarkNotInFitError) as err:
+        check_benchmarks(dt, ["ethics_cm", "rmsce_mmlu"])
+    message = str(err.value)
+    assert "was left out of it" in message and "its aggregate is" not in message
     with pytest.raises(ValueError, match="more than once"):
         check_benchmarks(dt, ["rmsce_mmlu", "rmsce_mmlu"])
     with pytest.raises(ValueError, match="at least two"):
         check_benchmarks(dt, ["rmsce_mmlu"])
+
+
+def test_aggregate_of_reads_the_fit_metadata(three):
+    rho = {"rmsce_mmlu": three["rmsce_mmlu"], "ethics_all": three["brier_mmlu"]}
+    fit = toy_fit(rho)
+    assert shipped_catalog_of(fit) is not None
+    assert aggregate_of(fit, "ethics_cm") == "ethics_all"  # left out: from the catalog
+    assert aggregate_of(fit, "ethics_all") == ""  # fitted: the parent the fit stores
+    # A stored parent that the shipped catalog does not have: the catalog is not the fit's
+    odd = toy_fit(rho, parents={"rmsce_mmlu": "ethics_all"})
+    assert shipped_catalog_of(odd) is None
+    assert aggregate_of(odd, "ethics_cm") == ""
+    assert aggregate_of(odd, "rmsce_mmlu") == "ethics_all"
 
 
 def test_script_compares_benchmarks(three, tmp_path, capsys):

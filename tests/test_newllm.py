@@ -18,17 +18,10 @@ import xarray as xr
 from scipy.stats import multivariate_normal
 
 from safetywash import __version__
-from safetywash.analysis.newllm import (
-    benchmark_parameters,
-    benchmark_table,
-    gaussian_latent_posterior,
-    new_llm_json,
-    read_new_scores,
-    score_new_llm,
-    to_model_scale,
-    to_raw_scale,
-    validate_new_scores,
-)
+from safetywash.analysis.latent import benchmark_parameters, gaussian_latent_posterior
+from safetywash.analysis.newllm import new_llm_json, score_new_llm
+from safetywash.analysis.newscores import read_new_scores, validate_new_scores
+from safetywash.analysis.scales import benchmark_table, to_model_scale, to_raw_scale
 from safetywash.data.errors import StudyValidationError
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.fitfile import save_fit

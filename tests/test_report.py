@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import json
 import re
 import xml.etree.ElementTree as ET
 
@@ -22,25 +21,22 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from fit_trees import GOOD_DIAGNOSTICS, simulated_fit_tree
+from safetywash.analysis.ppc import correlation_ppc, pairwise_correlation, replicate_scores
 from safetywash.analysis.separability import separability
-from safetywash.inference.diagnostics import Diagnostics
 from safetywash.inference.fitfile import save_fit
 from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
-from safetywash.model.build import ModelConfig, prepare_data
 from safetywash.model.simulate import simulate
-from safetywash.report.document import (
-    Table,
+from safetywash.report.document import build_report
+from safetywash.report.figures import loadings_summary
+from safetywash.report.render import Table, render_markdown
+from safetywash.report.style import AREA_COLORS, area_label
+from safetywash.report.tables import (
     baseline_disagrees,
-    build_report,
-    correlation_ppc,
     default_benchmarks,
-    pairwise_correlation,
-    render_markdown,
-    replicate_scores,
     report_table,
     separability_rows,
 )
-from safetywash.report.figures import AREA_COLORS, area_label, loadings_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SAFETY = {"bias": 3, "calibration": 3}
@@ -250,85 +246,9 @@ def test_html_is_self_contained(fit_dt, written):
 
 def _two_factor_tree(seed: int = 2) -> xr.DataTree:
     """A two-factor 'fit' assembled from the simulation truth plus noise (no sampling)."""
-    factors = ("bias", "calibration")
-    study, truth = simulate(24, 4, SAFETY, factor_areas=factors, seed=seed)
-    study = _named(study)
-    config = ModelConfig(factors=factors)
-    data = prepare_data(study, config)
-    rng = np.random.default_rng(seed)
-    keys = list(data.study.benchmarks.index)
-    scale, center = data.scale.to_numpy(), data.center.to_numpy()
-    shape = (2, 30)
-
-    def draws(value, sd=0.05):
-        value = np.asarray(value, dtype=float)
-        return value + sd * rng.standard_normal(shape + value.shape)
-
-    loading = draws(truth["loading"].sel(benchmark=keys).values / scale)
-    sigma = np.abs(draws(truth["residual_sd"].sel(benchmark=keys).values / scale))
-    gamma_b = truth["factor_loading"].sel(benchmark=keys).values / scale
-    fkeys = data.factor_keys
-    gamma = draws(gamma_b[[keys.index(k) for k in fkeys]])
-    gamma_full = np.zeros((*shape, len(keys)))
-    gamma_full[..., [keys.index(k) for k in fkeys]] = gamma
-    rho = loading / np.sqrt(loading**2 + gamma_full**2 + sigma**2)
-    dims = ("chain", "draw")
-    posterior = xr.Dataset(
-        {
-            "capability": ((*dims, "llm"), draws(truth["capability"].values)),
-            "loading": ((*dims, "benchmark"), loading),
-            "residual_sd": ((*dims, "benchmark"), sigma),
-            "intercept": (
-                (*dims, "benchmark"),
-                draws((truth["intercept"].sel(benchmark=keys).values - center) / scale),
-            ),
-            "rho": ((*dims, "benchmark"), rho),
-            "area_loading_mean": ((*dims, "area"), draws(np.zeros(len(data.areas)))),
-            "factor_loading": ((*dims, "factor_benchmark"), gamma),
-            "area_factor": ((*dims, "llm", "factor"), draws(truth["area_factor"].values)),
-        },
-        coords={
-            "llm": list(data.study.llms.index),
-            "benchmark": keys,
-            "area": data.areas,
-            "factor": data.factor_names,
-            "factor_benchmark": fkeys,
-        },
+    return simulated_fit_tree(
+        24, 4, SAFETY, factors=("bias", "calibration"), seed=seed, rename=_named
     )
-    bench, llms = data.study.benchmarks, data.study.llms
-    const = xr.Dataset(
-        {
-            "llm_index": ("cell", data.llm_idx),
-            "benchmark_index": ("cell", data.benchmark_idx),
-            "raw_value": ("cell", data.study.scores["value"].to_numpy(dtype=float)),
-            "llm_name": ("llm", llms["display_name"].to_numpy(dtype=str)),
-            "population_label": ("llm", llms["population"].to_numpy(dtype=str)),
-            "family": ("llm", llms["family"].to_numpy(dtype=str)),
-            "params": ("llm", llms["params"].to_numpy(dtype=float)),
-            "flop": ("llm", llms["flop"].to_numpy(dtype=float)),
-        },
-        coords={"cell": np.arange(len(data.y)), "llm": list(llms.index), "benchmark": keys},
-    )
-    for col in ("display_name", "role", "area", "direction", "scale", "parent", "note"):
-        const[f"benchmark_{col}"] = ("benchmark", bench[col].to_numpy(dtype=str))
-    for col in ("lower", "upper", "chance"):
-        const[f"benchmark_{col}"] = ("benchmark", bench[col].to_numpy(dtype=float))
-    bad = Diagnostics(1.3, "rho", 12.0, "rho", 15.0, "rho", 3, 60)
-    tree = xr.DataTree.from_dict(
-        {
-            "posterior": posterior,
-            "observed_data": xr.Dataset({"score": ("cell", data.y)}),
-            "constant_data": const,
-        }
-    )
-    tree.attrs.update(
-        study_name=study.name,
-        model_config=config.to_json(),
-        seed=seed,
-        diagnostics=json.dumps(bad.to_dict()),
-        sampler_settings=json.dumps({"sampler": "none", "chains": 2, "draws": 30}),
-    )
-    return tree
 
 
 def test_two_factor_heatmap_warning_and_simulated_ppc(tmp_path):
@@ -382,3 +302,88 @@ def test_area_palette_is_fixed():
 
     assert set(SAFETY_AREAS) | {"capability"} <= set(AREA_COLORS)
     assert len(set(AREA_COLORS.values())) == len(AREA_COLORS)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _links(markdown: str) -> list[str]:
+    """Targets of the Markdown's image and SVG links."""
+    return re.findall(r"\]\(([^)]+)\)", markdown)
+
+
+def test_report_writes_into_the_run_folder_wherever_it_runs(tmp_path, monkeypatch):
+    from safetywash.report.document import write_report
+
+    tree = simulated_fit_tree(seed=3, diagnostics=GOOD_DIAGNOSTICS)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    md, page, report = write_report(tree, tmp_path / "run", max_draws=40)
+    assert list(elsewhere.iterdir()) == []  # nothing written where it was run from
+    assert (md.parent, page.parent) == (tmp_path / "run", tmp_path / "run")
+    figures = tmp_path / "run" / "figures"
+    assert {p.parent for pair in report.figures.values() for p in pair} == {figures}
+    links = _links(md.read_text(encoding="utf-8"))
+    assert len(links) == 2 * len(FIGURES)
+    assert all(link.startswith("figures/") and "/" not in link[8:] for link in links)
+    # The links are relative to report.md: still valid after the run folder moves.
+    moved = tmp_path / "moved"
+    (tmp_path / "run").rename(moved)
+    assert all((moved / link).is_file() for link in links)
+    html_page = (moved / "report.html").read_text(encoding="utf-8")
+    assert 'src="' not in html_page.replace('src="data:', "")
+
+
+@pytest.mark.parametrize("safety", [{"bias": 1}, {"bias": 1, "calibration": 1}, {"bias": 2}])
+def test_report_of_one_or_two_safety_benchmarks(safety, tmp_path):
+    tree = simulated_fit_tree(safety=safety, seed=6)
+    report = build_report(tree, report_dir=tmp_path, max_draws=40)
+    n_safety = sum(safety.values())
+    assert set(report.figures) == set(FIGURES)
+    for png, svg in report.figures.values():
+        assert png.parent == tmp_path / "figures"
+        assert png.read_bytes()[:8] == PNG_MAGIC and ET.parse(svg).getroot().tag.endswith("svg")
+    assert f"{n_safety} safety benchmarks:" in report.markdown
+    safety_rows = report.table[report.table["role"] == "safety"]
+    assert len(safety_rows) == n_safety
+    for name in safety_rows["display_name"]:
+        assert f"| {name} |" in report.markdown
+
+
+def test_interval_convention_sets_numbers_and_labels(fit_dt, tmp_path):
+    import arviz as az
+
+    report = build_report(fit_dt, report_dir=tmp_path, ci_prob=0.8, ci_kind="eti", max_draws=40)
+    rho = fit_dt["posterior"]["rho"].sel(benchmark="bias_00")
+    low, high = az.eti(rho, prob=0.8).values
+    row = report.table.set_index("benchmark").loc["bias_00"]
+    assert (row["rho_hdi_low"], row["rho_hdi_high"]) == (pytest.approx(low), pytest.approx(high))
+    draws = np.sort(rho.values.ravel())
+    assert low == pytest.approx(np.quantile(draws, 0.1))
+    assert "| 80% ETI |" in report.markdown and "Intervals are 80% equal-tailed intervals" in (
+        report.markdown
+    )
+    assert "94%" not in report.markdown and "HDI" not in report.markdown
+
+
+def test_default_labels_say_94_percent_hdi(written):
+    assert "<th>94% HDI</th>" in written["html"]
+    assert "Intervals are 94% highest-density intervals" in written["md"]
+
+
+def test_interval_labels_follow_the_convention(fit_dt):
+    from safetywash.analysis.separability import (
+        format_separability,
+        interval_label,
+        separability_table,
+    )
+
+    assert interval_label() == "94% HDI"
+    assert interval_label(0.9, "eti", long=True) == "90% equal-tailed interval"
+    with pytest.raises(ValueError, match="ci_prob"):
+        interval_label(1.2)
+    summary = separability(fit_dt, ci_prob=0.5, ci_kind="eti")
+    text = format_separability(separability_table(summary), 0.5, ci_prob=0.5, ci_kind="eti")
+    header = text.splitlines()[1]
+    assert "50% ETI" in header and "HDI" not in header

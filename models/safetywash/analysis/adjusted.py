@@ -32,13 +32,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.newllm import benchmark_table, to_raw_scale
-from safetywash.analysis.separability import DEFAULT_CI_PROB
+from safetywash.analysis.scales import benchmark_table, to_raw_scale
+from safetywash.analysis.separability import (
+    DEFAULT_CI_KIND,
+    DEFAULT_CI_PROB,
+    check_interval,
+    credible_interval,
+    interval_label,
+)
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -61,12 +66,71 @@ CSV_COLUMNS = (
 )
 
 
+def _chosen_benchmarks(
+    table: pd.DataFrame, benchmarks: Sequence[str] | None, roles: Sequence[str]
+) -> list[str]:
+    keys = list(table.index)
+    if benchmarks is None:
+        chosen = [k for k in keys if table.loc[k, "role"] in set(roles)]
+    else:
+        chosen = [str(k) for k in benchmarks]
+        unknown = [k for k in chosen if k not in keys]
+        if unknown:
+            raise ValueError(f"benchmarks {unknown} are not in the fit")
+    if not chosen:
+        raise ValueError(f"no benchmark with role in {list(roles)} in the fit")
+    return chosen
+
+
+def _cell_draws(dt: xr.DataTree, table: pd.DataFrame, cells: np.ndarray, group: str) -> dict:
+    """Per observed cell: the adjusted draws on both scales and ``P(y > prediction)``."""
+    const = dt["constant_data"]
+    post = dt[group]
+    c_llm = np.asarray(const["llm_index"].values, dtype=np.int64)[cells]
+    c_bench = np.asarray(const["benchmark_index"].values, dtype=np.int64)[cells]
+    y = xr.DataArray(np.asarray(dt["observed_data"]["score"].values)[cells], dims="cell")
+    theta = post["capability"].isel(llm=xr.DataArray(c_llm, dims="cell"), drop=True)
+    by_cell = xr.DataArray(c_bench, dims="cell")
+    loading = post["loading"].isel(benchmark=by_cell, drop=True)
+    intercept = post["intercept"].isel(benchmark=by_cell, drop=True)
+    capability_part = loading * theta
+    adjusted_std = (y - capability_part).transpose(*SAMPLE_DIMS, "cell")
+    rows = table.iloc[c_bench]
+    raw_units = to_raw_scale(adjusted_std.values, rows, clip=False)
+    oriented = xr.DataArray(
+        raw_units * rows["sign"].to_numpy(), dims=adjusted_std.dims, coords=adjusted_std.coords
+    )
+    raw_obs = np.asarray(const["raw_value"].values, dtype=float)[cells]
+    return {
+        "raw_score": raw_obs,
+        "oriented_score": raw_obs * rows["sign"].to_numpy(),
+        "p_above_capability_prediction": (y > intercept + capability_part).mean(SAMPLE_DIMS).values,
+        "adjusted": oriented,
+        "adjusted_std": adjusted_std,
+    }
+
+
+def _summaries(columns: dict, ci_prob: float, ci_kind: str) -> dict[str, np.ndarray]:
+    """Median and interval bounds of the draws among ``columns`` (values kept as they are)."""
+    out = {}
+    for name, values in columns.items():
+        if not isinstance(values, xr.DataArray):
+            out[name] = values
+            continue
+        low, high = credible_interval(values, ci_prob=ci_prob, ci_kind=ci_kind)
+        out[f"{name}_median"] = values.median(SAMPLE_DIMS).values
+        out[f"{name}_hdi_low"] = low.values
+        out[f"{name}_hdi_high"] = high.values
+    return out
+
+
 def adjusted_scores(
     dt: xr.DataTree,
     *,
     benchmarks: Sequence[str] | None = None,
     roles: Sequence[str] = ("safety",),
     ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
     group: str = "posterior",
 ) -> xr.Dataset:
     """Posterior of every observed score with its capability part removed.
@@ -80,8 +144,8 @@ def adjusted_scores(
         Benchmarks to adjust; default every benchmark whose role is in ``roles``.
     roles : sequence of str
         Roles adjusted when ``benchmarks`` is not given (default safety benchmarks only).
-    ci_prob : float
-        Mass of the highest-density intervals.
+    ci_prob, ci_kind : float, str
+        Mass and kind of the intervals (the variables keep the ``hdi`` names).
     group : str
         Group holding the draws.
 
@@ -96,70 +160,24 @@ def adjusted_scores(
         ``p_above_capability_prediction`` = ``P(y > alpha + lambda * theta)``, the
         probability that the LLM scores above what its capability predicts. Coordinates
         ``llm_name``, ``display_name``, ``role``, ``area``, ``direction``; attrs
-        ``ci_prob``.
+        ``ci_prob``, ``ci_kind``.
     """
-    if not 0 < ci_prob < 1:
-        raise ValueError("ci_prob must be between 0 and 1")
+    check_interval(ci_prob, ci_kind)
     table = benchmark_table(dt)
     keys = list(table.index)
-    if benchmarks is None:
-        chosen = [k for k in keys if table.loc[k, "role"] in set(roles)]
-    else:
-        chosen = [str(k) for k in benchmarks]
-        unknown = [k for k in chosen if k not in keys]
-        if unknown:
-            raise ValueError(f"benchmarks {unknown} are not in the fit")
-    if not chosen:
-        raise ValueError(f"no benchmark with role in {list(roles)} in the fit")
+    chosen = _chosen_benchmarks(table, benchmarks, roles)
     const = dt["constant_data"]
-    post = dt[group]
     llms = np.asarray(const["llm"].values, dtype=str)
-    llm_idx = np.asarray(const["llm_index"].values, dtype=np.int64)
     bench_idx = np.asarray(const["benchmark_index"].values, dtype=np.int64)
-    pos = np.array([keys.index(k) for k in chosen])
-    cells = np.flatnonzero(np.isin(bench_idx, pos))
-    c_llm, c_bench = llm_idx[cells], bench_idx[cells]
-
-    y = xr.DataArray(np.asarray(dt["observed_data"]["score"].values)[cells], dims="cell")
-    theta = post["capability"].isel(llm=xr.DataArray(c_llm, dims="cell"), drop=True)
-    loading = post["loading"].isel(benchmark=xr.DataArray(c_bench, dims="cell"), drop=True)
-    intercept = post["intercept"].isel(benchmark=xr.DataArray(c_bench, dims="cell"), drop=True)
-    capability_part = loading * theta
-    adjusted_std = (y - capability_part).transpose(*SAMPLE_DIMS, "cell")
-    above = (y > intercept + capability_part).mean(SAMPLE_DIMS)
-
-    rows = table.iloc[c_bench]
-    raw_units = to_raw_scale(adjusted_std.values, rows, clip=False)
-    oriented = xr.DataArray(
-        raw_units * rows["sign"].to_numpy(), dims=adjusted_std.dims, coords=adjusted_std.coords
-    )
-    raw_obs = np.asarray(const["raw_value"].values, dtype=float)[cells]
-
-    def summary(draws: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        bounds = az.hdi(draws, prob=ci_prob)
-        return (
-            draws.median(SAMPLE_DIMS).values,
-            bounds.sel(ci_bound="lower").values,
-            bounds.sel(ci_bound="upper").values,
-        )
-
-    columns = {
-        "raw_score": raw_obs,
-        "oriented_score": raw_obs * rows["sign"].to_numpy(),
-        "p_above_capability_prediction": above.values,
-    }
-    for prefix, draws in (("adjusted", oriented), ("adjusted_std", adjusted_std)):
-        med, low, high = summary(draws)
-        columns.update(
-            {f"{prefix}_median": med, f"{prefix}_hdi_low": low, f"{prefix}_hdi_high": high}
-        )
-
+    cells = np.flatnonzero(np.isin(bench_idx, [keys.index(k) for k in chosen]))
+    columns = _summaries(_cell_draws(dt, table, cells, group), ci_prob, ci_kind)
+    llm_of_cell = np.asarray(const["llm_index"].values, dtype=np.int64)[cells]
     row_of = {k: j for j, k in enumerate(chosen)}
-    col = np.array([row_of[keys[b]] for b in c_bench])
+    col = np.array([row_of[keys[b]] for b in bench_idx[cells]])
     data = {}
-    for name, values in columns.items():
+    for name in columns:
         grid = np.full((len(llms), len(chosen)), np.nan)
-        grid[c_llm, col] = values
+        grid[llm_of_cell, col] = columns[name]
         data[name] = (("llm", "benchmark"), grid)
     sub = table.loc[chosen]
     return xr.Dataset(
@@ -175,6 +193,7 @@ def adjusted_scores(
         },
         attrs={
             "ci_prob": ci_prob,
+            "ci_kind": ci_kind,
             "definition": "adjusted = observed - loading * capability on the model scale "
             "(intercept + area-factor part + residual), mapped back to oriented "
             "benchmark units",
@@ -208,7 +227,7 @@ def plot_adjusted(ds: xr.Dataset, benchmark: str, path: str | Path) -> Path:
     """Observed vs capability-adjusted scores of every LLM on one benchmark, as a PNG.
 
     LLMs are sorted by adjusted median; hollow circles are observed (oriented) scores,
-    filled circles the adjusted medians with their HDI; the right margin shows each LLM's
+    filled circles the adjusted medians with their interval; the right margin shows each LLM's
     rank among the observed LLMs before and after adjustment.
 
     Returns
@@ -235,7 +254,8 @@ def plot_adjusted(ds: xr.Dataset, benchmark: str, path: str | Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(order) + 1.8))
     ax.hlines(pos, low[order], high[order], color="tab:blue", lw=2, alpha=0.6)
-    ax.plot(med[order], pos, "o", color="tab:blue", label="capability-adjusted (median, HDI)")
+    kind = str(ds.attrs.get("ci_kind", DEFAULT_CI_KIND)).upper()
+    ax.plot(med[order], pos, "o", color="tab:blue", label=f"capability-adjusted (median, {kind})")
     ax.plot(obs[order], pos, "o", mfc="none", color="0.3", label="observed")
     ax.set_yticks(pos, names[order], fontsize=8)
     for p, i in zip(pos, order, strict=True):
@@ -246,10 +266,10 @@ def plot_adjusted(ds: xr.Dataset, benchmark: str, path: str | Path) -> Path:
             fontsize=7,
             va="center",
         )
-    pct = f"{100 * ds.attrs['ci_prob']:g}%"
+    label = interval_label(ds.attrs["ci_prob"], ds.attrs.get("ci_kind", DEFAULT_CI_KIND))
     ax.set_xlabel(f"{r['display_name'].item()} (oriented: higher = safer)")
     ax.set_title(
-        f"Observed vs capability-adjusted scores ({pct} HDI); right: rank before → after",
+        f"Observed vs capability-adjusted scores ({label}); right: rank before → after",
         fontsize=9,
     )
     ax.legend(loc="lower right", fontsize=8)

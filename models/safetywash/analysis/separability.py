@@ -17,12 +17,59 @@ import pandas as pd
 import xarray as xr
 
 DEFAULT_TAU = 0.5
+#: The interval convention of every summary and label (arviz-stats names): probability
+#: mass ``ci_prob`` of an interval of kind ``ci_kind``.
 DEFAULT_CI_PROB = 0.94
+DEFAULT_CI_KIND = "hdi"
+#: Interval kinds: highest-density and equal-tailed.
+CI_KINDS = {"hdi": "highest-density", "eti": "equal-tailed"}
 SAMPLE_DIMS = ("chain", "draw")
 
 
-def _hdi(da: xr.DataArray, ci_prob: float) -> tuple[xr.DataArray, xr.DataArray]:
-    bounds = az.hdi(da, prob=ci_prob)
+def percent(prob: float) -> str:
+    """A probability as a percentage: ``0.94`` -> ``"94%"``."""
+    return f"{100 * prob:g}%"
+
+
+def interval_label(
+    ci_prob: float = DEFAULT_CI_PROB, ci_kind: str = DEFAULT_CI_KIND, *, long: bool = False
+) -> str:
+    """Label of an interval: ``"94% HDI"`` (``long``: ``"94% highest-density interval"``)."""
+    check_interval(ci_prob, ci_kind)
+    if long:
+        return f"{percent(ci_prob)} {CI_KINDS[ci_kind]} interval"
+    return f"{percent(ci_prob)} {ci_kind.upper()}"
+
+
+def check_interval(ci_prob: float, ci_kind: str) -> None:
+    """Raise ``ValueError`` unless ``0 < ci_prob < 1`` and ``ci_kind`` is a known kind."""
+    if not 0 < ci_prob < 1:
+        raise ValueError("ci_prob must be between 0 and 1")
+    if ci_kind not in CI_KINDS:
+        raise ValueError(f"ci_kind must be one of {list(CI_KINDS)}, not {ci_kind!r}")
+
+
+def credible_interval(
+    da: xr.DataArray, *, ci_prob: float = DEFAULT_CI_PROB, ci_kind: str = DEFAULT_CI_KIND
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Lower and upper bounds of the ``ci_kind`` interval of mass ``ci_prob`` over draws.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Draws over ``(chain, draw)`` and any other dims.
+    ci_prob : float
+        Probability mass of the interval.
+    ci_kind : {"hdi", "eti"}
+        Highest-density (:func:`arviz.hdi`) or equal-tailed (:func:`arviz.eti`).
+
+    Returns
+    -------
+    low, high : xarray.DataArray
+        Over the other dims of ``da``.
+    """
+    check_interval(ci_prob, ci_kind)
+    bounds = (az.hdi if ci_kind == "hdi" else az.eti)(da, prob=ci_prob)
     return bounds.sel(ci_bound="lower", drop=True), bounds.sel(ci_bound="upper", drop=True)
 
 
@@ -31,6 +78,7 @@ def separability(
     *,
     tau: float = DEFAULT_TAU,
     ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
     group: str = "posterior",
 ) -> xr.Dataset:
     """Per-benchmark posterior summaries of capability entanglement.
@@ -42,7 +90,9 @@ def separability(
     tau : float
         Separability threshold on ``|rho|`` (0 < tau < 1).
     ci_prob : float
-        Probability mass of the highest-density intervals.
+        Probability mass of the intervals.
+    ci_kind : {"hdi", "eti"}
+        Kind of the intervals (the variables keep the ``hdi`` names).
     group : str
         Group holding the draws.
 
@@ -56,7 +106,7 @@ def separability(
     if not 0 < tau < 1:
         raise ValueError("tau must be between 0 and 1")
     rho = dt[group]["rho"]
-    low, high = _hdi(rho, ci_prob)
+    low, high = credible_interval(rho, ci_prob=ci_prob, ci_kind=ci_kind)
     out = xr.Dataset(
         {
             "rho_median": rho.median(SAMPLE_DIMS),
@@ -70,12 +120,16 @@ def separability(
     const = dt["constant_data"]
     for name in ("display_name", "role", "area"):
         out = out.assign_coords({name: ("benchmark", const[f"benchmark_{name}"].values)})
-    out.attrs.update(tau=tau, ci_prob=ci_prob)
+    out.attrs.update(tau=tau, ci_prob=ci_prob, ci_kind=ci_kind)
     return out
 
 
 def area_loadings(
-    dt: xr.DataTree, *, ci_prob: float = DEFAULT_CI_PROB, group: str = "posterior"
+    dt: xr.DataTree,
+    *,
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
+    group: str = "posterior",
 ) -> xr.Dataset:
     """Posterior of each safety area's mean capability loading.
 
@@ -88,7 +142,7 @@ def area_loadings(
     if "area_loading_mean" not in dt[group].data_vars:
         return xr.Dataset()
     mean = dt[group]["area_loading_mean"]
-    low, high = _hdi(mean, ci_prob)
+    low, high = credible_interval(mean, ci_prob=ci_prob, ci_kind=ci_kind)
     return xr.Dataset(
         {
             "mean_loading_median": mean.median(SAMPLE_DIMS),
@@ -96,7 +150,7 @@ def area_loadings(
             "mean_loading_hdi_high": high,
             "p_positive": (mean > 0).mean(SAMPLE_DIMS),
         },
-        attrs={"ci_prob": ci_prob},
+        attrs={"ci_prob": ci_prob, "ci_kind": ci_kind},
     )
 
 
@@ -139,11 +193,18 @@ def separability_table(
     return frame[list(SEPARABILITY_COLUMNS)].reset_index(drop=True)
 
 
-def format_separability(table: pd.DataFrame, tau: float) -> str:
+def format_separability(
+    table: pd.DataFrame,
+    tau: float,
+    *,
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
+) -> str:
     """Readable text of :func:`separability_table`, grouped by area."""
     width = min(int(table["display_name"].str.len().max()), 44) + 2
     head = (
-        f"{'benchmark':<{width}}{'rho':>7}{'94% HDI':>17}{f'P(|rho|<{tau:g})':>14}"
+        f"{'benchmark':<{width}}{'rho':>7}{interval_label(ci_prob, ci_kind):>17}"
+        f"{f'P(|rho|<{tau:g})':>14}"
         f"{'unexpl.':>9}{'paper':>8}"
     )
     lines = []

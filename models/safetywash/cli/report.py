@@ -10,7 +10,6 @@ heatmap. The check's replicated scores use the fit's seed + 2.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import matplotlib
 
@@ -30,7 +29,7 @@ from safetywash.report.document import write_report
 
 EXAMPLES = (
     "safetywash report runs/chat",
-    "safetywash report runs/chat --figures figures/ --tau 0.5 --ci-prob 0.94",
+    "safetywash report runs/chat --tau 0.5 --ci-prob 0.9",
     "safetywash report runs/chat --benchmarks wmdp bbq truthfulqa_mc1",
 )
 
@@ -42,9 +41,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--figures",
         type=output_dir,
-        default=Path("figures"),
+        default=None,
         metavar="DIR",
-        help="figures folder (default: %(default)s)",
+        help="figures folder (default: RUN/figures, linked from RUN/report.md)",
     )
     add_tau_argument(parser, DEFAULT_TAU)
     add_ci_prob_argument(parser, DEFAULT_CI_PROB, "HDI")

@@ -8,8 +8,11 @@ import xarray as xr
 
 from safetywash.analysis.baseline import fitted_baseline
 from safetywash.analysis.separability import (
+    DEFAULT_CI_KIND,
+    DEFAULT_CI_PROB,
     area_loadings,
     format_separability,
+    interval_label,
     separability,
     separability_table,
 )
@@ -18,9 +21,16 @@ from safetywash.inference.sampling import diagnostics_of
 
 
 def write_fit_outputs(
-    dt: xr.DataTree, out_dir: str | Path, *, tau: float
+    dt: xr.DataTree,
+    out_dir: str | Path,
+    *,
+    tau: float,
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
 ) -> tuple[Path, Path, str]:
     """Save ``posterior.nc`` and ``separability.csv`` into ``out_dir``; return a summary.
+
+    ``ci_prob`` and ``ci_kind`` set the intervals of the table and the summary.
 
     Returns
     -------
@@ -29,14 +39,16 @@ def write_fit_outputs(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     posterior_path = save_fit(dt, out_dir / "posterior.nc")
-    summary = separability(dt, tau=tau)
+    summary = separability(dt, tau=tau, ci_prob=ci_prob, ci_kind=ci_kind)
     table = separability_table(summary, fitted_baseline(dt))
     table_path = out_dir / "separability.csv"
     table.to_csv(table_path, index=False)
-    areas = area_loadings(dt)
-    lines = [diagnostics_of(dt).verdict(), "", format_separability(table, tau)]
+    areas = area_loadings(dt, ci_prob=ci_prob, ci_kind=ci_kind)
+    text = format_separability(table, tau, ci_prob=ci_prob, ci_kind=ci_kind)
+    lines = [diagnostics_of(dt).verdict(), "", text]
     if areas.data_vars:
-        lines.append("Area mean capability loadings (median, 94% HDI, P(> 0)):")
+        label = interval_label(ci_prob, ci_kind)
+        lines.append(f"Area mean capability loadings (median, {label}, P(> 0)):")
         for area in areas["area"].values:
             a = areas.sel(area=area)
             lines.append(

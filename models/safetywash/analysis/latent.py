@@ -1,0 +1,236 @@
+"""A fit's benchmark parameters and the Gaussian posterior of one LLM's latent vector.
+
+Every benchmark parameter of a fit (intercept ``alpha``, capability loading ``lambda``,
+residual SD ``sigma`` and, with area factors, the factor loading ``gamma``) is held at each
+posterior draw in turn (:func:`benchmark_parameters`). Given one draw, an LLM's latent vector
+``u = (theta, eta_1, ..., eta_F)`` (capability and area factors) has a Gaussian prior,
+
+* ``theta ~ Normal(m_p, s_p)``, the capability distribution of the LLM's population in that
+  draw (0 and 1 for a single population, ``population_mean`` and
+  ``exp(population_log_sd)`` otherwise; see :func:`capability_prior`),
+* ``eta_f ~ Normal(0, 1)`` (the model's prior on area factors),
+
+and its scores on the model scale are ``y_b = alpha_b + W_b u + sigma_b e_b`` with
+``W_b = (lambda_b, gamma_b [b in area f])``. The likelihood is Gaussian in ``u``, so its
+posterior given the draw is Gaussian in closed form (:func:`gaussian_latent_posterior`),
+and so is ``log p(y)`` with ``u`` integrated out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+SAMPLE_DIMS = ("chain", "draw")
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+@dataclass(frozen=True)
+class BenchmarkParameters:
+    """Posterior draws of every benchmark parameter, stacked over ``(chain, draw)``.
+
+    Attributes
+    ----------
+    benchmarks : list of str
+        Benchmark keys, in the fit's order.
+    intercept, loading, residual_sd, factor_loading : numpy.ndarray
+        Shape ``(n_samples, n_benchmarks)`` on the model (standardised) scale;
+        ``factor_loading`` is 0 for benchmarks outside factor areas.
+    factor_of : numpy.ndarray
+        Index of each benchmark's area factor (-1: none), shape ``(n_benchmarks,)``.
+    factors : list of str
+        Areas with a factor of their own.
+    capability : numpy.ndarray
+        Fitted capabilities, shape ``(n_samples, n_llms)``.
+    chains, draws : int
+        Sizes of the sample dimensions.
+    """
+
+    benchmarks: list[str]
+    intercept: np.ndarray
+    loading: np.ndarray
+    residual_sd: np.ndarray
+    factor_loading: np.ndarray
+    factor_of: np.ndarray
+    factors: list[str]
+    capability: np.ndarray
+    chains: int
+    draws: int
+
+    @property
+    def n_latent(self) -> int:
+        """Size of the latent vector: capability plus one per area factor."""
+        return 1 + len(self.factors)
+
+    def design(self, benchmark_idx: np.ndarray) -> np.ndarray:
+        """Loadings of the latent vector, shape ``(n_samples, len(benchmark_idx), n_latent)``."""
+        n = self.intercept.shape[0]
+        w = np.zeros((n, len(benchmark_idx), self.n_latent))
+        w[:, :, 0] = self.loading[:, benchmark_idx]
+        for j, b in enumerate(benchmark_idx):
+            f = self.factor_of[b]
+            if f >= 0:
+                w[:, j, 1 + f] = self.factor_loading[:, b]
+        return w
+
+
+def _stack(da: xr.DataArray, dim: str | None = None) -> np.ndarray:
+    """Draws as ``(chain * draw[, dim])``, chain-major (as ``stack(sample=(chain, draw))``)."""
+    order = [*SAMPLE_DIMS, dim] if dim else list(SAMPLE_DIMS)
+    values = np.asarray(da.transpose(*order).values, dtype=float)
+    return values.reshape(values.shape[0] * values.shape[1], *values.shape[2:])
+
+
+def benchmark_parameters(dt: xr.DataTree, *, group: str = "posterior") -> BenchmarkParameters:
+    """Posterior draws of the benchmark parameters of a fit.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        A fit from :func:`safetywash.inference.sampling.fit` (or
+        :func:`safetywash.inference.fitfile.load_fit`).
+    group : str
+        Group holding the draws.
+
+    Returns
+    -------
+    BenchmarkParameters
+    """
+    post = dt[group].to_dataset()
+    benchmarks = [str(b) for b in post["benchmark"].values]
+    n_bench = len(benchmarks)
+    intercept = _stack(post["intercept"], "benchmark")
+    gamma = np.zeros_like(intercept)
+    factor_of = np.full(n_bench, -1, dtype=np.int64)
+    factors: list[str] = []
+    if "factor_loading" in post.data_vars:
+        factors = [str(f) for f in post["area_factor"]["factor"].values]
+        area = dict(
+            zip(
+                np.asarray(dt["constant_data"]["benchmark"].values, dtype=str),
+                np.asarray(dt["constant_data"]["benchmark_area"].values, dtype=str),
+                strict=True,
+            )
+        )
+        fl = post["factor_loading"]
+        values = _stack(fl, "factor_benchmark")
+        for j, key in enumerate(np.asarray(fl["factor_benchmark"].values, dtype=str)):
+            b = benchmarks.index(key)
+            gamma[:, b] = values[:, j]
+            factor_of[b] = factors.index(area[key])
+    return BenchmarkParameters(
+        benchmarks=benchmarks,
+        intercept=intercept,
+        loading=_stack(post["loading"], "benchmark"),
+        residual_sd=_stack(post["residual_sd"], "benchmark"),
+        factor_loading=gamma,
+        factor_of=factor_of,
+        factors=factors,
+        capability=_stack(post["capability"], "llm"),
+        chains=post.sizes["chain"],
+        draws=post.sizes["draw"],
+    )
+
+
+def capability_prior(dt: xr.DataTree, population: str, *, group: str = "posterior"):
+    """Per-draw mean and SD of the capability distribution of one population.
+
+    ``population_mean`` and ``exp(population_log_sd)`` when the fit has several
+    populations, else 0 and 1: the model's population distribution of capability. (With
+    sampled capability the fitted capabilities are normalised to exactly these moments
+    within each population; with marginal capability they are the prior's parameters.)
+
+    Returns
+    -------
+    mean, sd : numpy.ndarray
+        Shape ``(n_samples,)``.
+    """
+    labels = np.asarray(dt["constant_data"]["population_label"].values, dtype=str)
+    known = sorted(set(labels))
+    if population not in known:
+        raise ValueError(f"unknown population {population!r}; the fit has {known}")
+    post = dt[group]
+    n = post.sizes["chain"] * post.sizes["draw"]
+    if "population_mean" in post.data_vars:
+        pops = [str(p) for p in post["population_mean"]["population"].values]
+        j = pops.index(population)
+        mean = _stack(post["population_mean"], "population")[:, j]
+        sd = np.exp(_stack(post["population_log_sd"], "population")[:, j])
+        return mean, sd
+    if len(known) > 1:
+        raise ValueError("the fit has several populations but no population parameters")
+    return np.zeros(n), np.ones(n)
+
+
+def default_population(dt: xr.DataTree) -> str:
+    """The fit's only population; raises if it has several."""
+    labels = sorted(set(np.asarray(dt["constant_data"]["population_label"].values, dtype=str)))
+    if len(labels) != 1:
+        raise ValueError(f"the fit has several populations {labels}: say which one the LLM is in")
+    return str(labels[0])
+
+
+def gaussian_latent_posterior(
+    y: np.ndarray,
+    intercept: np.ndarray,
+    design: np.ndarray,
+    residual_sd: np.ndarray,
+    prior_mean: np.ndarray,
+    prior_sd: np.ndarray,
+):
+    """Conjugate posterior of a Gaussian latent vector, one problem per posterior draw.
+
+    Model: ``u ~ Normal(prior_mean, diag(prior_sd^2))`` and
+    ``y_j ~ Normal(intercept_j + design_j @ u, residual_sd_j)`` independently.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Observations, shape ``(n,)`` or ``(S, n)``.
+    intercept, residual_sd : numpy.ndarray
+        Shape ``(S, n)``.
+    design : numpy.ndarray
+        Shape ``(S, n, k)``.
+    prior_mean, prior_sd : numpy.ndarray
+        Shape ``(S, k)``.
+
+    Returns
+    -------
+    mean : numpy.ndarray
+        Posterior mean of ``u``, shape ``(S, k)``.
+    cov : numpy.ndarray
+        Posterior covariance, shape ``(S, k, k)``.
+    log_marginal : numpy.ndarray
+        ``log p(y)`` with ``u`` integrated out, shape ``(S,)``.
+    """
+    resid = y - intercept
+    prec_y = 1.0 / residual_sd**2
+    prior_prec = 1.0 / prior_sd**2
+    weighted = design * prec_y[..., None]
+    precision = np.einsum("snk,snl->skl", weighted, design)
+    k = design.shape[-1]
+    precision[:, np.arange(k), np.arange(k)] += prior_prec
+    rhs = prior_mean * prior_prec + np.einsum("snk,sn->sk", weighted, resid)
+    chol = np.linalg.cholesky(precision)
+    mean = np.linalg.solve(precision, rhs[..., None])[..., 0]
+    eye = np.broadcast_to(np.eye(k), precision.shape)
+    cov = np.linalg.solve(precision, eye)
+    logdet_precision = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
+    # log p(y) = log p(y | u*) + log p(u*) - log p(u* | y) at the posterior mean u*.
+    fitted = intercept + np.einsum("snk,sk->sn", design, mean)
+    loglik = -0.5 * (LOG_2PI + np.log(residual_sd**2) + (y - fitted) ** 2 * prec_y).sum(-1)
+    logprior = -0.5 * (LOG_2PI + np.log(prior_sd**2) + (mean - prior_mean) ** 2 * prior_prec)
+    log_post_at_mean = -0.5 * k * LOG_2PI + 0.5 * logdet_precision
+    return mean, cov, loglik + logprior.sum(-1) - log_post_at_mean
+
+
+def latent_prior(params: BenchmarkParameters, mean: np.ndarray, sd: np.ndarray):
+    """Prior mean and SD of the latent vector ``(theta, eta...)``, shape ``(S, k)``."""
+    n = params.intercept.shape[0]
+    prior_mean = np.zeros((n, params.n_latent))
+    prior_sd = np.ones((n, params.n_latent))
+    prior_mean[:, 0] = mean
+    prior_sd[:, 0] = sd
+    return prior_mean, prior_sd

@@ -1,0 +1,168 @@
+"""Pointwise log-likelihood and PSIS-LOO of one fit, at three levels.
+
+* ``"cell"``: leave one score out (the stored pointwise log-likelihood);
+* ``"llm"``: leave one LLM out, summing the stored log-likelihood of an LLM's cells
+  before PSIS (the LLM's latent variables stay conditioned on its own scores, so the
+  importance ratios are extreme and Pareto k are usually high);
+* ``"llm-marginal"``: leave one LLM out with its latent capability (and area factors)
+  integrated out in closed form given each draw's benchmark parameters (the model is
+  Gaussian in them; see :mod:`safetywash.analysis.latent`), i.e. ``log p(y_i | benchmarks)``.
+  This predicts a new LLM's whole score vector and usually has far better Pareto k.
+
+Fits with ``capability="marginal"`` store a per-LLM log-likelihood only: with them, only
+``"llm-marginal"`` is available.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from safetywash.analysis.latent import (
+    benchmark_parameters,
+    capability_prior,
+    gaussian_latent_posterior,
+    latent_prior,
+)
+
+#: The LOO levels.
+LOO_LEVELS = ("cell", "llm", "llm-marginal")
+#: Order of preference between LOO levels with equally many high Pareto k.
+LOO_PREFERENCE = ("llm-marginal", "cell", "llm")
+
+
+def llm_log_likelihood(dt: xr.DataTree, *, var_name: str = "score") -> xr.DataArray:
+    """The stored pointwise log-likelihood summed over each LLM's cells.
+
+    Returns
+    -------
+    xarray.DataArray
+        Over ``(chain, draw, llm)`` (cells mapped to LLMs by ``constant_data.llm_index``).
+    """
+    ll = dt["log_likelihood"][var_name].astype("float64")
+    const = dt["constant_data"]
+    llms = np.asarray(const["llm"].values, dtype=str)
+    idx = np.asarray(const["llm_index"].values, dtype=np.int64)
+    onehot = np.zeros((len(idx), len(llms)))
+    onehot[np.arange(len(idx)), idx] = 1.0
+    summed = xr.dot(ll, xr.DataArray(onehot, dims=("cell", "llm")), dim="cell")
+    return summed.assign_coords(llm=llms).transpose("chain", "draw", "llm").rename(var_name)
+
+
+def marginal_llm_log_likelihood(
+    dt: xr.DataTree, *, group: str = "posterior", var_name: str = "score"
+) -> xr.DataArray:
+    """Per-draw ``log p(y_i | benchmark parameters)`` with each LLM's latents integrated out.
+
+    For each draw and LLM ``i`` the scores ``y_i`` are jointly Gaussian once capability
+    (prior: its population's distribution, :func:`safetywash.analysis.latent.capability_prior`) and
+    area factors (prior ``Normal(0, 1)``) are integrated out; see
+    :func:`safetywash.analysis.latent.gaussian_latent_posterior`. For a one-factor fit this is the
+    log-likelihood a ``capability="marginal"`` fit stores.
+
+    Returns
+    -------
+    xarray.DataArray
+        Over ``(chain, draw, llm)``.
+    """
+    params = benchmark_parameters(dt, group=group)
+    const = dt["constant_data"]
+    llms = np.asarray(const["llm"].values, dtype=str)
+    pops = np.asarray(const["population_label"].values, dtype=str)
+    llm_idx = np.asarray(const["llm_index"].values, dtype=np.int64)
+    bench_idx = np.asarray(const["benchmark_index"].values, dtype=np.int64)
+    y_all = np.asarray(dt["observed_data"][var_name].values, dtype=float)
+    priors = {p: latent_prior(params, *capability_prior(dt, p, group=group)) for p in set(pops)}
+    out = np.empty((params.intercept.shape[0], len(llms)))
+    for i in range(len(llms)):
+        cells = np.flatnonzero(llm_idx == i)
+        b = bench_idx[cells]
+        _, _, logp = gaussian_latent_posterior(
+            y_all[cells],
+            params.intercept[:, b],
+            params.design(b),
+            params.residual_sd[:, b],
+            *priors[pops[i]],
+        )
+        out[:, i] = logp
+    return xr.DataArray(
+        out.reshape(params.chains, params.draws, len(llms)),
+        dims=("chain", "draw", "llm"),
+        coords={
+            "chain": dt[group]["chain"].values,
+            "draw": dt[group]["draw"].values,
+            "llm": llms,
+        },
+        name=var_name,
+    )
+
+
+def relative_efficiency(dt: xr.DataTree, *, group: str = "posterior") -> float:
+    """Mean relative ESS of the posterior, as :func:`arviz.loo` computes it by default."""
+    post = dt[group].to_dataset()
+    n = post.sizes["chain"] * post.sizes["draw"]
+    if post.sizes["chain"] == 1:
+        return 1.0
+    ess = az.ess(post, method="mean")
+    values = np.hstack([np.asarray(ess[v].values).ravel() for v in ess.data_vars])
+    return float(np.nanmean(values) / n)
+
+
+def available_loo_methods(dt: xr.DataTree) -> list[str]:
+    """LOO levels a fit supports, in :data:`LOO_PREFERENCE` order.
+
+    A fit with ``capability="marginal"`` stores a per-LLM log-likelihood with capability
+    already integrated out, so only ``llm-marginal`` applies to it.
+    """
+    if "llm" in dt["log_likelihood"]["score"].dims:
+        return ["llm-marginal"]
+    return list(LOO_PREFERENCE)
+
+
+def pointwise_log_likelihood(dt: xr.DataTree, method: str) -> xr.DataArray:
+    """The log-likelihood PSIS-LOO uses at one level (``cell``, ``llm``, ``llm-marginal``)."""
+    if method in ("cell", "llm") and method not in available_loo_methods(dt):
+        raise ValueError(
+            f"LOO level {method!r} needs the per-score log-likelihood, but this fit integrates "
+            "capability out (capability='marginal') and stores it per LLM: use 'llm-marginal'"
+        )
+    if method == "cell":
+        return dt["log_likelihood"]["score"].astype("float64")
+    if method == "llm":
+        return llm_log_likelihood(dt)
+    if method == "llm-marginal":
+        return marginal_llm_log_likelihood(dt)
+    raise ValueError(f"LOO level must be one of {LOO_LEVELS}, not {method!r}")
+
+
+def loo_of(dt: xr.DataTree, method: str = "cell", *, reff: float | None = None):
+    """PSIS-LOO of a fit at one level (pointwise results kept).
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        A fit with ``posterior``, ``log_likelihood``, ``observed_data``, ``constant_data``.
+    method : {"cell", "llm", "llm-marginal"}
+        What is left out: one score, or one LLM (summed or integrated log-likelihood).
+    reff : float, optional
+        Relative efficiency (default: :func:`relative_efficiency`).
+
+    Returns
+    -------
+    arviz_stats.ELPDData
+        With ``elpd``, ``se``, ``p``, ``elpd_i``, ``pareto_k`` and ``good_k``.
+    """
+    ll = pointwise_log_likelihood(dt, method)
+    reff = relative_efficiency(dt) if reff is None else reff
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": dt["posterior"].to_dataset()[["loading"]],
+            "log_likelihood": xr.Dataset({"score": ll}),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Pareto.*")
+        return az.loo(tree, pointwise=True, reff=reff)

@@ -1,0 +1,198 @@
+"""The report's tables: separability beside the paper's baseline, and LLM capability.
+
+:func:`report_table` puts every benchmark's separability next to the paper's baseline
+(:func:`paper_baseline_of`) and flags disagreements (:func:`baseline_disagrees`);
+:func:`separability_rows` and :func:`capability_rows` turn tables into rows of text.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from safetywash.analysis.baseline import (
+    BASELINE_VARIABLE,
+    capability_benchmarks_for,
+    fitted_baseline,
+    oriented_baseline,
+)
+from safetywash.analysis.fits import benchmark_metadata
+from safetywash.analysis.separability import (
+    DEFAULT_CI_KIND,
+    DEFAULT_CI_PROB,
+    DEFAULT_TAU,
+    interval_label,
+    separability,
+    separability_table,
+)
+from safetywash.inference.fitfile import study_from_fit
+
+SAMPLE_DIMS = ("chain", "draw")
+#: Safety benchmarks shown against capability when none are chosen.
+DEFAULT_N_BENCHMARKS = 4
+
+
+def paper_baseline_of(dt: xr.DataTree) -> tuple[pd.Series | None, tuple[str, ...]]:
+    """The paper's oriented capabilities correlation for the fitted study.
+
+    Taken from the fit, which stores it computed on the whole input study (so the paper's
+    12 capability benchmarks are all used even when the fit is at the aggregate level);
+    for fits without it, recomputed from the fitted study
+    (:func:`safetywash.inference.fitfile.study_from_fit`), which may lack some of the 12.
+
+    Returns
+    -------
+    baseline : pandas.Series or None
+        Oriented Spearman correlation by benchmark key (None when the baseline cannot be
+        computed, e.g. with fewer than two capability benchmarks).
+    capability_benchmarks : tuple of str
+        The columns of the baseline's capability score.
+    """
+    stored = fitted_baseline(dt)
+    if stored is not None:
+        return stored, _stored_capability_benchmarks(dt)
+    study = study_from_fit(dt)
+    try:
+        return oriented_baseline(study), tuple(capability_benchmarks_for(study))
+    except ValueError:
+        return None, ()
+
+
+def _stored_capability_benchmarks(dt: xr.DataTree) -> tuple[str, ...]:
+    """The capability benchmarks of the stored baseline's capability score."""
+    attrs = dt["constant_data"][BASELINE_VARIABLE].attrs
+    return tuple(json.loads(attrs.get("capability_benchmarks", "[]")))
+
+
+def baseline_disagrees(table: pd.DataFrame) -> pd.Series:
+    """Whether the paper's baseline lies outside the Bayesian interval of ``rho``.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Columns ``rho_hdi_low``, ``rho_hdi_high`` and ``baseline_correlation``.
+
+    Returns
+    -------
+    pandas.Series of bool
+        False where the baseline is missing.
+    """
+    base = table["baseline_correlation"].astype(float)
+    outside = (base < table["rho_hdi_low"]) | (base > table["rho_hdi_high"])
+    return outside & base.notna()
+
+
+def report_table(
+    dt: xr.DataTree,
+    *,
+    tau: float = DEFAULT_TAU,
+    ci_prob: float = DEFAULT_CI_PROB,
+    ci_kind: str = DEFAULT_CI_KIND,
+    baseline: pd.Series | None = None,
+    group: str = "posterior",
+) -> pd.DataFrame:
+    """Separability of every benchmark beside the paper's baseline, grouped by area.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        A fit.
+    tau, ci_prob, ci_kind : float, float, str
+        Separability threshold and interval convention (see
+        :func:`safetywash.analysis.separability.separability`).
+    baseline : pandas.Series, optional
+        Oriented baseline correlation by benchmark key (:func:`paper_baseline_of`).
+    group : str
+        Group holding the draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`safetywash.analysis.separability.separability_table` plus ``role``,
+        ``loading_median`` and ``disagrees``; safety areas (alphabetical) first, capability
+        benchmarks last, each area by descending ``rho_median``.
+    """
+    summary = separability(dt, tau=tau, ci_prob=ci_prob, ci_kind=ci_kind, group=group)
+    table = separability_table(summary, baseline)
+    extra = summary[["loading_median"]].reset_coords().to_dataframe()
+    table = table.join(extra[["role", "loading_median"]], on="benchmark")
+    table["disagrees"] = baseline_disagrees(table)
+    table["_cap"] = table["role"] == "capability"
+    table = table.sort_values(["_cap", "area", "rho_median"], ascending=[True, True, False])
+    return table.drop(columns="_cap").reset_index(drop=True)
+
+
+def default_benchmarks(
+    dt: xr.DataTree, n: int = DEFAULT_N_BENCHMARKS, *, group: str = "posterior"
+) -> list[str]:
+    """A few safety benchmarks spanning the range of ``|rho|`` (highest to lowest)."""
+    meta = benchmark_metadata(dt)
+    keys = list(meta.index[meta["role"] == "safety"]) or list(meta.index)
+    strength = np.abs(dt[group]["rho"].sel(benchmark=keys).median(SAMPLE_DIMS).values)
+    ordered = [keys[i] for i in np.argsort(-strength, kind="stable")]
+    picks = np.unique(np.linspace(0, len(ordered) - 1, min(n, len(ordered))).round().astype(int))
+    return [ordered[i] for i in picks]
+
+
+def format_number(x: float | None, signed: bool = True) -> str:
+    """A summary number to two decimals (signed by default); ``"n/a"`` when missing."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x:+.2f}" if signed else f"{x:.2f}"
+
+
+def separability_header(
+    tau: float = DEFAULT_TAU, ci_prob: float = DEFAULT_CI_PROB, ci_kind: str = DEFAULT_CI_KIND
+) -> list[str]:
+    """Column names of :func:`separability_rows`."""
+    return [
+        "Benchmark",
+        "ρ median",
+        interval_label(ci_prob, ci_kind),
+        f"P(|ρ| < {tau:g})",
+        "unexplained 1 − ρ²",
+        "paper baseline",
+        f"baseline vs {ci_kind.upper()}",
+    ]
+
+
+def separability_rows(table: pd.DataFrame) -> list[list[str]]:
+    """Report rows of :func:`report_table`: name, rho, interval, P(sep.), unexplained,
+    paper, flag."""
+    return [
+        [
+            str(r.display_name),
+            format_number(r.rho_median),
+            f"[{format_number(r.rho_hdi_low)}, {format_number(r.rho_hdi_high)}]",
+            format_number(r.p_separable, signed=False),
+            format_number(r.unexplained_median, signed=False),
+            format_number(r.baseline_correlation),
+            "disagrees" if r.disagrees else "",
+        ]
+        for r in table.itertuples()
+    ]
+
+
+def capability_rows(summary: pd.DataFrame) -> list[list[str]]:
+    """Rows of LLM capability: population, rank, LLM, median, interval (best first).
+
+    ``summary`` is :func:`safetywash.report.figures.capability_summary` as a DataFrame.
+    """
+    rows = []
+    for pop, part in summary.groupby("population", sort=True):
+        part = part.sort_values("capability_median", ascending=False)
+        for rank, r in enumerate(part.itertuples(), start=1):
+            rows.append(
+                [
+                    str(pop),
+                    str(rank),
+                    str(r.display_name),
+                    format_number(r.capability_median),
+                    f"[{format_number(r.capability_hdi_low)}, "
+                    f"{format_number(r.capability_hdi_high)}]",
+                ]
+            )
+    return rows

@@ -35,8 +35,8 @@ API = {
     "study_from_fit": "safetywash.inference.fitfile",
     "paper_baseline": "safetywash.analysis.baseline",
     "separability": "safetywash.analysis.separability",
-    "compare_benchmarks": "safetywash.analysis.compare",
-    "compare_structures": "safetywash.analysis.compare",
+    "compare_benchmarks": "safetywash.analysis.designs",
+    "compare_structures": "safetywash.analysis.structures",
     "adjusted_scores": "safetywash.analysis.adjusted",
     "score_new_llm": "safetywash.analysis.newllm",
 }

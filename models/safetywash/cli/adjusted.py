@@ -19,7 +19,7 @@ from safetywash.analysis.adjusted import (
     default_plot_benchmark,
     plot_adjusted,
 )
-from safetywash.analysis.compare import open_fit
+from safetywash.analysis.fits import open_fit
 from safetywash.analysis.separability import DEFAULT_CI_PROB
 from safetywash.cli.common import (
     UsageError,

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from safetywash.analysis.compare import BenchmarkNotInFitError
+from safetywash.analysis.designs import BenchmarkNotInFitError
 from safetywash.cli import (
     adjusted,
     baseline,

@@ -19,18 +19,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from safetywash.analysis.compare import (
-    DEFAULT_SE_MULTIPLE,
-    LOO_METHODS,
+from safetywash.analysis.designs import (
     benchmark_comparison_json,
     compare_benchmarks,
-    compare_structures,
     format_benchmark_comparison,
+)
+from safetywash.analysis.fits import open_fit
+from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.analysis.structures import (
+    DEFAULT_SE_MULTIPLE,
+    LOO_METHODS,
+    compare_structures,
     format_structures,
-    open_fit,
     structures_json,
 )
-from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
 from safetywash.cli.common import (
     UsageError,
     add_ci_prob_argument,

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 
-from safetywash.analysis.compare import open_fit
+from safetywash.analysis.fits import open_fit
 from safetywash.analysis.newllm import (
     DEFAULT_PREDICTION_PROB,
     format_new_llm,
     new_llm_json,
-    read_new_scores,
     score_new_llm,
-    validate_new_scores,
 )
+from safetywash.analysis.newscores import read_new_scores, validate_new_scores
 from safetywash.cli.common import (
     add_ci_prob_argument,
     add_seed_argument,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from safetywash.analysis.compare import open_fit
+from safetywash.analysis.fits import open_fit
 from safetywash.analysis.sensitivity import (
     DEFAULT_SCALES,
     fit_sampler_settings,

@@ -7,7 +7,7 @@ import json
 
 from safetywash.inference.fitfile import load_fit, save_fit
 from safetywash.inference.sampling import SamplerSettings, fit
-from safetywash.model.build import ModelConfig
+from safetywash.model.config import ModelConfig
 from safetywash.model.simulate import simulate
 
 #: The simulated study and fit shared by test_compare, test_newllm and test_sensitivity.

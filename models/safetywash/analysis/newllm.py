@@ -35,7 +35,7 @@ import xarray as xr
 from scipy.special import expit
 
 from safetywash.data.errors import StudyValidationError
-from safetywash.model.build import LOGIT_EPS
+from safetywash.model.transform import LOGIT_EPS
 
 SAMPLE_DIMS = ("chain", "draw")
 DEFAULT_PREDICTION_PROB = 0.9

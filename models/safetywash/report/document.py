@@ -37,8 +37,7 @@ from safetywash.analysis.separability import (
     separability,
     separability_table,
 )
-from safetywash.inference.fitfile import fit_config, study_from_fit
-from safetywash.inference.sampling import diagnostics_of
+from safetywash.inference.fitfile import diagnostics_of, fit_config, study_from_fit
 from safetywash.report.figures import (
     AREA_COLORS,
     area_color,

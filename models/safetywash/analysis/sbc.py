@@ -185,155 +185,140 @@ def sbc_round(r: int, **kwargs) -> xr.Dataset:
     return ds
 
 
+#: The simulated design of an SBC round unless told otherwise (keywords of ``simulate``).
+DEFAULT_DESIGN = {
+    "n_llms": 26,
+    "n_capability": 10,
+    "safety": None,
+    "missing": 0.0,
+    "mechanism": "random",
+    "factor_areas": None,
+    "truth": "prior",
+}
+
+
 def run_sbc(
     n_rounds: int,
     *,
-    n_llms: int = 26,
-    n_capability: int = 10,
-    safety: Mapping[str, int] | None = None,
-    missing: float = 0.0,
-    mechanism: str = "random",
     draws: int = 500,
     tune: int = 500,
+    chains: int = 4,
     seed: int = 0,
     config: ModelConfig | None = None,
-    factor_areas: Sequence[str] | None = None,
-    chains: int = 4,
     rank_draws: int = RANK_DRAWS,
     progress: ProgressCallback | None = None,
     workers: int = 0,
     scheduler: str | None = None,
     work_dir: str | Path | None = None,
-    truth: str = "prior",
+    **design,
 ) -> xr.Dataset:
     """Simulate, fit and compare ``n_rounds`` times; one row per round.
 
-    Round ``r`` simulates with ``seed + r`` and samples with the same seed, so any round
-    can be reproduced alone (``simulate(..., truth=truth, priors=config.scaled_priors,
-    seed=seed + r)`` and ``SamplerSettings(draws, tune, seed=seed + r)``). The simulated
-    truth comes from the model's own priors (by default), and the data are standardised
-    per benchmark before fitting, so this checks the interval calibration of ``rho``,
-    which is invariant to per-benchmark affine rescaling (see the module docstring, also
-    for ``rho_true_insample``).
+    Round ``r`` simulates and samples with seed ``seed + r`` whichever way the rounds run,
+    so any round can be reproduced alone. It checks the calibration of ``rho`` (module
+    docstring).
 
     Parameters
     ----------
     n_rounds : int
         Number of simulated studies (each costs one fit, ~10-30 s).
-    n_llms, n_capability : int
-        LLMs and capability benchmarks per study.
-    safety : mapping of area -> int, optional
-        Safety benchmarks per area (default of :func:`~safetywash.model.simulate.simulate`:
-        two in each of four areas).
-    missing : float
-        Share of missing cells.
-    mechanism : {"random", "era"}
-        Missingness mechanism.
-    draws, tune : int
-        Posterior draws and tuning steps per chain.
+    draws, tune, chains : int
+        Posterior draws and tuning steps per chain, and chains per fit.
     seed : int
         Seed of round 0.
     config : ModelConfig, optional
-        Model to fit (default :class:`~safetywash.model.build.ModelConfig()`).
-    factor_areas : sequence of str, optional
-        Areas simulated with a factor of their own; default ``config.factors`` (the
-        model is then correctly specified).
-    chains : int
-        Chains per fit.
+        Model to fit (default :class:`~safetywash.model.config.ModelConfig()`).
     rank_draws : int
-        ``L``: the posterior (``chains x draws``) is thinned to ``L`` evenly spaced draws
-        (:func:`thin_indices`) before ranking, so ranks take the ``L + 1`` values
-        ``0..L``; default 99 (100 values, 10 per bin of a 10-bin histogram). Intervals
-        and medians use every draw.
+        ``L``: the posterior is thinned to ``L`` evenly spaced draws
+        (:func:`~safetywash.analysis.calibration.thin_indices`) before ranking, so ranks
+        take the values ``0..L`` (default 99: 10 per bin of a 10-bin histogram).
     progress : callable, optional
-        Called after every round as ``progress(r, n_rounds, info)`` with a dict of that
-        round's figures (seed, seconds, coverage50/90, mae, max_rhat, min_ess,
-        divergences, trustworthy, problems: the failed diagnostics in words). With a
-        cluster, rounds finish out of order and ``progress(-1, n_rounds, {"message": m})``
-        is called with the runner's one-line messages instead.
-    workers : int
-        Run the rounds on a ``dask.distributed`` ``LocalCluster`` of this many worker
-        processes (0: one after another in this process).
-    scheduler : str, optional
-        Address of a running dask scheduler to use instead of a local cluster.
-    work_dir : str or pathlib.Path, optional
-        Folder of per-round result files when distributed (required then); a rerun with
-        the same folder skips the rounds already finished. Each round's seed is
-        ``seed + r`` whichever way it runs, so results do not depend on scheduling.
-    truth : {"prior", "design"}
-        Draw each round's truth from the fitted config's priors, or from simulate's fixed
-        design (:func:`safetywash.model.simulate.simulate`).
+        ``progress(r, n_rounds, info)`` after every round (with a cluster:
+        ``progress(-1, n_rounds, {"message": m})``).
+    workers, scheduler, work_dir
+        Run the rounds on a dask ``LocalCluster`` of ``workers`` processes (0: here, one
+        after another) or a running ``scheduler``; per-round files go to ``work_dir``
+        (required then; a rerun skips finished rounds).
+    **design
+        The simulated design: keywords of :func:`~safetywash.model.simulate.simulate` (see
+        :data:`DEFAULT_DESIGN`); ``factor_areas`` defaults to ``config.factors`` (correctly
+        specified) and ``truth="prior"`` draws from ``config.scaled_priors``.
 
     Returns
     -------
     xarray.Dataset
-        Dims ``(round, benchmark)``. Per round and benchmark: ``rho_true``,
-        ``rho_true_insample``, ``rank`` and ``rank_insample`` (0..L), ``covered50``,
-        ``covered90`` (and ``*_insample``), ``rho_median``, ``rho_sd``, ``n_observed``.
-        Per round: ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``min_ess``,
-        ``divergences``, ``trustworthy``, ``worst_rhat_variable``, ``worst_ess_variable``
-        (the variables holding the worst R-hat and bulk ESS),
-        ``min_chain_capability_corr`` (worst chain's
-        correlation of posterior-mean with true capability; negative = a flipped chain),
-        ``n_rank_draws``, ``seed``, ``seconds``. Coordinates ``role`` and ``area`` of each
-        benchmark. Attrs: the settings of the run (JSON-able scalars and strings).
+        Over ``(round, benchmark)``: ``rho_true``, ``rho_true_insample``, ``rank``,
+        ``rank_insample``, ``covered50``, ``covered90`` (and ``*_insample``),
+        ``rho_median``, ``rho_sd``, ``n_observed``; per round the diagnostics
+        (``max_rhat``, ``min_ess_bulk``/``_tail``, ``min_ess``, ``divergences``,
+        ``trustworthy``, ``worst_rhat_variable``, ``worst_ess_variable``),
+        ``min_chain_capability_corr`` (< 0: a flipped chain), ``n_rank_draws``, ``seed``,
+        ``seconds``; coordinates ``role``, ``area``; the run's settings in attrs.
     """
-    if n_rounds < 1:
-        raise ValueError("n_rounds must be at least 1")
-    if rank_draws < 1:
-        raise ValueError("rank_draws must be positive")
+    if n_rounds < 1 or rank_draws < 1:
+        raise ValueError("n_rounds and rank_draws must be at least 1")
     config = config or ModelConfig()
-    factor_areas = tuple(config.factors if factor_areas is None else factor_areas)
+    design = _complete_design(design, config)
+    fixed = {**design, "config": config, "rank_draws": rank_draws}
 
     def round_kwargs(r: int) -> dict:
-        return {
-            "n_llms": n_llms,
-            "n_capability": n_capability,
-            "safety": dict(safety) if safety is not None else None,
-            "missing": missing,
-            "mechanism": mechanism,
-            "factor_areas": factor_areas,
-            "config": config,
-            "settings": SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed + r),
-            "seed": seed + r,
-            "rank_draws": rank_draws,
-            "truth": truth,
-        }
+        settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed + r)
+        return {**fixed, "settings": settings, "seed": seed + r}
 
     if scheduler is None and workers <= 0:
-        rounds = []
-        for r in range(n_rounds):
-            ds, info = _one_round(r, **round_kwargs(r))
-            rounds.append(ds)
-            if progress is not None:
-                progress(r, n_rounds, info)
+        rounds = _local_rounds(n_rounds, round_kwargs, progress)
     else:
         rounds = _distributed_rounds(
             n_rounds, round_kwargs, seed, progress, workers, scheduler, work_dir
         )
-    out = xr.concat(rounds, dim="round", combine_attrs="drop").assign_coords(
-        round=np.arange(n_rounds)
-    )
-    out.attrs.update(
-        {
-            "safetywash_version": __version__,
-            "n_rounds": n_rounds,
-            "n_llms": n_llms,
-            "n_capability": n_capability,
-            "safety": ",".join(f"{a}={n}" for a, n in (safety or {}).items()) or "default",
-            "missing": missing,
-            "mechanism": mechanism,
-            "factor_areas": ",".join(factor_areas),
-            "draws": draws,
-            "tune": tune,
-            "chains": chains,
-            "seed": seed,
-            "rank_draws": rank_draws,
-            "model_config": config.to_json(),
-            "truth": truth,
-        }
-    )
+    out = xr.concat(rounds, dim="round", combine_attrs="drop")
+    out = out.assign_coords(round=np.arange(n_rounds))
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
+    out.attrs.update(_run_attrs(n_rounds, design, settings, rank_draws, config))
     return out
+
+
+def _complete_design(design: dict, config: ModelConfig) -> dict:
+    """The design keywords with their defaults (factor areas: the config's factors)."""
+    unknown = set(design) - set(DEFAULT_DESIGN)
+    if unknown:
+        raise TypeError(f"run_sbc got unknown design keyword(s) {sorted(unknown)}")
+    design = {**DEFAULT_DESIGN, **design}
+    if design["safety"] is not None:
+        design["safety"] = dict(design["safety"])
+    areas = config.factors if design["factor_areas"] is None else design["factor_areas"]
+    design["factor_areas"] = tuple(areas)
+    return design
+
+
+def _local_rounds(n_rounds: int, round_kwargs, progress) -> list[xr.Dataset]:
+    """The rounds one after another in this process."""
+    rounds = []
+    for r in range(n_rounds):
+        ds, info = _one_round(r, **round_kwargs(r))
+        rounds.append(ds)
+        if progress is not None:
+            progress(r, n_rounds, info)
+    return rounds
+
+
+def _run_attrs(n_rounds: int, design: dict, settings: dict, rank_draws: int, config) -> dict:
+    """The settings of an SBC run as NetCDF attributes (numbers and strings)."""
+    safety = design["safety"]
+    return {
+        "safetywash_version": __version__,
+        "n_rounds": n_rounds,
+        "n_llms": design["n_llms"],
+        "n_capability": design["n_capability"],
+        "safety": ",".join(f"{a}={n}" for a, n in (safety or {}).items()) or "default",
+        "missing": design["missing"],
+        "mechanism": design["mechanism"],
+        "factor_areas": ",".join(design["factor_areas"]),
+        **settings,
+        "rank_draws": rank_draws,
+        "model_config": config.to_json(),
+        "truth": design["truth"],
+    }
 
 
 def _distributed_rounds(n_rounds, round_kwargs, seed, progress, workers, scheduler, work_dir):

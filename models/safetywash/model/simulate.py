@@ -25,7 +25,12 @@ from safetywash.data.catalog import SAFETY_AREAS
 from safetywash.data.study import BenchmarkStudy
 from safetywash.model.config import Priors
 from safetywash.model.data import factor_anchor
-from safetywash.model.likelihood import capability_correlation
+from safetywash.model.likelihood import (
+    capability_correlation,
+    cell_mean,
+    cell_sd,
+    predictive_draws,
+)
 
 MISSING_MECHANISMS = ("random", "era")
 TRUTHS = ("design", "prior")
@@ -63,35 +68,30 @@ def simulate(
     """Draw a study from the latent-factor model, with the truth that made it.
 
     Capability is standardised within each population of the drawn study (mean 0, SD 1)
-    and then given its population's mean and spread: the scale on which the default model
-    defines ``rho``; the marginal model instead assumes a population SD of 1, which differs
-    from this by sampling noise of order 1/sqrt(n).
+    and then given its population's mean and spread: the scale on which the sampled model
+    defines ``rho`` (the marginal model's population SD of 1 differs from it by sampling
+    noise of order 1/sqrt(n)).
 
     Parameters
     ----------
-    n_llms : int
-        Number of LLMs.
-    n_capability : int
-        Number of capability benchmarks.
+    n_llms, n_capability : int
+        Numbers of LLMs and of capability benchmarks.
     safety : mapping of area -> int, optional
         Safety benchmarks per area; default 2 in each of four areas.
     missing : float
         Target share of missing cells (0 <= missing < 1).
     mechanism : {"random", "era"}
-        ``"random"``: cells missing completely at random. ``"era"``: each LLM has a release
-        time correlated with its capability and each benchmark an introduction time; a
-        cell is missing when the LLM predates the benchmark (missing by LLM era).
+        Missing completely at random, or by era: a cell is missing when the LLM (release
+        time correlated with capability) predates the benchmark's introduction.
     populations : sequence of str
         Population labels, assigned round-robin.
     factor_areas : sequence of str
         Safety areas that also load on an area factor of their own.
     loadings : mapping of benchmark key -> float, optional
         Fix some true capability loadings instead of drawing them.
-    truth : {"design", "prior"}
-        Where the parameters come from (module docstring).
-    priors : Priors, optional
-        The model's priors (default :class:`Priors()`; pass ``config.scaled_priors`` to
-        simulate from a config's priors).
+    truth, priors : {"design", "prior"}, Priors, optional
+        Where the parameters come from (module docstring); the model's priors (default
+        :class:`Priors()`; e.g. ``config.scaled_priors``).
     seed : int
         Seed of every random step.
 
@@ -100,41 +100,26 @@ def simulate(
     study : BenchmarkStudy
         Raw scores (a random half of the benchmarks stored lower-is-better).
     truth : xarray.Dataset
-        ``capability`` (llm), ``loading``, ``residual_sd``, ``intercept``, ``rho``,
-        ``factor_loading`` (benchmark) and ``area_factor`` (llm, factor) when factors exist.
+        ``capability`` (llm), ``loading``, ``residual_sd``, ``intercept``,
+        ``factor_loading``, ``rho`` (benchmark), ``area_factor`` (llm, factor) with factors.
     """
-    if not 0.0 <= missing < 1.0:
-        raise ValueError("missing must be in [0, 1)")
-    if mechanism not in MISSING_MECHANISMS:
-        raise ValueError(f"mechanism must be one of {MISSING_MECHANISMS}")
-    if truth not in TRUTHS:
-        raise ValueError(f"truth must be one of {TRUTHS}, not {truth!r}")
+    _check(missing, mechanism, truth, factor_areas, safety)
     priors = priors or Priors()
     rng = np.random.default_rng(seed)
     safety = dict({a: 2 for a in SAFETY_AREAS[:4]} if safety is None else safety)
-    unknown = [a for a in [*safety, *factor_areas] if a not in SAFETY_AREAS]
-    if unknown:
-        raise ValueError(f"unknown safety area(s) {unknown}; choose from {SAFETY_AREAS}")
-
     llms = [f"llm{i:04d}" for i in range(n_llms)]
     pops = np.array([populations[i % len(populations)] for i in range(n_llms)])
-    cap_keys = [f"cap{j:02d}" for j in range(n_capability)]
     safe_areas = [area for area, count in safety.items() for _ in range(count)]
-    safe_keys = [f"{area}_{j:02d}" for area, count in safety.items() for j in range(count)]
-    keys = cap_keys + safe_keys
-
+    keys = [f"cap{j:02d}" for j in range(n_capability)]
+    keys += [f"{area}_{j:02d}" for area, count in safety.items() for j in range(count)]
     theta = _capability_truth(rng, pops, truth, priors)
     params = _benchmark_truth(rng, n_capability, safe_areas, list(safety), truth, priors)
     for key, value in (loadings or {}).items():
         params["loading"][keys.index(key)] = value
-    mean = params["intercept"][None, :] + theta[:, None] * params["loading"][None, :]
     members = [[i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
     members = [[n_capability + i for i in m] for m in members]
     gamma, eta = _factor_truth(rng, n_llms, len(keys), members, truth, priors)
-    if eta is not None:
-        for f, cols in enumerate(members):
-            mean[:, cols] += eta[:, [f]] * gamma[None, cols]
-    y = mean + rng.normal(0, 1, (n_llms, len(keys))) * params["residual_sd"][None, :]
+    y = _scores(rng, theta, params, gamma, eta, members)
 
     observed = _observation_mask(rng, theta, len(keys), missing, mechanism)
     if eta is not None and truth == "prior":
@@ -143,24 +128,52 @@ def simulate(
     raw = np.where(direction[None, :] == "lower", -y, y)
     name = f"simulated-{n_llms}x{len(keys)}-seed{seed}"
     study = _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, direction, name)
+    attrs = {"seed": seed, "missing": missing, "mechanism": mechanism, "truth": truth}
+    params["factor_loading"] = gamma
+    return study, _truth_dataset(theta, params, eta, llms, keys, factor_areas, attrs)
 
-    rho = capability_correlation(params["loading"], params["residual_sd"], gamma)
-    out = xr.Dataset(
-        {
-            "capability": ("llm", theta),
-            "loading": ("benchmark", params["loading"]),
-            "residual_sd": ("benchmark", params["residual_sd"]),
-            "intercept": ("benchmark", params["intercept"]),
-            "factor_loading": ("benchmark", gamma),
-            "rho": ("benchmark", rho),
-        },
-        coords={"llm": llms, "benchmark": keys},
-        attrs={"seed": seed, "missing": missing, "mechanism": mechanism, "truth": truth},
-    )
+
+def _scores(rng, theta, params: dict, gamma, eta, members) -> np.ndarray:
+    """Model-scale scores of every (LLM, benchmark) pair, drawn from the likelihood."""
+    n_llms, n_bench = len(theta), len(gamma)
+    llm_idx, bench_idx = (a.ravel() for a in np.indices((n_llms, n_bench)))
+    factor = {}
     if eta is not None:
-        out["area_factor"] = (("llm", "factor"), eta)
-        out = out.assign_coords(factor=list(factor_areas))
-    return study, out
+        factor_of = np.zeros(n_bench, dtype=np.int64)
+        for f, cols in enumerate(members):
+            factor_of[cols] = f
+        factor = {"factor_loading": gamma, "area_factor": eta, "cell_factor": factor_of[bench_idx]}
+    mu = cell_mean(params["intercept"], params["loading"], theta, llm_idx, bench_idx, **factor)
+    sd = cell_sd(params["residual_sd"], bench_idx)
+    return predictive_draws(mu, sd, rng).reshape(n_llms, n_bench)
+
+
+def _truth_dataset(theta, params: dict, eta, llms, keys, factor_areas, attrs) -> xr.Dataset:
+    """The parameters that made a simulated study, with every benchmark's ``rho``."""
+    known = xr.Dataset(
+        {"capability": ("llm", theta), **{k: ("benchmark", v) for k, v in params.items()}},
+        coords={"llm": llms, "benchmark": keys},
+        attrs=attrs,
+    )
+    rho = capability_correlation(params["loading"], params["residual_sd"], params["factor_loading"])
+    known["rho"] = ("benchmark", rho)
+    if eta is not None:
+        known["area_factor"] = (("llm", "factor"), eta)
+        known = known.assign_coords(factor=list(factor_areas))
+    return known
+
+
+def _check(missing: float, mechanism: str, truth: str, factor_areas, safety) -> None:
+    """Refuse impossible simulation settings."""
+    if not 0.0 <= missing < 1.0:
+        raise ValueError("missing must be in [0, 1)")
+    if mechanism not in MISSING_MECHANISMS:
+        raise ValueError(f"mechanism must be one of {MISSING_MECHANISMS}")
+    if truth not in TRUTHS:
+        raise ValueError(f"truth must be one of {TRUTHS}, not {truth!r}")
+    unknown = [a for a in [*(safety or {}), *factor_areas] if a not in SAFETY_AREAS]
+    if unknown:
+        raise ValueError(f"unknown safety area(s) {unknown}; choose from {SAFETY_AREAS}")
 
 
 def _capability_truth(rng, pops: np.ndarray, truth: str, priors: Priors) -> np.ndarray:

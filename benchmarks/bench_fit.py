@@ -174,8 +174,9 @@ def load_case(case: Case, args: argparse.Namespace):
 def run_one(case: Case, sampler: str, args: argparse.Namespace) -> dict:
     """Fit one case with one sampler in this process; the measurements as a dict."""
     t_proc = time.perf_counter()
-    from safetywash.inference.sampling import SamplerSettings, fit
-    from safetywash.model.build import ModelConfig
+    from safetywash.inference.sampling import fit
+    from safetywash.inference.settings import SamplerSettings
+    from safetywash.model.config import ModelConfig
 
     study = load_case(case, args)
     settings = SamplerSettings(

@@ -9,15 +9,16 @@ diagnostics, sampler settings, excluded benchmarks).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 
-from safetywash import __version__
 from safetywash.inference.diagnostics import Diagnostics
-from safetywash.model.build import ModelConfig, prepare_data
+from safetywash.inference.fitfile import FitInfo, constant_data, observed_data
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
+from safetywash.model.data import prepare_data
 from safetywash.model.simulate import simulate
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -25,34 +26,6 @@ SAMPLE_DIMS = ("chain", "draw")
 BAD_DIAGNOSTICS = Diagnostics(1.3, "rho", 12.0, "rho", 15.0, "rho", 3, 60)
 #: Diagnostics of a converged fit.
 GOOD_DIAGNOSTICS = Diagnostics(1.001, "rho", 900.0, "rho", 800.0, "rho", 0, 60)
-
-
-def _constant_data(data, keys: list[str]) -> xr.Dataset:
-    """The study as a fit stores it (the variables the fit's readers use)."""
-    bench, llms = data.study.benchmarks, data.study.llms
-    const = xr.Dataset(
-        {
-            "llm_index": ("cell", data.llm_idx),
-            "benchmark_index": ("cell", data.benchmark_idx),
-            "raw_value": ("cell", data.study.scores["value"].to_numpy(dtype=float)),
-            "transformed_value": ("cell", data.y),
-            "llm_name": ("llm", llms["display_name"].to_numpy(dtype=str)),
-            "population_label": ("llm", llms["population"].to_numpy(dtype=str)),
-            "family": ("llm", llms["family"].to_numpy(dtype=str)),
-            "params": ("llm", llms["params"].to_numpy(dtype=float)),
-            "flop": ("llm", llms["flop"].to_numpy(dtype=float)),
-            "transform_center": ("benchmark", data.center.to_numpy(dtype=float)),
-            "transform_sd": ("benchmark", data.scale.to_numpy(dtype=float)),
-            "logit_transformed": ("benchmark", data.transformed.to_numpy(dtype=bool)),
-            "logit_floor": ("benchmark", data.logit_floor.to_numpy(dtype=float)),
-        },
-        coords={"cell": np.arange(len(data.y)), "llm": list(llms.index), "benchmark": keys},
-    )
-    for col in ("display_name", "role", "area", "direction", "scale", "parent", "note"):
-        const[f"benchmark_{col}"] = ("benchmark", bench[col].to_numpy(dtype=str))
-    for col in ("lower", "upper", "chance"):
-        const[f"benchmark_{col}"] = ("benchmark", bench[col].to_numpy(dtype=float))
-    return const
 
 
 def _posterior(truth: xr.Dataset, data, factors: tuple, shape: tuple, seed: int) -> xr.Dataset:
@@ -147,23 +120,22 @@ def simulated_fit_tree(
     study = rename(study) if rename else study
     config = ModelConfig(factors=factors)
     data = prepare_data(study, config)
-    keys = list(data.study.benchmarks.index)
     posterior = _posterior(truth, data, factors, (chains, draws), seed)
     tree = xr.DataTree.from_dict(
         {
             "posterior": posterior,
-            "observed_data": xr.Dataset({"score": ("cell", data.y)}),
-            "constant_data": _constant_data(data, keys),
+            "observed_data": observed_data(data),
+            "constant_data": constant_data(data),
         }
     )
-    tree.attrs.update(
-        safetywash_version=__version__,
+    info = FitInfo(
+        model_config=config,
+        sampler_settings=SamplerSettings(draws=draws, chains=chains, seed=seed),
         study_sha256=study.sha256(),
         study_name=study.name,
-        model_config=config.to_json(),
         seed=seed,
-        diagnostics=json.dumps(diagnostics.to_dict()),
-        sampler_settings=json.dumps({"sampler": "none", "chains": chains, "draws": draws}),
-        excluded_benchmarks=json.dumps(list(study.excluded)),
+        diagnostics=diagnostics,
+        excluded_benchmarks=tuple(study.excluded),
     )
+    tree.attrs.update(info.to_attrs())
     return tree

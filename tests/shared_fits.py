@@ -6,8 +6,9 @@ import hashlib
 import json
 
 from safetywash.inference.fitfile import load_fit, save_fit
-from safetywash.inference.sampling import SamplerSettings, fit
-from safetywash.model.build import ModelConfig
+from safetywash.inference.sampling import fit
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
 from safetywash.model.simulate import simulate
 
 #: The simulated study and fit shared by test_compare, test_newllm and test_sensitivity.

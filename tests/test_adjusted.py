@@ -25,9 +25,9 @@ from safetywash.analysis.adjusted import (
     plot_adjusted,
 )
 from safetywash.data.study import BenchmarkStudy
-from safetywash.inference.fitfile import save_fit
-from safetywash.inference.sampling import _constant_data
-from safetywash.model.build import ModelConfig, prepare_data
+from safetywash.inference.fitfile import constant_data, save_fit
+from safetywash.model.config import ModelConfig
+from safetywash.model.data import prepare_data
 from safetywash.model.simulate import simulate
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -80,7 +80,7 @@ def random_fit(config: ModelConfig, *, seed: int = 0) -> xr.DataTree:
         {
             "posterior": post,
             "observed_data": xr.Dataset({"score": ("cell", data.y)}),
-            "constant_data": _constant_data(data),
+            "constant_data": constant_data(data),
         }
     )
     dt.attrs.update(
@@ -255,7 +255,7 @@ def test_adjustment_removes_the_capability_trend():
         {
             "posterior": post,
             "observed_data": xr.Dataset({"score": ("cell", data.y)}),
-            "constant_data": _constant_data(data),
+            "constant_data": constant_data(data),
         }
     )
     ds = adjusted_scores(dt, benchmarks=["bias_00"])

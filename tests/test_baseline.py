@@ -16,8 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
-from safetywash.analysis.baseline import paper_baseline
+from safetywash.analysis.baseline import (
+    BASELINE_VARIABLE,
+    fitted_baseline,
+    paper_baseline,
+    store_paper_baseline,
+)
+from safetywash.inference.fitfile import constant_data
+from safetywash.model.data import prepare_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CAPABILITY = (
@@ -252,3 +260,26 @@ def test_script_refuses_population_all(tmp_path, shared_data_dir, capsys):
     err = capsys.readouterr().err
     assert "per population" in err and "base or chat" in err
     assert not out_json.exists()
+
+
+@pytest.mark.parametrize("population", ["base", "chat"])
+def test_baseline_stored_with_a_fit_matches_the_reference(
+    results, raw_catalog, real_study, population
+):
+    """store_paper_baseline puts the oriented reference correlation of every fitted
+    benchmark in ``constant_data`` (a fit tree without draws is enough to check it)."""
+    study = real_study(population)
+    data = prepare_data(study)
+    dt = xr.DataTree.from_dict({"constant_data": constant_data(data)})
+    dt.attrs["study_sha256"] = study.sha256()
+    stored = store_paper_baseline(dt, study)
+    values = fitted_baseline(stored)
+    _, reference, _ = results[population]
+    keys = list(data.study.benchmarks.index)
+    assert list(values.index) == keys
+    sign = np.where(raw_catalog.loc[keys, "direction"] == "lower", -1.0, 1.0)
+    want = reference["corr"].reindex(keys).to_numpy() * sign
+    assert np.isfinite(want).sum() > 10
+    np.testing.assert_allclose(values.to_numpy(), want, atol=TOL, equal_nan=True)
+    attrs = stored["constant_data"][BASELINE_VARIABLE].attrs
+    assert json.loads(attrs["capability_benchmarks"]) == list(CAPABILITY)

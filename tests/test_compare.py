@@ -36,8 +36,9 @@ from safetywash.analysis.structures import (
     structures_json,
 )
 from safetywash.inference.fitfile import FitMismatchError, save_fit
-from safetywash.inference.sampling import SamplerSettings, fit
-from safetywash.model.build import ModelConfig
+from safetywash.inference.sampling import fit
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
 from safetywash.model.simulate import simulate
 from shared_fits import SHARED_SETTINGS, shared_fit
 
@@ -278,7 +279,7 @@ def test_marginal_log_likelihood_matches_multivariate_normal(structure_fits):
 
 def test_marginal_log_likelihood_matches_the_model_module(structure_fits):
     """One factor: the same integrated log-likelihood as a capability='marginal' fit stores."""
-    from safetywash.model.build import marginal_loglik_by_llm
+    from safetywash.model.likelihood import marginal_loglik_by_llm
 
     dt = structure_fits[2]["one_factor"]
     params = benchmark_parameters(dt)

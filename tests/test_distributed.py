@@ -85,7 +85,8 @@ def test_task_keys_are_checked():
 
 
 def test_sbc_rounds_run_on_a_local_cluster_and_resume(tmp_path):
-    from safetywash.analysis.sbc import run_sbc, summarize_sbc
+    from safetywash.analysis.calibration import summarize_sbc
+    from safetywash.analysis.sbc import run_sbc
 
     kwargs = dict(
         n_llms=16,

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from scipy import stats
 
 from safetywash.analysis.holdout import (
     choose_rank,
     greedy_mask,
     iterative_pca,
+    model_scale_values,
     predictive_scores,
+    run_holdout,
     split_cells,
-    standardized_values,
     training_study,
 )
 from safetywash.data.study import BenchmarkStudy
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
 from safetywash.model.simulate import simulate
+from safetywash.model.transform import ScoreTransform
 
 
 # ---------------------------------------------------------------------- masking
@@ -110,7 +116,7 @@ def test_predictive_scores_by_hand():
     assert mix2["mlpd"] == pytest.approx(want)
 
 
-def test_standardized_values_orient_then_scale():
+def test_model_scale_values_orient_then_scale():
     catalog = pd.DataFrame(
         {
             "key": ["up", "down"],
@@ -127,10 +133,13 @@ def test_standardized_values_orient_then_scale():
         }
     )
     study = BenchmarkStudy.from_frames(scores, None, catalog)
-    center = pd.Series({"up": 2.0, "down": -20.0})
-    scale = pd.Series({"up": 0.5, "down": 10.0})
+    fitted = ScoreTransform.fit(study)
+    transform = dataclasses.replace(
+        fitted, center=np.array([2.0, -20.0]), scale=np.array([0.5, 10.0])
+    )
+    dt = xr.DataTree.from_dict({"constant_data": transform.to_dataset()})
     cells = pd.DataFrame({"llm": ["a", "c"], "benchmark": ["up", "down"], "value": [3.0, 10.0]})
-    np.testing.assert_allclose(standardized_values(study, cells, center, scale), [2.0, 1.0])
+    np.testing.assert_allclose(model_scale_values(dt, cells), [2.0, 1.0])
 
 
 # ---------------------------------------------------------------------- end to end
@@ -167,3 +176,19 @@ def test_holdout_script_end_to_end(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "latent-factor model" in printed and "iterative PCA" in printed
     assert Counter(k for k in result) == Counter(["dataset", "fraction", "n_cells", "model", "pca"])
+
+
+def test_holdout_with_area_factors_and_logit_transform():
+    """Held-out scoring goes through the fit's own transform and likelihood, so neither the
+    logit transform nor area factors are excluded any more."""
+    study, _ = simulate(
+        n_llms=30, n_capability=4, safety={"bias": 3, "calibration": 2}, factor_areas=["bias"],
+        seed=2,
+    )  # fmt: skip
+    config = ModelConfig(transform="logit", factors=("bias",))
+    settings = SamplerSettings(draws=100, tune=150, chains=2, seed=2)
+    result = run_holdout(study, 0.15, 2, config=config, settings=settings)
+    model, pca = result["model"], result["pca"]
+    assert np.isfinite([model["rmse"], model["mlpd"], pca["rmse"]]).all()
+    assert 0.0 <= model["coverage90"] <= 1.0
+    assert model["rmse"] < pca["column_mean_rmse"]

@@ -11,24 +11,49 @@ them with ``pytest -m slow`` (the SBC alone takes 30-40 minutes on two cores).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
-from safetywash.analysis.sbc import (
+from safetywash.analysis.baseline import (
+    BASELINE_VARIABLE,
+    capability_benchmarks_for,
+    fitted_baseline,
+    oriented_baseline,
+    store_paper_baseline,
+)
+from safetywash.analysis.calibration import (
     RANK_DRAWS,
     rank_uniformity,
-    run_sbc,
     sbc_rank,
     summarize_sbc,
     thin_indices,
 )
-from safetywash.inference.fitfile import FitMismatchError, load_fit, save_fit
-from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
-from safetywash.model.build import ModelConfig
+from safetywash.analysis.sbc import run_sbc
+from safetywash.inference.diagnostics import fit_diagnostics
+from safetywash.inference.fitfile import (
+    UNCONSTRAINED_GROUP,
+    FitMismatchError,
+    benchmark_table,
+    cell_index,
+    diagnostics_of,
+    fit_info,
+    fitted_transform,
+    llm_table,
+    load_fit,
+    save_fit,
+    study_from_fit,
+)
+from safetywash.inference.sampling import fit
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.build import SAMPLER_SPACE_VARIABLES
+from safetywash.model.config import ModelConfig
 from safetywash.model.simulate import simulate
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -42,7 +67,14 @@ SMALL_DRAWS = {"draws": 200, "tune": 300}
 SIGN_SEEDS = (3, 5)
 SLOW_SIGN_SEEDS = tuple(range(100, 120))
 
-GROUPS = ("posterior", "sample_stats", "observed_data", "constant_data", "log_likelihood")
+GROUPS = (
+    "posterior",
+    "unconstrained_posterior",
+    "sample_stats",
+    "observed_data",
+    "constant_data",
+    "log_likelihood",
+)
 ATTRS = ("safetywash_version", "model_config", "study_sha256", "seed")
 
 
@@ -156,6 +188,89 @@ def test_fit_has_the_documented_structure(random_fit):
     assert post.sizes["draw"] == RECOVERY_SETTINGS.draws
     assert dt["observed_data"]["score"].size == study.n_cells
     assert np.all(np.abs(post["rho"].values) <= 1)
+
+
+def test_posterior_holds_interpretable_variables_only(random_fit):
+    _, _, dt = random_fit
+    post = _posterior(dt)
+    moved = set(SAMPLER_SPACE_VARIABLES) & set(dt[UNCONSTRAINED_GROUP].data_vars)
+    assert "capability_z" in moved and "log_residual_sd" in moved
+    assert not set(SAMPLER_SPACE_VARIABLES) & set(post.data_vars)
+    assert "capability_basis" not in post.dims
+    table = az.summary(dt)
+    names = {str(i).split("[")[0] for i in table.index}
+    assert {"rho", "loading", "capability", "residual_sd", "intercept"} <= names
+    assert not names & set(SAMPLER_SPACE_VARIABLES)
+    # The moved log-scale copy is the log of what stays.
+    np.testing.assert_allclose(
+        np.exp(dt[UNCONSTRAINED_GROUP]["log_residual_sd"].values), post["residual_sd"].values
+    )
+    # The verdict is computed on what stays in posterior.
+    stored = diagnostics_of(dt)
+    assert stored == fit_diagnostics(dt)
+    assert stored.worst_rhat in post.data_vars and stored.worst_ess_bulk in post.data_vars
+
+
+def test_cells_carry_llm_and_benchmark_coordinates(random_fit):
+    study, _, dt = random_fit
+    llm_idx, bench_idx = cell_index(dt)
+    llms, benchmarks = llm_table(dt).index.to_numpy(), benchmark_table(dt).index.to_numpy()
+    for group in ("observed_data", "log_likelihood"):
+        ds = dt[group].to_dataset()
+        np.testing.assert_array_equal(ds["llm"].values, llms[llm_idx])
+        np.testing.assert_array_equal(ds["benchmark"].values, benchmarks[bench_idx])
+    key = str(benchmarks[3])
+    score = dt["observed_data"]["score"]
+    chosen = score.where(score["benchmark"] == key, drop=True)
+    assert chosen.size == int((study.scores["benchmark"] == key).sum())
+    np.testing.assert_array_equal(chosen.values, score.values[bench_idx == 3])
+
+
+def test_fit_file_decoders_rebuild_the_study(random_fit):
+    study, _, dt = random_fit
+    info = fit_info(dt)
+    assert info.model_config == ModelConfig() and info.sampler_settings == RECOVERY_SETTINGS
+    assert info.study_sha256 == study.sha256() and info.seed == RECOVERY_SETTINGS.seed
+    assert info.diagnostics == diagnostics_of(dt)
+    assert info.to_attrs() == dict(dt.attrs)
+    rebuilt = study_from_fit(dt)
+    assert rebuilt.sha256() == study.sha256()
+    pd.testing.assert_frame_equal(benchmark_table(dt), study.benchmarks, check_dtype=False)
+    pd.testing.assert_frame_equal(llm_table(dt), study.llms, check_dtype=False)
+    const = dt["constant_data"]
+    y = fitted_transform(dt).forward(const["raw_value"].values, const["benchmark_index"].values)
+    np.testing.assert_array_equal(y, dt["observed_data"]["score"].values)
+
+
+def test_paper_baseline_is_stored_by_the_analysis_layer(random_fit):
+    study, _, dt = random_fit
+    assert BASELINE_VARIABLE not in dt["constant_data"]  # fit() only fits
+    stored = store_paper_baseline(dt, study)
+    assert BASELINE_VARIABLE not in dt["constant_data"]  # the input tree is left as it was
+    want = oriented_baseline(study).reindex(benchmark_table(dt).index)
+    np.testing.assert_array_equal(fitted_baseline(stored).to_numpy(), want.to_numpy())
+    attrs = stored["constant_data"][BASELINE_VARIABLE].attrs
+    assert json.loads(attrs["capability_benchmarks"]) == list(capability_benchmarks_for(study))
+    xr.testing.assert_identical(stored["posterior"].to_dataset(), dt["posterior"].to_dataset())
+    other, _ = simulate(**RECOVERY_STUDY, seed=98)
+    with pytest.raises(ValueError, match="not made from"):
+        store_paper_baseline(dt, other)
+
+
+def test_fit_reading_modules_do_not_import_pymc():
+    modules = (
+        "safetywash.inference.fitfile",
+        "safetywash.model.config",
+        "safetywash.model.transform",
+        "safetywash.model.likelihood",
+        "safetywash.model.data",
+        "safetywash.analysis.predictive",
+        "safetywash.analysis.intervals",
+        "safetywash.analysis.calibration",
+    )
+    code = f"import sys; import {', '.join(modules)}; print('pymc' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 # --------------------------------------------------------------------------- (c) seeds

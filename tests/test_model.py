@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pymc as pm
 import pytensor.tensor as pt
 import pytest
 from scipy import stats
 
-from safetywash.model.build import (
-    ModelConfig,
-    build_model,
-    capability_conditional,
+from safetywash.model.build import build_model
+from safetywash.model.config import ModelConfig, Priors
+from safetywash.model.data import (
     initial_point,
-    marginal_loglik_by_llm,
     prepare_data,
     zero_sum_by_group,
     zero_sum_by_group_inverse,
 )
+from safetywash.model.likelihood import capability_conditional, marginal_loglik_by_llm
 from safetywash.model.simulate import simulate
 
 
@@ -133,3 +135,107 @@ def test_logit_transform_is_finite_on_real_data(population, real_study):
     # its floor must fall back to the lower bound rather than collapse every score.
     wmdp = data.study.benchmarks.index.get_loc("wmdp")
     assert np.ptp(data.y[data.benchmark_idx == wmdp]) > 1
+
+
+# --------------------------------------------------------------------------- priors as data
+
+
+def test_priors_are_saved_with_the_config_and_scaled_by_prior_scale():
+    priors = Priors(residual_log_mean_loc=-1.0, intercept_sd=2.0, factor_loading_scale=0.4)
+    config = ModelConfig(prior_scale=2.0, priors=priors)
+    assert ModelConfig.from_json(config.to_json()) == config
+    assert json.loads(config.to_json())["priors"]["residual_log_mean_loc"] == -1.0
+    # A config saved before priors were stored reads back with the default priors.
+    old = json.loads(ModelConfig().to_json())
+    del old["priors"]
+    assert ModelConfig.from_json(json.dumps(old)) == ModelConfig()
+    assert ModelConfig(priors={"intercept_sd": 2.0}).priors.intercept_sd == 2.0
+    scaled = config.scaled_priors
+    for name in Priors.SCALED:
+        assert getattr(scaled, name) == 2.0 * getattr(priors, name)
+    for name in ("residual_log_mean_loc", "intercept_sd", "population_mean_sd"):
+        assert getattr(scaled, name) == getattr(priors, name)
+    with pytest.raises(ValueError, match="intercept_sd"):
+        Priors(intercept_sd=0.0)
+
+
+def test_model_reads_its_priors_from_the_config(small):
+    study, _ = small
+    priors = Priors(
+        capability_loading_log_mean_loc=0.3,
+        capability_loading_log_sd_scale=0.2,
+        area_loading_mean_scale=0.9,
+        safety_loading_sd_scale=0.3,
+        residual_log_mean_loc=-1.5,
+        residual_log_sd_scale=0.7,
+        intercept_sd=3.0,
+        factor_loading_scale=0.6,
+    )
+    s = 1.5
+    model = build_model(study, ModelConfig(factors=("bias",), prior_scale=s, priors=priors))
+    x = 0.37
+    expected = {
+        "capability_loading_log_mean": stats.norm(0.3, 0.5 * s).logpdf(x),
+        "capability_loading_log_sd": stats.halfnorm(scale=0.2 * s).logpdf(x),
+        "area_loading_mean": stats.norm(0, 0.9 * s).logpdf(x),
+        "safety_loading_sd": stats.halfnorm(scale=0.3 * s).logpdf(x),
+        "residual_log_mean": stats.norm(-1.5, 0.5 * s).logpdf(x),
+        "residual_log_sd": stats.halfnorm(scale=0.7 * s).logpdf(x),
+        "intercept": stats.norm(0, 3.0).logpdf(x),
+        "factor_anchor_loading": stats.halfnorm(scale=0.6 * s).logpdf(x),
+        "factor_free_loading": stats.norm(0, 0.6 * s).logpdf(x),
+    }
+    for name, want in expected.items():
+        rv = model[name]
+        value = np.full(tuple(rv.shape.eval()), x)
+        got = np.asarray(pm.logp(rv, value).eval())
+        # (PyTensor keeps scales exact in float32 as float32 constants: ~1e-8 relative.)
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)
+
+
+def test_prior_truth_is_drawn_from_the_config_priors():
+    # Spreads near 0: every drawn value sits at the prior's location.
+    tight = Priors(
+        capability_loading_log_mean_loc=np.log(1.3),
+        capability_loading_log_mean_scale=1e-9,
+        capability_loading_log_sd_scale=1e-9,
+        residual_log_mean_loc=np.log(0.2),
+        residual_log_mean_scale=1e-9,
+        residual_log_sd_scale=1e-9,
+    )
+    _, truth = simulate(20, 4, {"bias": 2}, truth="prior", priors=tight, seed=3)
+    np.testing.assert_allclose(truth["loading"].values[:4], 1.3, rtol=1e-6)
+    np.testing.assert_allclose(truth["residual_sd"].values, 0.2, rtol=1e-6)
+    # With the default priors the log capability loading is Normal(loc, scale) plus a
+    # HalfNormal(sd_scale)-scaled normal: mean loc and variance scale^2 + sd_scale^2.
+    priors = Priors()
+    logs = np.array(
+        [
+            np.log(simulate(6, 1, {"bias": 3}, truth="prior", seed=s)[1]["loading"].values[0])
+            for s in range(300)
+        ]
+    )
+    want_var = (
+        priors.capability_loading_log_mean_scale**2 + priors.capability_loading_log_sd_scale**2
+    )
+    assert abs(logs.mean() - priors.capability_loading_log_mean_loc) < 4 * np.sqrt(want_var / 300)
+    assert abs(logs.var() / want_var - 1) < 0.25
+    # The design truth keeps its fixed spreads (no hyperparameter is drawn).
+    _, design = simulate(20, 4, {"bias": 2}, truth="design", priors=tight, seed=3)
+    assert not np.allclose(design["loading"].values[:4], 1.3)
+    with pytest.raises(ValueError, match="truth"):
+        simulate(truth="posterior")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_prior_truth_factor_follows_the_model_sign_rule(seed):
+    study, truth = simulate(
+        25, 3, {"bias": 4}, factor_areas=["bias"], missing=0.3, truth="prior", seed=seed
+    )
+    data = prepare_data(study, ModelConfig(factors=("bias",)))
+    anchor = np.array(data.factor_keys)[data.factor_anchor]
+    assert (truth["factor_loading"].sel(benchmark=anchor).values > 0).all()
+    rho = truth["loading"] / np.sqrt(
+        truth["loading"] ** 2 + truth["factor_loading"] ** 2 + truth["residual_sd"] ** 2
+    )
+    np.testing.assert_allclose(truth["rho"].values, rho.values, rtol=1e-12)

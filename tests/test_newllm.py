@@ -24,9 +24,9 @@ from safetywash.analysis.newscores import read_new_scores, validate_new_scores
 from safetywash.analysis.scales import benchmark_table, to_model_scale, to_raw_scale
 from safetywash.data.errors import StudyValidationError
 from safetywash.data.study import BenchmarkStudy
-from safetywash.inference.fitfile import save_fit
-from safetywash.inference.sampling import _constant_data
-from safetywash.model.build import ModelConfig, prepare_data
+from safetywash.inference.fitfile import constant_data, save_fit
+from safetywash.model.config import ModelConfig
+from safetywash.model.data import prepare_data
 from safetywash.model.simulate import simulate
 from shared_fits import shared_fit
 
@@ -91,7 +91,7 @@ def point_mass_fit(
         {
             "posterior": post,
             "observed_data": xr.Dataset({"score": ("cell", data.y)}),
-            "constant_data": _constant_data(data),
+            "constant_data": constant_data(data),
         }
     )
     dt.attrs.update(
@@ -187,7 +187,7 @@ def test_logit_scale_maps_reproduce_prepare_data(real_study):
     data = prepare_data(study, config)
     dt = xr.DataTree.from_dict(
         {
-            "constant_data": _constant_data(data),
+            "constant_data": constant_data(data),
             "observed_data": xr.Dataset({"score": ("cell", data.y)}),
         }
     )
@@ -385,7 +385,7 @@ def test_out_of_range_value(write_csv):
     )
     study = BenchmarkStudy.from_frames(scores, None, catalog)
     data = prepare_data(study)
-    dt = xr.DataTree.from_dict({"constant_data": _constant_data(data)})
+    dt = xr.DataTree.from_dict({"constant_data": constant_data(data)})
     dt.attrs["model_config"] = ModelConfig().to_json()
     with pytest.raises(StudyValidationError, match=r"outside the declared range \[0, 1\]"):
         validate_new_scores(_scores("benchmark,value\nacc,1.5\n", write_csv), dt)

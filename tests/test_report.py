@@ -24,8 +24,9 @@ import xarray as xr
 from fit_trees import GOOD_DIAGNOSTICS, simulated_fit_tree
 from safetywash.analysis.ppc import correlation_ppc, pairwise_correlation, replicate_scores
 from safetywash.analysis.separability import separability
-from safetywash.inference.fitfile import save_fit
-from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
+from safetywash.inference.fitfile import diagnostics_of, save_fit
+from safetywash.inference.sampling import fit
+from safetywash.inference.settings import SamplerSettings
 from safetywash.model.simulate import simulate
 from safetywash.report.document import build_report
 from safetywash.report.figures import loadings_summary

@@ -15,16 +15,15 @@ import pytest
 import xarray as xr
 
 from safetywash.analysis.sensitivity import (
-    fit_sampler_settings,
     format_sensitivity,
     prior_sensitivity,
     refit_prior_scales,
     sensitivity_table,
 )
 from safetywash.analysis.separability import separability
-from safetywash.inference.fitfile import fit_config, load_fit, save_fit
-from safetywash.inference.sampling import SamplerSettings
-from safetywash.model.build import ModelConfig
+from safetywash.inference.fitfile import fit_config, fit_sampler_settings, load_fit, save_fit
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
 from shared_fits import SHARED_SETTINGS, shared_fit
 
 REFIT_DRAWS = {"draws": 150, "tune": 300}

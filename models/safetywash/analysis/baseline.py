@@ -8,6 +8,7 @@ training compute.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -272,6 +273,55 @@ def oriented_baseline(study: BenchmarkStudy) -> pd.Series:
 
 
 BASELINE_VARIABLE = "paper_baseline_correlation"
+BASELINE_DESCRIPTION = (
+    "the paper's capabilities correlation (Spearman with the first principal component), "
+    "oriented by the catalog direction, from the whole input study; mean over populations "
+    "for a joint study"
+)
+
+
+def store_paper_baseline(dt: xr.DataTree, study: BenchmarkStudy) -> xr.DataTree:
+    """A copy of a fit with the paper's oriented baseline in ``constant_data``.
+
+    The baseline (:func:`oriented_baseline`) is computed from the whole input study (every
+    level, so the paper's 12 capability benchmarks are there even when the fit models
+    aggregates only) and stored as ``constant_data.paper_baseline_correlation`` over the
+    fitted benchmarks (NaN for a benchmark the study gives no value, or everywhere when the
+    study has too few capability benchmarks for a capability score); its attrs record a
+    description and the ``capability_benchmarks`` (JSON list) of the capability score.
+    Read it back with :func:`fitted_baseline`.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        A fit of ``study``.
+    study : BenchmarkStudy
+        The study the fit was made from (checked against the fit's ``study_sha256``).
+
+    Returns
+    -------
+    xarray.DataTree
+    """
+    if dt.attrs.get("study_sha256") != study.sha256():
+        raise ValueError(f"the fit was not made from study {study.name!r} (sha256 differs)")
+    keys = dt["constant_data"]["benchmark"].values.astype(str)
+    try:
+        values = oriented_baseline(study).reindex(keys).to_numpy(dtype=float)
+        used = capability_benchmarks_for(study)
+    except StudyValidationError:  # too few capability benchmarks for a capability score
+        values, used = np.full(len(keys), np.nan), ()
+    out = dt.copy()
+    const = out["constant_data"].to_dataset()
+    const[BASELINE_VARIABLE] = xr.DataArray(
+        values,
+        dims="benchmark",
+        attrs={
+            "description": BASELINE_DESCRIPTION,
+            "capability_benchmarks": json.dumps(list(used)),
+        },
+    )
+    out["constant_data"] = xr.DataTree(const)
+    return out
 
 
 def fitted_baseline(dt: xr.DataTree) -> pd.Series | None:

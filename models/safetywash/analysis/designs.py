@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.fits import aggregate_of, excluded_benchmarks
+from safetywash.analysis.fits import aggregate_of
 from safetywash.analysis.separability import (
     DEFAULT_CI_KIND,
     DEFAULT_CI_PROB,
@@ -26,7 +26,7 @@ from safetywash.analysis.separability import (
     credible_interval,
     interval_label,
 )
-from safetywash.inference.fitfile import fit_config
+from safetywash.inference.fitfile import excluded_benchmarks, fit_config
 
 SAMPLE_DIMS = ("chain", "draw")
 

@@ -18,7 +18,7 @@ import xarray as xr
 from safetywash.data.catalog import load_catalog
 from safetywash.data.errors import CatalogError
 from safetywash.data.registry import dataset_names
-from safetywash.inference.fitfile import fit_attr_json, load_fit
+from safetywash.inference.fitfile import load_fit
 
 
 def open_fit(path: str | Path, **kwargs) -> xr.DataTree:
@@ -39,16 +39,6 @@ def open_fit(path: str | Path, **kwargs) -> xr.DataTree:
     if path.is_dir():
         path = path / "posterior.nc"
     return load_fit(path, **kwargs)
-
-
-def excluded_benchmarks(dt: xr.DataTree) -> tuple[str, ...]:
-    """Benchmarks left out of the fitted study (parts of fitted aggregates, catalog exclusions).
-
-    Empty when the fit does not record them.
-    """
-    if "excluded_benchmarks" not in dt.attrs:
-        return ()
-    return tuple(str(k) for k in fit_attr_json(dt, "excluded_benchmarks"))
 
 
 def shipped_catalog_of(dt: xr.DataTree) -> pd.DataFrame | None:

@@ -2,12 +2,14 @@
 
 A random share of the observed cells is masked (:func:`split_cells`), the model is fitted to
 the rest (:func:`training_study`, :func:`safetywash.inference.sampling.fit`) and its posterior
-predictive is scored on the masked cells (:func:`predictive_scores`) on the model's own
-standardised scale: the oriented score minus the training benchmark mean, divided by the
-training benchmark SD (``transform_center`` / ``transform_sd`` of the fit's
-``constant_data``). The baseline is iterative-PCA imputation (:func:`iterative_pca`) of the
-same standardised training matrix, as in observational-scaling-law work, with its rank chosen
-on an inner validation split of the training cells (:func:`choose_rank`).
+predictive (:func:`safetywash.analysis.predictive.cell_parameters`, the model's own
+likelihood) is scored on the masked cells (:func:`predictive_scores`) on the model's scale:
+the held-out scores pass through the training fit's score transform
+(:func:`safetywash.inference.fitfile.fitted_transform`: orientation, the optional logit,
+standardisation by the training benchmark mean and SD). The baseline is iterative-PCA
+imputation (:func:`iterative_pca`) of the same model-scale training matrix, as in
+observational-scaling-law work, with its rank chosen on an inner validation split of the
+training cells (:func:`choose_rank`).
 
 Masking rule
 ------------
@@ -29,12 +31,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 from scipy.special import logsumexp
 
+from safetywash.analysis.predictive import SAMPLE_DIMS, cell_parameters
 from safetywash.data.study import BenchmarkStudy
-from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
-from safetywash.model.build import ModelConfig, prepare_data
+from safetywash.inference.fitfile import diagnostics_of, fitted_transform
+from safetywash.inference.sampling import fit
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
+from safetywash.model.data import prepare_data
+from safetywash.model.likelihood import log_density, predictive_cdf
 
 MIN_PER_BENCHMARK = 3
 MIN_PER_LLM = 1
@@ -143,40 +149,16 @@ def training_study(
     )
 
 
-# ---------------------------------------------------------------------- scales
-def standardized_values(
-    study: BenchmarkStudy, cells: pd.DataFrame, center: pd.Series, scale: pd.Series
-) -> np.ndarray:
-    """Cells (``llm``, ``benchmark``, ``value``) on the model's standardised scale.
+# ---------------------------------------------------------------------- scale
+def model_scale_values(dt: xr.DataTree, cells: pd.DataFrame) -> np.ndarray:
+    """Cells (``benchmark``, ``value`` in stored units) on a fit's model scale.
 
-    The raw value is oriented by the catalog direction (higher = better) and standardised
-    with the given per-benchmark ``center`` and ``scale`` (e.g. the training fit's).
+    Uses the fit's own score transform (orientation, optional logit, standardisation by
+    the fitted benchmark mean and SD), as the model saw its training scores.
     """
-    sign = study.direction_sign.reindex(cells["benchmark"]).to_numpy(dtype=float)
-    mean = center.reindex(cells["benchmark"]).to_numpy(dtype=float)
-    sd = scale.reindex(cells["benchmark"]).to_numpy(dtype=float)
-    return (cells["value"].to_numpy(dtype=float) * sign - mean) / sd
-
-
-def fit_standardisation(dt: xr.DataTree) -> tuple[pd.Series, pd.Series]:
-    """Per-benchmark centre and SD the fit standardised its scores with.
-
-    Both come from the fit's ``constant_data`` (``transform_center``, ``transform_sd``)
-    and are checked against the saved standardised scores ``transformed_value``.
-    """
-    const = dt["constant_data"].to_dataset()
-    keys = pd.Index(np.asarray(const["benchmark"].values, dtype=str), name="benchmark")
-    center = np.asarray(const["transform_center"].values, dtype=float)
-    scale = np.asarray(const["transform_sd"].values, dtype=float)
-    b = np.asarray(const["benchmark_index"].values, dtype=np.int64)
-    sign = np.where(np.asarray(const["benchmark_direction"].values, dtype=str) == "lower", -1, 1)
-    oriented = np.asarray(const["raw_value"].values, dtype=float) * sign[b]
-    y = np.asarray(const["transformed_value"].values, dtype=float)
-    if const["logit_transformed"].values.any() or not np.allclose(
-        (oriented - center[b]) / scale[b], y, rtol=1e-7, atol=1e-9
-    ):
-        raise ValueError("cannot reproduce the fit's standardised scores (logit transform?)")
-    return pd.Series(center, index=keys), pd.Series(scale, index=keys)
+    transform = fitted_transform(dt)
+    idx = transform.positions(cells["benchmark"].to_numpy())
+    return transform.forward(cells["value"].to_numpy(dtype=float), idx)
 
 
 # ---------------------------------------------------------------------- metrics
@@ -210,9 +192,8 @@ def predictive_scores(
         raise ValueError(f"shapes differ: y {y.shape}, mu {mu.shape}, sigma {sigma.shape}")
     mean = mu.mean(axis=0)
     rmse = float(np.sqrt(np.mean((y - mean) ** 2)))
-    logdens = stats.norm.logpdf(y, loc=mu, scale=sigma)
-    lpd = logsumexp(logdens, axis=0) - np.log(mu.shape[0])
-    pit = stats.norm.cdf(y, loc=mu, scale=sigma).mean(axis=0)
+    lpd = logsumexp(log_density(y, mu, sigma), axis=0) - np.log(mu.shape[0])
+    pit = predictive_cdf(y, mu, sigma).mean(axis=0)
     tail = (1.0 - prob) / 2.0
     covered = (pit >= tail) & (pit <= 1.0 - tail)
     return {"rmse": rmse, "mlpd": float(np.mean(lpd)), "coverage90": float(np.mean(covered))}
@@ -221,29 +202,6 @@ def predictive_scores(
 def rmse(y: np.ndarray, prediction: np.ndarray) -> float:
     """Root mean squared error."""
     return float(np.sqrt(np.mean((np.asarray(y) - np.asarray(prediction)) ** 2)))
-
-
-# ---------------------------------------------------------------------- posterior
-def cell_draws(dt: xr.DataTree, llms: Sequence[str], benchmarks: Sequence[str]):
-    """Posterior draws of the predictive mean and SD of the given (llm, benchmark) cells.
-
-    ``mu = intercept[b] + loading[b] * capability[i]``, ``sigma = residual_sd[b]``; shapes
-    (draws, cells). Only the one-factor model is supported (no area factors).
-    """
-    post = dt["posterior"].to_dataset()
-    if "area_factor" in post:
-        raise ValueError("held-out scoring supports the one-factor model only (no --factors)")
-    b = xr.DataArray(np.asarray(benchmarks, dtype=str), dims="cell")
-    i = xr.DataArray(np.asarray(llms, dtype=str), dims="cell")
-
-    def draws(name: str, **index) -> np.ndarray:
-        arr = post[name].sel(**index).stack(sample=("chain", "draw"))
-        return arr.transpose("sample", "cell").to_numpy()
-
-    mu = draws("intercept", benchmark=b) + draws("loading", benchmark=b) * draws(
-        "capability", llm=i
-    )
-    return mu, draws("residual_sd", benchmark=b)
 
 
 # ---------------------------------------------------------------------- PCA baseline
@@ -345,7 +303,7 @@ def run_holdout(
         Share of cells to hold out and the seed of the mask (and, unless ``settings`` is
         given, of the sampler).
     config : ModelConfig, optional
-        Default ``ModelConfig()``; only the ``standardize`` transform and no area factors.
+        Default ``ModelConfig()`` (any transform, with or without area factors).
     settings : SamplerSettings, optional
         Default ``SamplerSettings(seed=seed)``.
     ranks : sequence of int
@@ -362,8 +320,6 @@ def run_holdout(
         and ``pca``.
     """
     config = config or ModelConfig()
-    if config.transform != "standardize" or config.factors:
-        raise ValueError("held-out scoring supports transform='standardize' without factors")
     settings = settings or SamplerSettings(seed=seed)
     study = study.select_level(config.level)
     held = split_cells(study, fraction, seed)
@@ -373,9 +329,11 @@ def run_holdout(
     t0 = time.perf_counter()
     dt = fit(train, config, settings, progressbar=progressbar)
     wall = time.perf_counter() - t0
-    center, scale = fit_standardisation(dt)
-    y = standardized_values(study, test, center, scale)
-    mu, sigma = cell_draws(dt, test["llm"].to_numpy(), test["benchmark"].to_numpy())
+    y = model_scale_values(dt, test)
+    mu, sigma = (
+        a.stack(sample=SAMPLE_DIMS).transpose("sample", "cell").values
+        for a in cell_parameters(dt, test["llm"].to_numpy(), test["benchmark"].to_numpy())
+    )
     model = predictive_scores(y, mu, sigma)
     diagnostics = diagnostics_of(dt)
 
@@ -411,9 +369,9 @@ def pca_baseline(
     ranks: Sequence[int] = PCA_RANKS,
     seed: int = 0,
 ) -> dict:
-    """Iterative-PCA imputation of the standardised training matrix, scored on ``test``.
+    """Iterative-PCA imputation of the model-scale training matrix, scored on ``test``.
 
-    The training matrix is the model's own ``y`` (:func:`safetywash.model.build.prepare_data`),
+    The training matrix is the model's own ``y`` (:func:`safetywash.model.data.prepare_data`),
     so the baseline and the model are compared on the same cells and scale.
     """
     data = prepare_data(train, config or ModelConfig())

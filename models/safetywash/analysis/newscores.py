@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.fits import excluded_benchmarks
 from safetywash.analysis.scales import benchmark_table
 from safetywash.data.errors import StudyValidationError
-from safetywash.inference.fitfile import fit_config
+from safetywash.inference.fitfile import excluded_benchmarks, fit_config
 
 
 def _close(key: str, keys: list[str]) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import expit
 
-from safetywash.model.build import LOGIT_EPS
+from safetywash.model.transform import LOGIT_EPS
 
 
 def benchmark_table(dt: xr.DataTree) -> pd.DataFrame:

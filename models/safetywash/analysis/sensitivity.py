@@ -15,40 +15,26 @@ verdict depends on the prior:
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU, separability
-from safetywash.inference.fitfile import fit_config, study_from_fit
-from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
-from safetywash.model.build import prepare_data
+from safetywash.analysis.intervals import CI_PROB
+from safetywash.analysis.separability import DEFAULT_TAU, separability
+from safetywash.inference.fitfile import (
+    diagnostics_of,
+    fit_config,
+    fit_sampler_settings,
+    study_from_fit,
+)
+from safetywash.inference.sampling import fit
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.data import prepare_data
 
 DEFAULT_SCALES = (0.5, 2.0)
 SEPARABLE_PROBABILITY = 0.5
-
-
-def fit_sampler_settings(dt: xr.DataTree, **overrides) -> SamplerSettings:
-    """The sampler settings stored in a fit's attrs, with some fields replaced.
-
-    Parameters
-    ----------
-    dt : xarray.DataTree
-        A fit.
-    **overrides
-        Fields of :class:`SamplerSettings` to replace (``None`` values are ignored).
-    """
-    stored = json.loads(dt.attrs.get("sampler_settings", "{}"))
-    fields = {f.name for f in dataclasses.fields(SamplerSettings)}
-    settings = SamplerSettings(**{k: v for k, v in stored.items() if k in fields})
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(changes) - fields
-    if unknown:
-        raise ValueError(f"unknown sampler setting(s) {sorted(unknown)}")
-    return dataclasses.replace(settings, **changes)
 
 
 def refit_prior_scales(
@@ -68,7 +54,8 @@ def refit_prior_scales(
     scales : sequence of float
         Values of ``ModelConfig.prior_scale`` to fit (the fit's own scale is skipped).
     settings : SamplerSettings, optional
-        Default: the fit's own sampler settings (:func:`fit_sampler_settings`).
+        Default: the fit's own sampler settings
+        (:func:`safetywash.inference.fitfile.fit_sampler_settings`).
     refit_reference : bool
         Also refit at the fit's own prior scale, so that every fit compared comes from the
         same code and sampler settings (:func:`prior_sensitivity` then uses this refit as
@@ -119,7 +106,7 @@ def prior_sensitivity(
     refits: Mapping[float, xr.DataTree],
     *,
     tau: float = DEFAULT_TAU,
-    ci_prob: float = DEFAULT_CI_PROB,
+    ci_prob: float = CI_PROB,
     group: str = "posterior",
 ) -> xr.Dataset:
     """How ``rho`` and ``P(separable)`` move with the prior scale, per benchmark.

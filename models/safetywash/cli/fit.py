@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from safetywash.analysis.baseline import store_paper_baseline
 from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.cli.common import (
     add_dataset_arguments,
@@ -25,8 +26,10 @@ from safetywash.cli.common import (
 )
 from safetywash.data.catalog import SAFETY_AREAS
 from safetywash.data.load import load_dataset
-from safetywash.inference.sampling import SamplerSettings, diagnostics_of, fit
-from safetywash.model.build import ModelConfig
+from safetywash.inference.fitfile import diagnostics_of
+from safetywash.inference.sampling import fit
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
 from safetywash.report.fit_summary import write_fit_outputs
 
 UNTRUSTED_EXIT = 2
@@ -114,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         posterior_predictive=args.posterior_predictive,
         progressbar=not args.no_progress,
     )
+    dt = store_paper_baseline(dt, study)
     posterior, table, text = write_fit_outputs(dt, args.out, tau=args.tau)
     print(text)
     print(f"wrote {posterior} and {table}")

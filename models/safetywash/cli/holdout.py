@@ -26,8 +26,8 @@ from safetywash.cli.common import (
     write_json,
 )
 from safetywash.data.load import load_dataset
-from safetywash.inference.sampling import SamplerSettings
-from safetywash.model.build import ModelConfig
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
 
 EXAMPLES = (
     "safetywash holdout --dataset safetywashing --fraction 0.1 --seed 0",

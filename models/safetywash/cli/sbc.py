@@ -15,7 +15,8 @@ import argparse
 import json
 import time
 
-from safetywash.analysis.sbc import RANK_DRAWS, run_sbc, summarize_sbc
+from safetywash.analysis.calibration import summarize_sbc
+from safetywash.analysis.sbc import RANK_DRAWS, run_sbc
 from safetywash.cli.common import (
     UsageError,
     add_sampler_arguments,
@@ -26,7 +27,7 @@ from safetywash.cli.common import (
     output_dir,
 )
 from safetywash.data.catalog import SAFETY_AREAS
-from safetywash.model.build import ModelConfig
+from safetywash.model.config import ModelConfig
 from safetywash.model.simulate import MISSING_MECHANISMS
 
 EXAMPLES = (

@@ -1,59 +1,50 @@
-"""Sampling the latent-factor model and assembling a self-describing ArviZ DataTree."""
+"""Sampling the latent-factor model and assembling a self-describing ArviZ DataTree.
+
+:func:`fit` samples, computes the pointwise log-likelihood (and, if asked, the posterior
+predictive) on the model, then keeps in ``posterior`` only interpretable variables:
+the sampler's own coordinates (:data:`safetywash.model.build.SAMPLER_SPACE_VARIABLES`) go to
+the ``unconstrained_posterior`` group, so ``az.summary(dt)`` lists capability, loadings,
+residual SDs, intercepts, ``rho``, area factors and the population-level parameters of the
+hierarchy (``capability_loading_log_mean``/``_sd``, ``area_loading_mean``,
+``safety_loading_sd``, ``residual_log_mean``/``_sd``, ``population_mean``/``_log_sd``:
+parameters on the log scale, not copies of others). The convergence verdict is computed on
+``posterior``: every moved variable is a function of the ones that stay, except
+``capability_z``, which by construction holds a radial direction that the model normalises
+away (it carries no information and its draws are the prior's).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from safetywash import __version__
-from safetywash.analysis.baseline import (
-    BASELINE_VARIABLE,
-    capability_benchmarks_for,
-    oriented_baseline,
-)
-from safetywash.data.errors import StudyValidationError
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.diagnostics import fit_diagnostics
-from safetywash.model.build import (
-    ModelConfig,
-    ModelData,
-    build_model_from_data,
-    capability_conditional,
-    initial_point,
-    marginal_loglik_by_llm,
+from safetywash.inference.fitfile import (
+    UNCONSTRAINED_GROUP,
+    FitInfo,
+    cell_coords,
+    constant_data,
+    observed_data,
 )
-from safetywash.model.build import prepare_data as _prepare
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.build import SAMPLER_SPACE_VARIABLES, build_model_from_data
+from safetywash.model.config import ModelConfig
+from safetywash.model.data import ModelData, initial_point, prepare_data
+from safetywash.model.likelihood import (
+    capability_conditional,
+    cell_mean,
+    cell_sd,
+    marginal_loglik_by_llm,
+    predictive_draws,
+)
 
-SAMPLERS = ("nutpie", "pymc")
-#: Raw sampler coordinates left out of the convergence verdict: ``capability_z`` holds, by
-#: construction, a radial direction that the model normalises away (it carries no
-#: information and its draws are the prior's); every quantity built from it is checked.
-UNCHECKED_VARIABLES = ("capability_z",)
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """How to sample (saved with the fit)."""
-
-    draws: int = 1000
-    tune: int = 1000
-    chains: int = 4
-    target_accept: float = 0.95
-    sampler: str = "nutpie"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, not {self.sampler!r}")
-        if self.draws < 1 or self.tune < 0 or self.chains < 1:
-            raise ValueError("draws and chains must be positive, tune non-negative")
+# Kept for consumers that have not moved to safetywash.inference.fitfile.constant_data yet.
+_constant_data = constant_data
 
 
 def _jitter_rvs(model: pm.Model, start: dict) -> set:
@@ -71,7 +62,7 @@ def sample_model(
 ) -> tuple[xr.DataTree, dict[str, float]]:
     """Run NUTS on a built model; returns the raw DataTree and timings in seconds.
 
-    Every chain starts from :func:`safetywash.model.build.initial_point` (data-driven capability,
+    Every chain starts from :func:`safetywash.model.data.initial_point` (data-driven capability,
     loadings and area factors); the other parameters get the sampler's usual jitter.
     """
     config = config or ModelConfig()
@@ -122,47 +113,6 @@ def sample_model(
     return dt, timings
 
 
-def _constant_data(data: ModelData) -> xr.Dataset:
-    """The study as fitted, enough to rebuild it from the saved file."""
-    study = data.study
-    bench = study.benchmarks
-    llms = study.llms
-    ds = xr.Dataset(
-        {
-            "llm_index": ("cell", data.llm_idx),
-            "benchmark_index": ("cell", data.benchmark_idx),
-            "raw_value": ("cell", study.scores["value"].to_numpy(dtype=float)),
-            "transformed_value": ("cell", data.y),
-            "llm_name": ("llm", llms["display_name"].to_numpy(dtype=str)),
-            "population_label": ("llm", llms["population"].to_numpy(dtype=str)),
-            "family": ("llm", llms["family"].to_numpy(dtype=str)),
-            "params": ("llm", llms["params"].to_numpy(dtype=float)),
-            "flop": ("llm", llms["flop"].to_numpy(dtype=float)),
-            # Oriented (and, with the logit option, transformed) scores are standardised
-            # with these per benchmark: y = (value - transform_center) / transform_sd.
-            "transform_center": ("benchmark", data.center.to_numpy(dtype=float)),
-            "transform_sd": ("benchmark", data.scale.to_numpy(dtype=float)),
-            "logit_transformed": ("benchmark", data.transformed.to_numpy(dtype=bool)),
-            # The logit maps (value - logit_floor) / (upper - logit_floor); NaN if unused.
-            "logit_floor": ("benchmark", data.logit_floor.to_numpy(dtype=float)),
-        },
-        coords={
-            "cell": np.arange(len(data.y)),
-            "llm": np.asarray(llms.index, dtype=str),
-            "benchmark": np.asarray(bench.index, dtype=str),
-        },
-    )
-    for col in ("display_name", "role", "area", "direction", "scale", "parent", "note"):
-        ds[f"benchmark_{col}"] = ("benchmark", bench[col].to_numpy(dtype=str))
-    for col in ("lower", "upper", "chance"):
-        ds[f"benchmark_{col}"] = ("benchmark", bench[col].to_numpy(dtype=float))
-    return ds
-
-
-def _observed_data(data: ModelData) -> xr.Dataset:
-    return xr.Dataset({"score": ("cell", data.y)}, coords={"cell": np.arange(len(data.y))})
-
-
 def fit(
     study: BenchmarkStudy,
     config: ModelConfig | None = None,
@@ -189,14 +139,20 @@ def fit(
     Returns
     -------
     xarray.DataTree
-        Groups ``posterior``, ``sample_stats``, ``observed_data``, ``constant_data``,
-        ``log_likelihood`` (and ``posterior_predictive``). Root attrs: package version,
-        ``model_config`` (JSON), ``sampler_settings`` (JSON), ``study_sha256`` of the input
-        study, ``study_name``, ``seed``, timings and ``diagnostics`` (JSON).
+        Groups ``posterior`` (interpretable variables), ``unconstrained_posterior``
+        (sampler coordinates), ``sample_stats``, ``observed_data``, ``constant_data``
+        (:func:`safetywash.inference.fitfile.constant_data`), ``log_likelihood`` (and
+        ``posterior_predictive``); the ``cell`` dimension of ``observed_data``,
+        ``log_likelihood`` and ``posterior_predictive`` carries ``llm`` and ``benchmark``
+        coordinates. Root attrs: :class:`safetywash.inference.fitfile.FitInfo` (package
+        version, ``model_config``, ``sampler_settings``, ``study_sha256``, ``study_name``,
+        ``seed``, timings, ``diagnostics``, ``excluded_benchmarks``). The paper's baseline
+        is not part of a fit: add it with
+        :func:`safetywash.analysis.baseline.store_paper_baseline`.
     """
     config = config or ModelConfig()
     settings = settings or SamplerSettings()
-    data = _prepare(study, config)
+    data = prepare_data(study, config)
     model = build_model_from_data(data, config)
     dt, timings = sample_model(model, data, settings, config, progressbar=progressbar)
 
@@ -208,49 +164,54 @@ def fit(
     if config.capability == "marginal":
         _add_marginal_groups(groups, data, settings.seed, posterior_predictive)
     else:
-        with model:
-            loglik = pm.compute_log_likelihood(dt, extend_inferencedata=False, progressbar=False)
-        # float32 halves the largest groups (draws x cells); ample precision for LOO/PPCs.
-        groups["log_likelihood"] = _as_dataset(loglik, "log_likelihood").astype("float32")
-    if posterior_predictive and config.capability != "marginal":
-        with model:
-            ppc = pm.sample_posterior_predictive(
-                dt, random_seed=settings.seed + 1, progressbar=False
-            )
-        groups["posterior_predictive"] = _as_dataset(ppc, "posterior_predictive").astype("float32")
-    groups["observed_data"] = _observed_data(data)
-    groups["constant_data"] = _constant_data(data)
-    values, used = _baseline_values(study, data)
-    groups["constant_data"][BASELINE_VARIABLE] = xr.DataArray(
-        values,
-        dims="benchmark",
-        attrs={
-            "description": "the paper's capabilities correlation (Spearman with the first "
-            "principal component), oriented by the catalog direction, from the whole input "
-            "study; mean over populations for a joint study",
-            "capability_benchmarks": json.dumps(list(used)),
-        },
-    )
+        _add_pointwise_groups(groups, model, dt, settings.seed, posterior_predictive)
+    groups["observed_data"] = observed_data(data)
+    groups["constant_data"] = constant_data(data)
+    for name in ("log_likelihood", "posterior_predictive"):
+        if name in groups and "cell" in groups[name].dims:
+            groups[name] = groups[name].assign_coords(cell_coords(data))
+    _move_sampler_space(groups)
     timings["postprocess"] = time.perf_counter() - t0
 
     out = xr.DataTree.from_dict(groups)
-    diagnostics = fit_diagnostics(
-        out, [v for v in out["posterior"].data_vars if v not in UNCHECKED_VARIABLES]
+    info = FitInfo(
+        model_config=config,
+        sampler_settings=settings,
+        study_sha256=study.sha256(),
+        study_name=study.name,
+        seed=settings.seed,
+        timings=timings,
+        diagnostics=fit_diagnostics(out),
+        excluded_benchmarks=tuple(data.study.excluded),
     )
-    out.attrs.update(
-        {
-            "safetywash_version": __version__,
-            "model_config": config.to_json(),
-            "sampler_settings": json.dumps(settings.__dict__, sort_keys=True),
-            "study_sha256": study.sha256(),
-            "study_name": study.name,
-            "seed": settings.seed,
-            "timings": json.dumps(timings),
-            "diagnostics": json.dumps(diagnostics.to_dict()),
-            "excluded_benchmarks": json.dumps(list(data.study.excluded)),
-        }
-    )
+    out.attrs.update(info.to_attrs())
     return out
+
+
+def _add_pointwise_groups(
+    groups: dict, model: pm.Model, dt: xr.DataTree, seed: int, posterior_predictive: bool
+) -> None:
+    """Per-cell log-likelihood (and posterior predictive) computed on the model."""
+    with model:
+        loglik = pm.compute_log_likelihood(dt, extend_inferencedata=False, progressbar=False)
+    # float32 halves the largest groups (draws x cells); ample precision for LOO/PPCs.
+    groups["log_likelihood"] = _as_dataset(loglik, "log_likelihood").astype("float32")
+    if posterior_predictive:
+        with model:
+            ppc = pm.sample_posterior_predictive(dt, random_seed=seed + 1, progressbar=False)
+        groups["posterior_predictive"] = _as_dataset(ppc, "posterior_predictive").astype("float32")
+
+
+def _move_sampler_space(groups: dict) -> None:
+    """Move the sampler's coordinates from ``posterior`` to ``unconstrained_posterior``."""
+    post = groups["posterior"]
+    moved = [v for v in SAMPLER_SPACE_VARIABLES if v in post.data_vars]
+    if not moved:
+        return
+    groups[UNCONSTRAINED_GROUP] = post[moved]
+    keep = post.drop_vars(moved)
+    unused = [d for d in keep.dims if all(d not in keep[v].dims for v in keep.data_vars)]
+    groups["posterior"] = keep.drop_dims(unused)
 
 
 def _marginal_arrays(post: xr.Dataset, data: ModelData, sl: slice) -> tuple:
@@ -296,34 +257,24 @@ def _add_marginal_groups(
         if replicated is not None:
             intercept, loading, sigma = params[:3]
             b, i = data.benchmark_idx, data.llm_idx
-            mu = intercept[:, b] + loading[:, b] * theta[sl][:, i]
-            replicated[sl] = mu + sigma[:, b] * rng.standard_normal(mu.shape)
-    llms = post["llm"].values if "llm" in post.coords else data.coords["llm"]
+            mu = cell_mean(intercept, loading, theta[sl], i, b)
+            replicated[sl] = predictive_draws(mu, cell_sd(sigma, b), rng)
+    chain_draw = {"chain": post["chain"], "draw": post["draw"]}
+    llms = data.coords["llm"]
     post["capability"] = xr.DataArray(
         theta.reshape(n_chain, n_draw, -1),
         dims=("chain", "draw", "llm"),
-        coords={"chain": post["chain"], "draw": post["draw"], "llm": llms},
+        coords={**chain_draw, "llm": llms},
     )
     groups["log_likelihood"] = xr.Dataset(
         {"score": (("chain", "draw", "llm"), loglik.reshape(n_chain, n_draw, -1))},
-        coords={"chain": post["chain"], "draw": post["draw"], "llm": llms},
+        coords={**chain_draw, "llm": llms},
     )
     if replicated is not None:
         groups["posterior_predictive"] = xr.Dataset(
             {"score": (("chain", "draw", "cell"), replicated.reshape(n_chain, n_draw, -1))},
-            coords={"chain": post["chain"], "draw": post["draw"], "cell": np.arange(len(data.y))},
+            coords={**chain_draw, "cell": np.arange(len(data.y))},
         )
-
-
-def _baseline_values(study: BenchmarkStudy, data: ModelData) -> tuple[np.ndarray, tuple]:
-    """The paper's oriented baseline of every fitted benchmark, from the whole input study,
-    and the capability benchmarks of its capability score."""
-    try:
-        baseline = oriented_baseline(study)
-        used = capability_benchmarks_for(study)
-    except StudyValidationError:  # too few capability benchmarks for a capability score
-        return np.full(len(data.study.benchmarks), np.nan), ()
-    return baseline.reindex(data.study.benchmarks.index).to_numpy(dtype=float), used
 
 
 def _as_dataset(obj, group: str) -> xr.Dataset:
@@ -336,23 +287,3 @@ def _clean_sample_stats(stats: xr.Dataset) -> xr.Dataset:
     """Drop object-typed sample stats (messages) that NetCDF cannot store."""
     keep = [v for v in stats.data_vars if stats[v].dtype != object]
     return stats[keep]
-
-
-def diagnostics_of(dt: xr.DataTree):
-    """The diagnostics stored in a fit's attrs, as a :class:`Diagnostics`."""
-    from safetywash.inference.diagnostics import Diagnostics
-
-    values = json.loads(dt.attrs["diagnostics"])
-    fields = Diagnostics.__dataclass_fields__
-    return Diagnostics(**{k: v for k, v in values.items() if k in fields})
-
-
-def study_table(dt: xr.DataTree) -> pd.DataFrame:
-    """Benchmark metadata of a fitted study, indexed by benchmark key."""
-    const = dt["constant_data"].to_dataset()
-    cols = [
-        v for v in const.data_vars if v.startswith("benchmark_") and const[v].dims == ("benchmark",)
-    ]
-    frame = const[cols].to_dataframe()
-    frame.columns = [c.removeprefix("benchmark_") for c in frame.columns]
-    return frame

@@ -1,8 +1,21 @@
-"""Simulated benchmark studies with known truth, for recovery and calibration checks."""
+"""Simulated benchmark studies with known truth, for recovery and calibration checks.
+
+Two kinds of truth (``simulate(truth=...)``):
+
+* ``"prior"``: every parameter is drawn from the model's own priors
+  (:class:`safetywash.model.config.Priors`, the same definitions the builder uses),
+  hyperparameters included: the truth for simulation-based calibration.
+* ``"design"`` (default): a fixed, well-identified design for recovery tests. Locations come
+  from the priors (capability loadings log-normal around ``exp(capability_loading_log_mean_loc)``
+  = 0.8, residual SDs around ``exp(residual_log_mean_loc)`` = 0.5, intercepts with SD
+  ``intercept_sd``); the spreads that the model gives hyperpriors are fixed at the values of
+  :class:`TruthDesign`, and area-factor loadings are positive, around 0.8.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -10,8 +23,32 @@ import xarray as xr
 
 from safetywash.data.catalog import SAFETY_AREAS
 from safetywash.data.study import BenchmarkStudy
+from safetywash.model.config import Priors
+from safetywash.model.data import factor_anchor
+from safetywash.model.likelihood import (
+    capability_correlation,
+    cell_mean,
+    cell_sd,
+    predictive_draws,
+)
 
 MISSING_MECHANISMS = ("random", "era")
+TRUTHS = ("design", "prior")
+
+
+@dataclass(frozen=True)
+class TruthDesign:
+    """Fixed population-level values of the ``"design"`` truth (where the model has
+    hyperpriors, the design has one value)."""
+
+    population_mean_sd: float = 1.0
+    population_log_sd_sd: float = 0.3
+    capability_loading_log_sd: float = 0.25
+    area_loading_mean_sd: float = 0.6
+    safety_loading_sd: float = 0.25
+    residual_log_sd: float = 0.3
+    factor_loading_mean: float = 0.8
+    factor_loading_sd: float = 0.2
 
 
 def simulate(
@@ -24,37 +61,37 @@ def simulate(
     populations: Sequence[str] = ("chat",),
     factor_areas: Sequence[str] = (),
     loadings: Mapping[str, float] | None = None,
+    truth: str = "design",
+    priors: Priors | None = None,
     seed: int = 0,
 ) -> tuple[BenchmarkStudy, xr.Dataset]:
     """Draw a study from the latent-factor model, with the truth that made it.
 
-    Parameters drawn from the model's priors (see :mod:`safetywash.model.build`): capability
-    loadings log-normal around 0.8, safety loadings normal around an area mean, residual
-    SDs log-normal around 0.5, populations with different means and spreads. Capability is
-    standardised within each population of the drawn study (mean 0, SD 1), the scale on
-    which the default model defines ``rho``; the marginal model instead assumes a
-    population SD of 1, which differs from this by sampling noise of order 1/sqrt(n).
+    Capability is standardised within each population of the drawn study (mean 0, SD 1)
+    and then given its population's mean and spread: the scale on which the sampled model
+    defines ``rho`` (the marginal model's population SD of 1 differs from it by sampling
+    noise of order 1/sqrt(n)).
 
     Parameters
     ----------
-    n_llms : int
-        Number of LLMs.
-    n_capability : int
-        Number of capability benchmarks.
+    n_llms, n_capability : int
+        Numbers of LLMs and of capability benchmarks.
     safety : mapping of area -> int, optional
         Safety benchmarks per area; default 2 in each of four areas.
     missing : float
         Target share of missing cells (0 <= missing < 1).
     mechanism : {"random", "era"}
-        ``"random"``: cells missing completely at random. ``"era"``: each LLM has a release
-        time correlated with its capability and each benchmark an introduction time; a
-        cell is missing when the LLM predates the benchmark (missing by LLM era).
+        Missing completely at random, or by era: a cell is missing when the LLM (release
+        time correlated with capability) predates the benchmark's introduction.
     populations : sequence of str
         Population labels, assigned round-robin.
     factor_areas : sequence of str
         Safety areas that also load on an area factor of their own.
     loadings : mapping of benchmark key -> float, optional
         Fix some true capability loadings instead of drawing them.
+    truth, priors : {"design", "prior"}, Priors, optional
+        Where the parameters come from (module docstring); the model's priors (default
+        :class:`Priors()`; e.g. ``config.scaled_priors``).
     seed : int
         Seed of every random step.
 
@@ -63,85 +100,184 @@ def simulate(
     study : BenchmarkStudy
         Raw scores (a random half of the benchmarks stored lower-is-better).
     truth : xarray.Dataset
-        ``capability`` (llm), ``loading``, ``residual_sd``, ``intercept``, ``rho``,
-        ``factor_loading`` (benchmark) and ``area_factor`` (llm, factor) when factors exist.
+        ``capability`` (llm), ``loading``, ``residual_sd``, ``intercept``,
+        ``factor_loading``, ``rho`` (benchmark), ``area_factor`` (llm, factor) with factors.
     """
+    _check(missing, mechanism, truth, factor_areas, safety)
+    priors = priors or Priors()
+    rng = np.random.default_rng(seed)
+    safety = dict({a: 2 for a in SAFETY_AREAS[:4]} if safety is None else safety)
+    llms = [f"llm{i:04d}" for i in range(n_llms)]
+    pops = np.array([populations[i % len(populations)] for i in range(n_llms)])
+    safe_areas = [area for area, count in safety.items() for _ in range(count)]
+    keys = [f"cap{j:02d}" for j in range(n_capability)]
+    keys += [f"{area}_{j:02d}" for area, count in safety.items() for j in range(count)]
+    theta = _capability_truth(rng, pops, truth, priors)
+    params = _benchmark_truth(rng, n_capability, safe_areas, list(safety), truth, priors)
+    for key, value in (loadings or {}).items():
+        params["loading"][keys.index(key)] = value
+    members = [[i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
+    members = [[n_capability + i for i in m] for m in members]
+    gamma, eta = _factor_truth(rng, n_llms, len(keys), members, truth, priors)
+    y = _scores(rng, theta, params, gamma, eta, members)
+
+    observed = _observation_mask(rng, theta, len(keys), missing, mechanism)
+    if eta is not None and truth == "prior":
+        _anchor_signs(gamma, eta, members, observed, keys)
+    direction = np.where(rng.random(len(keys)) < 0.5, "higher", "lower")
+    raw = np.where(direction[None, :] == "lower", -y, y)
+    name = f"simulated-{n_llms}x{len(keys)}-seed{seed}"
+    study = _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, direction, name)
+    attrs = {"seed": seed, "missing": missing, "mechanism": mechanism, "truth": truth}
+    params["factor_loading"] = gamma
+    return study, _truth_dataset(theta, params, eta, llms, keys, factor_areas, attrs)
+
+
+def _scores(rng, theta, params: dict, gamma, eta, members) -> np.ndarray:
+    """Model-scale scores of every (LLM, benchmark) pair, drawn from the likelihood."""
+    n_llms, n_bench = len(theta), len(gamma)
+    llm_idx, bench_idx = (a.ravel() for a in np.indices((n_llms, n_bench)))
+    factor = {}
+    if eta is not None:
+        factor_of = np.zeros(n_bench, dtype=np.int64)
+        for f, cols in enumerate(members):
+            factor_of[cols] = f
+        factor = {"factor_loading": gamma, "area_factor": eta, "cell_factor": factor_of[bench_idx]}
+    mu = cell_mean(params["intercept"], params["loading"], theta, llm_idx, bench_idx, **factor)
+    sd = cell_sd(params["residual_sd"], bench_idx)
+    return predictive_draws(mu, sd, rng).reshape(n_llms, n_bench)
+
+
+def _truth_dataset(theta, params: dict, eta, llms, keys, factor_areas, attrs) -> xr.Dataset:
+    """The parameters that made a simulated study, with every benchmark's ``rho``."""
+    known = xr.Dataset(
+        {"capability": ("llm", theta), **{k: ("benchmark", v) for k, v in params.items()}},
+        coords={"llm": llms, "benchmark": keys},
+        attrs=attrs,
+    )
+    rho = capability_correlation(params["loading"], params["residual_sd"], params["factor_loading"])
+    known["rho"] = ("benchmark", rho)
+    if eta is not None:
+        known["area_factor"] = (("llm", "factor"), eta)
+        known = known.assign_coords(factor=list(factor_areas))
+    return known
+
+
+def _check(missing: float, mechanism: str, truth: str, factor_areas, safety) -> None:
+    """Refuse impossible simulation settings."""
     if not 0.0 <= missing < 1.0:
         raise ValueError("missing must be in [0, 1)")
     if mechanism not in MISSING_MECHANISMS:
         raise ValueError(f"mechanism must be one of {MISSING_MECHANISMS}")
-    rng = np.random.default_rng(seed)
-    safety = dict({a: 2 for a in SAFETY_AREAS[:4]} if safety is None else safety)
-    unknown = [a for a in [*safety, *factor_areas] if a not in SAFETY_AREAS]
+    if truth not in TRUTHS:
+        raise ValueError(f"truth must be one of {TRUTHS}, not {truth!r}")
+    unknown = [a for a in [*(safety or {}), *factor_areas] if a not in SAFETY_AREAS]
     if unknown:
         raise ValueError(f"unknown safety area(s) {unknown}; choose from {SAFETY_AREAS}")
 
-    llms = [f"llm{i:04d}" for i in range(n_llms)]
-    pops = np.array([populations[i % len(populations)] for i in range(n_llms)])
-    cap_keys = [f"cap{j:02d}" for j in range(n_capability)]
-    safe_keys, safe_areas = [], []
-    for area, count in safety.items():
-        for j in range(count):
-            safe_keys.append(f"{area}_{j:02d}")
-            safe_areas.append(area)
-    keys = cap_keys + safe_keys
-    n_bench = len(keys)
 
-    # Capability: populations differ in mean and spread.
+def _capability_truth(rng, pops: np.ndarray, truth: str, priors: Priors) -> np.ndarray:
+    """Capability: standardised within each population, then its mean and spread."""
+    design = TruthDesign()
+    mean_sd, log_sd_sd = (
+        (priors.population_mean_sd, priors.population_log_sd_sd)
+        if truth == "prior"
+        else (design.population_mean_sd, design.population_log_sd_sd)
+    )
     pop_names = sorted(set(pops))
-    pop_mean = rng.normal(0, 1, len(pop_names)) if len(pop_names) > 1 else np.zeros(1)
+    several = len(pop_names) > 1
+    pop_mean = rng.normal(0, mean_sd, len(pop_names)) if several else np.zeros(1)
     pop_mean -= pop_mean.mean()
-    pop_log_sd = rng.normal(0, 0.3, len(pop_names)) if len(pop_names) > 1 else np.zeros(1)
+    pop_log_sd = rng.normal(0, log_sd_sd, len(pop_names)) if several else np.zeros(1)
     pop_log_sd -= pop_log_sd.mean()
     p_idx = np.array([pop_names.index(p) for p in pops])
     # On the model's capability scale: standardised within each population of the study
     # (mean 0, SD 1 with ddof=0), so the true rho is the correlation the model estimates.
-    z = rng.normal(0, 1, n_llms)
+    z = rng.normal(0, 1, len(pops))
     for p in range(len(pop_names)):
         members = p_idx == p
         z[members] = (z[members] - z[members].mean()) / (z[members].std() or 1.0)
-    theta = pop_mean[p_idx] + np.exp(pop_log_sd[p_idx]) * z
+    return pop_mean[p_idx] + np.exp(pop_log_sd[p_idx]) * z
 
-    cap_loading = np.exp(rng.normal(np.log(0.8), 0.25, n_capability))
-    area_names = list(safety)
-    area_mean = rng.normal(0, 0.6, len(area_names))
-    safe_loading = np.array([rng.normal(area_mean[area_names.index(a)], 0.25) for a in safe_areas])
-    loading = np.concatenate([cap_loading, safe_loading])
-    for key, value in (loadings or {}).items():
-        loading[keys.index(key)] = value
-    residual_sd = np.exp(rng.normal(np.log(0.5), 0.3, n_bench))
-    intercept = rng.normal(0, 1, n_bench)
 
-    mean = intercept[None, :] + theta[:, None] * loading[None, :]
-    factor_loading = np.zeros(n_bench)
-    eta = None
-    if factor_areas:
-        eta = rng.normal(0, 1, (n_llms, len(factor_areas)))
-        for f, area in enumerate(factor_areas):
-            members = [
-                i
-                for i, k in enumerate(keys)
-                if i >= n_capability and safe_areas[i - n_capability] == area
-            ]
-            gamma = np.abs(rng.normal(0.8, 0.2, len(members)))
-            factor_loading[members] = gamma
-            mean[:, members] += eta[:, [f]] * gamma[None, :]
-    y = mean + rng.normal(0, 1, (n_llms, n_bench)) * residual_sd[None, :]
+def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, priors: Priors):
+    """Loadings, residual SDs and intercepts of every benchmark."""
+    design = TruthDesign()
+    n_bench = n_capability + len(safe_areas)
+    if truth == "prior":
+        cap_log_mean = rng.normal(
+            priors.capability_loading_log_mean_loc, priors.capability_loading_log_mean_scale
+        )
+        cap_log_sd = abs(rng.normal(0, priors.capability_loading_log_sd_scale))
+        area_sd = priors.area_loading_mean_scale
+    else:
+        cap_log_mean = priors.capability_loading_log_mean_loc
+        cap_log_sd = design.capability_loading_log_sd
+        area_sd = design.area_loading_mean_sd
+    cap_loading = np.exp(rng.normal(cap_log_mean, cap_log_sd, n_capability))
+    area_mean = rng.normal(0, area_sd, len(area_names))
+    safety_sd = (
+        abs(rng.normal(0, priors.safety_loading_sd_scale))
+        if truth == "prior"
+        else design.safety_loading_sd
+    )
+    safe_loading = np.array(
+        [rng.normal(area_mean[area_names.index(a)], safety_sd) for a in safe_areas]
+    )
+    if truth == "prior":
+        res_log_mean = rng.normal(priors.residual_log_mean_loc, priors.residual_log_mean_scale)
+        res_log_sd = abs(rng.normal(0, priors.residual_log_sd_scale))
+    else:
+        res_log_mean, res_log_sd = priors.residual_log_mean_loc, design.residual_log_sd
+    return {
+        "loading": np.concatenate([cap_loading, safe_loading]),
+        "residual_sd": np.exp(rng.normal(res_log_mean, res_log_sd, n_bench)),
+        "intercept": rng.normal(0, priors.intercept_sd, n_bench),
+    }
 
-    observed = _observation_mask(rng, theta, n_bench, missing, mechanism)
-    direction = np.where(rng.random(n_bench) < 0.5, "higher", "lower")
-    raw = np.where(direction[None, :] == "lower", -y, y)
 
+def _factor_truth(rng, n_llms: int, n_bench: int, members, truth: str, priors: Priors):
+    """Area-factor loadings (per benchmark, 0 outside factor areas) and factor scores."""
+    gamma = np.zeros(n_bench)
+    if not members:
+        return gamma, None
+    design = TruthDesign()
+    eta = rng.normal(0, 1, (n_llms, len(members)))
+    for cols in members:
+        if truth == "prior":
+            gamma[cols] = rng.normal(0, priors.factor_loading_scale, len(cols))
+        else:
+            gamma[cols] = np.abs(
+                rng.normal(design.factor_loading_mean, design.factor_loading_sd, len(cols))
+            )
+    return gamma, eta
+
+
+def _anchor_signs(gamma, eta, members, observed: np.ndarray, keys: list[str]) -> None:
+    """Flip each factor (scores and loadings) so its anchor's loading is positive, the
+    model's identification rule (:func:`safetywash.model.data.factor_anchor`)."""
+    counts = pd.Series(observed.sum(axis=0), index=keys)
+    for f, cols in enumerate(members):
+        names = [keys[c] for c in cols]
+        anchor = cols[names.index(factor_anchor(names, counts))]
+        if gamma[anchor] < 0:
+            gamma[cols] = -gamma[cols]
+            eta[:, f] = -eta[:, f]
+
+
+def _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, direction, name):
+    """The observed cells of the raw score matrix as a validated study."""
     ll, bb = np.nonzero(observed)
     scores = pd.DataFrame(
         {"llm": np.array(llms)[ll], "benchmark": np.array(keys)[bb], "value": raw[ll, bb]}
     )
+    n_safety = len(keys) - n_capability
     catalog = pd.DataFrame(
         {
             "key": keys,
             "display_name": keys,
-            "role": ["capability"] * n_capability + ["safety"] * len(safe_keys),
-            "area": ["capability"] * n_capability + safe_areas,
+            "role": ["capability"] * n_capability + ["safety"] * n_safety,
+            "area": ["capability"] * n_capability + list(safe_areas),
             "direction": direction,
             "scale": "score",
         }
@@ -149,27 +285,7 @@ def simulate(
     llm_table = pd.DataFrame(
         {"population": pops, "display_name": llms}, index=pd.Index(llms, name="llm")
     )
-    study = BenchmarkStudy.from_frames(
-        scores, llm_table, catalog, name=f"simulated-{n_llms}x{n_bench}-seed{seed}"
-    )
-
-    rho = loading / np.sqrt(loading**2 + factor_loading**2 + residual_sd**2)
-    truth = xr.Dataset(
-        {
-            "capability": ("llm", theta),
-            "loading": ("benchmark", loading),
-            "residual_sd": ("benchmark", residual_sd),
-            "intercept": ("benchmark", intercept),
-            "factor_loading": ("benchmark", factor_loading),
-            "rho": ("benchmark", rho),
-        },
-        coords={"llm": llms, "benchmark": keys},
-        attrs={"seed": seed, "missing": missing, "mechanism": mechanism},
-    )
-    if eta is not None:
-        truth["area_factor"] = (("llm", "factor"), eta)
-        truth = truth.assign_coords(factor=list(factor_areas))
-    return study, truth
+    return BenchmarkStudy.from_frames(scores, llm_table, catalog, name=name)
 
 
 def _observation_mask(

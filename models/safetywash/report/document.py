@@ -18,7 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from safetywash.analysis.baseline import PAPER_CAPABILITY_BENCHMARKS
-from safetywash.analysis.fits import benchmark_metadata, excluded_benchmarks, llm_metadata
+from safetywash.analysis.fits import benchmark_metadata, llm_metadata
 from safetywash.analysis.ppc import DEFAULT_MAX_DRAWS, correlation_ppc
 from safetywash.analysis.separability import (
     DEFAULT_CI_KIND,
@@ -28,8 +28,12 @@ from safetywash.analysis.separability import (
     interval_label,
     percent,
 )
-from safetywash.inference.fitfile import fit_attr_json, fit_config
-from safetywash.inference.sampling import diagnostics_of
+from safetywash.inference.fitfile import (
+    diagnostics_of,
+    excluded_benchmarks,
+    fit_config,
+    fit_sampler_settings,
+)
 from safetywash.report.figures import (
     capability_summary,
     plot_capability_ranking,
@@ -111,7 +115,7 @@ def _fit_facts(dt: xr.DataTree) -> str:
     llms = llm_metadata(dt)
     pops = ", ".join(f"{n} {p}" for p, n in llms["population"].value_counts().sort_index().items())
     config = fit_config(dt)
-    settings = fit_attr_json(dt, "sampler_settings") if "sampler_settings" in dt.attrs else {}
+    settings = fit_sampler_settings(dt)
     factors = ", ".join(area_label(f) for f in config.factors) or "none (capability only)"
     n_cells = dt["observed_data"].sizes["cell"]
     n_cap = int((meta["role"] == "capability").sum())
@@ -122,8 +126,8 @@ def _fit_facts(dt: xr.DataTree) -> str:
         f"({len(excluded_benchmarks(dt))} excluded), "
         f"{n_cells} observed scores of {len(llms) * len(meta)} cells. "
         f"Model: area factors {factors}; transform {config.transform}; level {config.level}. "
-        f"Sampler: {settings.get('sampler', '?')}, {settings.get('chains', '?')} chains x "
-        f"{settings.get('draws', '?')} draws, seed {dt.attrs.get('seed', '?')}; "
+        f"Sampler: {settings.sampler}, {settings.chains} chains x "
+        f"{settings.draws} draws, seed {dt.attrs.get('seed', '?')}; "
         f"safetywash {dt.attrs.get('safetywash_version', '?')}."
     )
 

@@ -16,8 +16,7 @@ from safetywash.analysis.separability import (
     separability,
     separability_table,
 )
-from safetywash.inference.fitfile import save_fit
-from safetywash.inference.sampling import diagnostics_of
+from safetywash.inference.fitfile import diagnostics_of, save_fit
 
 
 def write_fit_outputs(

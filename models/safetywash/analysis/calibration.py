@@ -1,0 +1,130 @@
+"""Statistics of simulation-based calibration (Talts et al. 2018): thinning, ranks, a test of
+their uniformity, and the summary of an SBC run (:func:`safetywash.analysis.sbc.run_sbc`).
+No sampling here."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from scipy import stats
+
+#: Number of posterior draws the truth is ranked among (ranks take values 0..L).
+RANK_DRAWS = 99
+
+
+def thin_indices(n_total: int, n_keep: int = RANK_DRAWS) -> np.ndarray:
+    """Evenly spaced positions of ``n_keep`` draws among ``n_total`` (all if fewer).
+
+    Draws are counted chain after chain, so every chain contributes about
+    ``n_keep / chains`` draws spaced ``n_total / n_keep`` apart, which keeps the kept
+    draws close to independent when the effective sample size is at least ``n_keep``.
+    """
+    if n_total <= n_keep:
+        return np.arange(n_total)
+    return (np.arange(n_keep) * n_total) // n_keep
+
+
+def sbc_rank(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Rank of each truth among its draws: the number of draws below it.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray
+        Shape ``(n_draws, n)``.
+    truth : numpy.ndarray
+        Shape ``(n,)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integers in ``0..n_draws`` (``-1`` where the truth is not finite). Ties (which
+        have probability zero for continuous posteriors) count half.
+    """
+    below = (draws < truth[None, :]).sum(axis=0)
+    ties = (draws == truth[None, :]).sum(axis=0)
+    rank = below + ties // 2
+    return np.where(np.isfinite(truth), rank, -1).astype(np.int64)
+
+
+def rank_uniformity(ranks: np.ndarray, n_rank_draws: int, bins: int = 10) -> tuple[float, float]:
+    """Chi-square test that ranks in ``0..n_rank_draws`` are uniform.
+
+    Ranks are binned into ``bins`` equal-width bins of the ``n_rank_draws + 1`` possible
+    values (exactly equal counts per bin when ``bins`` divides ``n_rank_draws + 1``;
+    otherwise the expected counts are adjusted to the number of values per bin).
+
+    Returns
+    -------
+    statistic, p_value : float
+    """
+    ranks = np.asarray(ranks).ravel()
+    ranks = ranks[ranks >= 0]
+    n_values = n_rank_draws + 1
+    bins = min(bins, n_values)
+    edges = np.floor(np.arange(n_values) * bins / n_values).astype(int)  # value -> bin
+    observed = np.bincount(edges[ranks], minlength=bins)
+    expected = np.bincount(edges, minlength=bins) / n_values * ranks.size
+    result = stats.chisquare(observed, expected)
+    return float(result.statistic), float(result.pvalue)
+
+
+def summarize_sbc(ds: xr.Dataset, *, bins: int = 10) -> dict:
+    """Calibration figures of an SBC run.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Output of :func:`run_sbc`.
+    bins : int
+        Bins of the rank histogram for the chi-square test.
+
+    Returns
+    -------
+    dict
+        ``coverage50``, ``coverage90``: share of (round, benchmark) pairs whose true
+        ``rho`` lies in the central 50% / 90% posterior interval; ``uniformity_p``
+        (and ``uniformity_chi2``): chi-square test of uniform ranks (benchmarks within
+        a round share one simulated study, so they are not independent and the p-value
+        is somewhat optimistic); ``mae_median``: mean absolute error of the posterior
+        median; ``mean_rank``: mean rank over ``L`` (0.5 when unbiased; above 0.5 = the
+        truth tends to lie above the posterior); ``n_untrusted``: rounds failing the
+        convergence thresholds; ``n_flipped``: rounds with a chain whose capability
+        correlates negatively with the truth; the same figures for
+        ``rho_true_insample`` under ``insample``, and per role under ``by_role``.
+    """
+    n_rank = int(ds["n_rank_draws"].min())
+    if int(ds["n_rank_draws"].max()) != n_rank:
+        raise ValueError("rounds were ranked among different numbers of draws")
+
+    def figures(sub: xr.Dataset, suffix: str = "") -> dict:
+        truth = sub["rho_true" + suffix]
+        ranks = sub["rank" + suffix].values
+        chi2, p = rank_uniformity(ranks, n_rank, bins)
+        return {
+            "coverage50": float(sub["covered50" + suffix].mean()),
+            "coverage90": float(sub["covered90" + suffix].mean()),
+            "uniformity_chi2": chi2,
+            "uniformity_p": p,
+            "mae_median": float(np.abs(sub["rho_median"] - truth).mean()),
+            "mean_rank": float(ranks[ranks >= 0].mean() / n_rank),
+        }
+
+    out = {
+        "n_rounds": int(ds.sizes["round"]),
+        "n_benchmarks": int(ds.sizes["benchmark"]),
+        "rank_draws": n_rank,
+        "bins": bins,
+        **figures(ds),
+        "n_untrusted": int((~ds["trustworthy"].astype(bool)).sum()),
+        "n_flipped": int((ds["min_chain_capability_corr"] < 0).sum()),
+        "max_rhat": float(ds["max_rhat"].max()),
+        "min_ess": float(ds["min_ess"].min()),
+        "divergences": int(ds["divergences"].sum()),
+        "insample": figures(ds, "_insample"),
+    }
+    if "role" in ds.coords:
+        out["by_role"] = {
+            str(role): figures(ds.isel(benchmark=np.flatnonzero(ds["role"].values == role)))
+            for role in np.unique(ds["role"].values)
+        }
+    return out

@@ -1,0 +1,184 @@
+"""The choices that define the model, and its priors as data (no PyMC here).
+
+:class:`Priors` holds every prior hyperparameter of the latent-factor model with its default;
+:class:`ModelConfig` carries one (with the other model choices) into the builder
+(:mod:`safetywash.model.build`), the simulator (:mod:`safetywash.model.simulate`) and every
+saved fit (``model_config`` attribute, :meth:`ModelConfig.to_json`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+TRANSFORMS = ("standardize", "logit")
+PARAMETERISATIONS = ("auto", "noncentered", "centered")
+CAPABILITY_MODES = ("sampled", "marginal")
+LEVELS = ("aggregate", "parts")
+CENTER_FROM_OBSERVATIONS = 100
+CENTER_FROM_DEGREES_OF_FREEDOM = 15
+MIN_BENCHMARKS_PER_FACTOR = 3
+
+
+@dataclass(frozen=True)
+class Priors:
+    """Prior hyperparameters of the latent-factor model, on the model (standardised) scale.
+
+    Every benchmark's scores have mean 0 and SD 1 after the score transform, so the defaults
+    are set for unit-scale data: a typical benchmark has a capability loading around 0.8
+    and a residual SD around 0.5. Names follow the model's variables; ``*_loc`` is a prior
+    mean, ``*_scale`` / ``*_sd`` a prior scale. The fields listed in :attr:`SCALED` are
+    multiplied by ``ModelConfig.prior_scale`` (:meth:`scaled`).
+
+    Attributes
+    ----------
+    population_mean_sd : float
+        ``population_mean ~ ZeroSumNormal(sigma)`` over populations (several only).
+    population_log_sd_sd : float
+        ``population_log_sd ~ ZeroSumNormal(sigma)`` over populations (several only).
+    capability_loading_log_mean_loc, capability_loading_log_mean_scale : float
+        ``capability_loading_log_mean ~ Normal(loc, scale)``: mean log capability loading of
+        the capability benchmarks (default: loadings around 0.8).
+    capability_loading_log_sd_scale : float
+        ``capability_loading_log_sd ~ HalfNormal(scale)``: their spread on the log scale.
+    area_loading_mean_scale : float
+        ``area_loading_mean ~ Normal(0, scale)`` per safety area.
+    safety_loading_sd_scale : float
+        ``safety_loading_sd ~ HalfNormal(scale)``: spread of safety loadings in an area.
+    residual_log_mean_loc, residual_log_mean_scale : float
+        ``residual_log_mean ~ Normal(loc, scale)`` (default: residual SDs around 0.5).
+    residual_log_sd_scale : float
+        ``residual_log_sd ~ HalfNormal(scale)``.
+    intercept_sd : float
+        ``intercept ~ Normal(0, sd)`` per benchmark.
+    factor_loading_scale : float
+        Area-factor loadings: ``HalfNormal(scale)`` for each factor's anchor benchmark,
+        ``Normal(0, scale)`` for the others.
+    """
+
+    population_mean_sd: float = 1.0
+    population_log_sd_sd: float = 0.5
+    capability_loading_log_mean_loc: float = float(np.log(0.8))
+    capability_loading_log_mean_scale: float = 0.5
+    capability_loading_log_sd_scale: float = 0.5
+    area_loading_mean_scale: float = 0.7
+    safety_loading_sd_scale: float = 0.5
+    residual_log_mean_loc: float = float(np.log(0.5))
+    residual_log_mean_scale: float = 0.5
+    residual_log_sd_scale: float = 0.5
+    intercept_sd: float = 1.0
+    factor_loading_scale: float = 0.7
+
+    #: Hyperprior scales on loadings and residuals that ``prior_scale`` multiplies.
+    SCALED = (
+        "capability_loading_log_mean_scale",
+        "capability_loading_log_sd_scale",
+        "area_loading_mean_scale",
+        "safety_loading_sd_scale",
+        "residual_log_mean_scale",
+        "residual_log_sd_scale",
+        "factor_loading_scale",
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = float(getattr(self, f.name))
+            if not np.isfinite(value) or (not f.name.endswith("_loc") and value <= 0):
+                raise ValueError(f"prior {f.name} must be a positive number, not {value}")
+            object.__setattr__(self, f.name, value)
+
+    def scaled(self, factor: float) -> Priors:
+        """These priors with the :attr:`SCALED` scales multiplied by ``factor``."""
+        return dataclasses.replace(self, **{k: getattr(self, k) * factor for k in self.SCALED})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Choices that define the model (saved with every fit).
+
+    Parameters
+    ----------
+    transform : {"standardize", "logit"}
+        Per-benchmark scale of the oriented scores. ``"logit"`` maps bounded benchmarks to
+        logits of the share of the range above the chance floor (or the lower bound) before
+        standardising; unbounded benchmarks are only standardised
+        (:class:`safetywash.model.transform.ScoreTransform`).
+    factors : tuple of str
+        Safety areas that get a factor of their own beside capability (each needs at least
+        :data:`MIN_BENCHMARKS_PER_FACTOR` benchmarks). Empty: one capability factor.
+    level : {"aggregate", "parts"}
+        Fit aggregates (default) or their parts; never both, so no score counts twice.
+    capability_loadings, safety_loadings : {"auto", "noncentered", "centered"}
+        Parameterisation of the pooled loadings. Centred pooling has a funnel when the
+        pooled SD is poorly determined and can approach 0 (few benchmarks, few
+        observations each); non-centred has a ridge between the group mean and the
+        offsets when the data pin each loading down. ``"auto"`` centres a group when its
+        benchmarks have on average at least :data:`CENTER_FROM_OBSERVATIONS` observed LLMs
+        (each loading is pinned down), or when the pooled SD has at least
+        :data:`CENTER_FROM_DEGREES_OF_FREEDOM` degrees of freedom (benchmarks minus group
+        means), so that it cannot collapse towards 0.
+    prior_scale : float
+        Multiplies the scales of the hyperpriors on loadings and residuals
+        (:attr:`Priors.SCALED`; prior sensitivity: 0.5 narrower, 2 wider).
+    capability : {"sampled", "marginal"}
+        ``"sampled"``: NUTS samples every LLM's capability (normalised to zero mean and
+        unit spread within each population). ``"marginal"``: capability is integrated out
+        analytically (the likelihood is Gaussian, so each LLM's scores are jointly normal
+        with a rank-one-plus-diagonal covariance); NUTS samples only benchmark and
+        population parameters and :func:`safetywash.inference.sampling.fit` then draws
+        capability exactly from its conditional normal posterior. Here capability has a
+        N(mean, sd) population distribution (sd = 1 for one population) rather than a
+        normalised sample. Exact, and far faster for thousands of LLMs; one-factor models
+        only.
+    priors : Priors
+        The prior hyperparameters (defaults documented on :class:`Priors`); a mapping of
+        field values is accepted.
+    """
+
+    transform: str = "standardize"
+    factors: tuple[str, ...] = ()
+    level: str = "aggregate"
+    capability_loadings: str = "auto"
+    safety_loadings: str = "auto"
+    prior_scale: float = 1.0
+    capability: str = "sampled"
+    priors: Priors = field(default_factory=Priors)
+
+    def __post_init__(self) -> None:
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, not {self.transform!r}")
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be 'aggregate' or 'parts', not {self.level!r}")
+        for name in ("capability_loadings", "safety_loadings"):
+            if getattr(self, name) not in PARAMETERISATIONS:
+                raise ValueError(f"{name} must be one of {PARAMETERISATIONS}")
+        if not self.prior_scale > 0:
+            raise ValueError("prior_scale must be positive")
+        if self.capability not in CAPABILITY_MODES:
+            raise ValueError(f"capability must be one of {CAPABILITY_MODES}")
+        if self.capability == "marginal" and self.factors:
+            raise ValueError("capability='marginal' supports the one-factor model only")
+        object.__setattr__(self, "factors", tuple(self.factors))
+        if isinstance(self.priors, Mapping):
+            object.__setattr__(self, "priors", Priors(**self.priors))
+
+    @property
+    def scaled_priors(self) -> Priors:
+        """The priors the model uses: :attr:`priors` scaled by :attr:`prior_scale`."""
+        return self.priors.scaled(self.prior_scale)
+
+    def to_json(self) -> str:
+        """The configuration as a JSON string (priors as a nested object)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        """Inverse of :meth:`to_json` (a config without ``priors`` gets the defaults)."""
+        values = json.loads(text)
+        values["factors"] = tuple(values.get("factors", ()))
+        values["priors"] = Priors(**values.get("priors", {}))
+        return cls(**values)

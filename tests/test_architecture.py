@@ -181,3 +181,22 @@ def test_top_level_api_resolves_to_the_owners():
     assert set(sw.API) <= set(dir(sw))
     with pytest.raises(AttributeError):
         _ = sw.no_such_name
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+
+def test_modules_and_functions_stay_small():
+    """One job per module (under 400 lines), functions under 80 lines."""
+    problems = []
+    for module, path in package_modules().items():
+        source = path.read_text()
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            problems.append(f"{module}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    problems.append(f"{module}.{node.name}: {length} lines")
+    assert problems == []

@@ -4,6 +4,7 @@
 
     study = sw.load_dataset("safetywashing", "chat")
     dt = sw.fit(study, sw.ModelConfig())
+    dt = sw.store_paper_baseline(dt, study)
     table = sw.separability(dt)
 
 Names are imported on first use, so ``import safetywash`` stays light and code that only
@@ -25,15 +26,16 @@ API = {
     "load_dataset": "safetywash.data.load",
     "read_wide_csv": "safetywash.data.readers",
     "read_long_csv": "safetywash.data.readers",
-    "ModelConfig": "safetywash.model.build",
+    "ModelConfig": "safetywash.model.config",
     "build_model": "safetywash.model.build",
     "simulate": "safetywash.model.simulate",
-    "SamplerSettings": "safetywash.inference.sampling",
+    "SamplerSettings": "safetywash.inference.settings",
     "fit": "safetywash.inference.sampling",
     "load_fit": "safetywash.inference.fitfile",
     "save_fit": "safetywash.inference.fitfile",
     "study_from_fit": "safetywash.inference.fitfile",
     "paper_baseline": "safetywash.analysis.baseline",
+    "store_paper_baseline": "safetywash.analysis.baseline",
     "separability": "safetywash.analysis.separability",
     "compare_benchmarks": "safetywash.analysis.designs",
     "compare_structures": "safetywash.analysis.structures",

@@ -14,9 +14,8 @@ and the score transform (:data:`safetywash.model.transform.TRANSFORM_VARIABLES`)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import xarray as xr
 
 from safetywash import __version__
 from safetywash.data.catalog import CATALOG_COLUMNS
+from safetywash.data.files import atomic_write
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.diagnostics import Diagnostics
 from safetywash.inference.settings import SamplerSettings
@@ -323,18 +323,7 @@ def save_fit(dt: xr.DataTree, path: str | Path) -> Path:
     missing = [a for a in REQUIRED_ATTRS if a not in dt.attrs]
     if missing:
         raise ValueError(f"not a safetywash fit: attrs {missing} are missing")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-    try:
-        dt.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, functools.partial(dt.to_netcdf, engine="h5netcdf"))
 
 
 def load_fit(

@@ -54,6 +54,16 @@ def _script():
 # =========================================================================== designs
 
 
+def _catalog_defaults(n: int) -> dict:
+    """The catalog columns the design comparison does not read, as a fit stores them."""
+    text = {"direction": "higher", "scale": "fraction", "note": ""}
+    numbers = {"lower": 0.0, "upper": 1.0, "chance": np.nan}
+    return {
+        **{f"benchmark_{k}": ("benchmark", [v] * n) for k, v in text.items()},
+        **{f"benchmark_{k}": ("benchmark", np.full(n, v)) for k, v in numbers.items()},
+    }
+
+
 def toy_fit(rho: dict[str, np.ndarray], *, excluded=("ethics_cm",), parents=None) -> xr.DataTree:
     """A DataTree with only what the design comparison reads: rho draws and metadata."""
     parents = parents or {}
@@ -70,6 +80,7 @@ def toy_fit(rho: dict[str, np.ndarray], *, excluded=("ethics_cm",), parents=None
             "benchmark_area": ("benchmark", ["calibration"] * len(keys)),
             "benchmark_role": ("benchmark", ["safety"] * len(keys)),
             "benchmark_parent": ("benchmark", [parents.get(k, "") for k in keys]),
+            **_catalog_defaults(len(keys)),
         },
         coords={"benchmark": keys},
     )
@@ -226,6 +237,22 @@ def test_script_compares_benchmarks(three, tmp_path, capsys):
     assert expected["sentence"] in printed
     assert _script()([str(tmp_path / "run"), "--benchmarks", "rmsce_mmlu", "nope"]) == 2
     assert "'nope' is not in this fit" in capsys.readouterr().err
+
+
+def test_script_takes_the_interval_convention(three, tmp_path, capsys):
+    dt = toy_fit(three)
+    save_fit(dt, tmp_path / "run" / "posterior.nc")
+    out = tmp_path / "cmp.json"
+    keys = ["rmsce_mmlu", "brier_mmlu"]
+    argv = [str(tmp_path / "run"), "--benchmarks", *keys, "--json", str(out)]
+    assert _script()([*argv, "--ci-prob", "0.8", "--ci-kind", "eti"]) == 0
+    payload = json.loads(out.read_text())
+    d = (np.abs(three["rmsce_mmlu"]) - np.abs(three["brier_mmlu"])).ravel()
+    assert payload["ci_kind"] == "eti" and payload["ci_prob"] == 0.8
+    assert payload["difference_hdi"] == [pytest.approx(q) for q in np.quantile(d, [0.1, 0.9])]
+    assert "80% ETI" in capsys.readouterr().out
+    assert _script()([*argv, "--ci-kind", "central"]) == 2
+    assert "--ci-kind" in capsys.readouterr().err
 
 
 # =========================================================================== structures

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_bounds, interval_label
+from safetywash.analysis.intervals import (
+    CI_KIND,
+    CI_PROB,
+    interval_bounds,
+    interval_label,
+    percent,
+)
 
 
 def _draws(values: np.ndarray) -> xr.DataArray:
@@ -17,6 +23,12 @@ def test_labels_follow_the_convention():
     assert interval_label() == f"{100 * CI_PROB:g}% {CI_KIND.upper()}"
     assert interval_label(0.9, "eti") == "90% ETI"
     assert interval_label(0.5) == "50% HDI"
+    assert interval_label() == "94% HDI"
+    assert interval_label(0.9, "eti", long=True) == "90% equal-tailed interval"
+    assert interval_label(0.8, long=True) == "80% highest-density interval"
+    assert percent(0.94) == "94%" and percent(0.5) == "50%"
+    with pytest.raises(ValueError, match="ci_prob"):
+        interval_label(1.2)
     with pytest.raises(ValueError, match="ci_prob"):
         interval_label(1.5)
     with pytest.raises(ValueError, match="ci_kind"):

@@ -22,9 +22,10 @@ import pytest
 import xarray as xr
 
 from fit_trees import GOOD_DIAGNOSTICS, simulated_fit_tree
+from safetywash.analysis.baseline import fitted_capability_benchmarks, store_paper_baseline
 from safetywash.analysis.ppc import correlation_ppc, pairwise_correlation, replicate_scores
 from safetywash.analysis.separability import separability
-from safetywash.inference.fitfile import diagnostics_of, save_fit
+from safetywash.inference.fitfile import benchmark_table, diagnostics_of, save_fit, study_from_fit
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.simulate import simulate
@@ -35,6 +36,7 @@ from safetywash.report.style import AREA_COLORS, area_label
 from safetywash.report.tables import (
     baseline_disagrees,
     default_benchmarks,
+    paper_baseline_of,
     report_table,
     separability_rows,
 )
@@ -142,6 +144,22 @@ def test_disagreement_flag_in_report_rows(fit_dt):
     assert flagged == [str(s["display_name"].sel(benchmark="calibration_01").values)]
     text = render_markdown([Table(["a"] * 7, rows, flag_column=6)])
     assert text.count("**disagrees**") == 1
+
+
+def test_stored_baseline_is_read_back_with_its_capability_benchmarks():
+    tree = simulated_fit_tree(seed=4)
+    study = study_from_fit(tree)
+    caps = tuple(study.benchmarks.index[study.benchmarks["role"] == "capability"])
+    assert len(caps) == 4  # fewer than the paper's 12: every capability benchmark is used
+    recomputed, recomputed_caps = paper_baseline_of(tree)  # nothing stored: from the study
+    assert fitted_capability_benchmarks(tree) == () and recomputed_caps == caps
+    stored = store_paper_baseline(tree, study)
+    assert fitted_capability_benchmarks(stored) == caps
+    baseline, stored_caps = paper_baseline_of(stored)
+    assert stored_caps == caps
+    keys = list(benchmark_table(tree).index)
+    assert list(baseline.index) == keys and np.isfinite(baseline.to_numpy()).all()
+    np.testing.assert_allclose(baseline.to_numpy(), recomputed.reindex(keys).to_numpy())
 
 
 def test_default_benchmarks_span_rho(fit_dt):
@@ -373,17 +391,9 @@ def test_default_labels_say_94_percent_hdi(written):
     assert "Intervals are 94% highest-density intervals" in written["md"]
 
 
-def test_interval_labels_follow_the_convention(fit_dt):
-    from safetywash.analysis.separability import (
-        format_separability,
-        interval_label,
-        separability_table,
-    )
+def test_separability_text_labels_follow_the_convention(fit_dt):
+    from safetywash.analysis.separability import format_separability, separability_table
 
-    assert interval_label() == "94% HDI"
-    assert interval_label(0.9, "eti", long=True) == "90% equal-tailed interval"
-    with pytest.raises(ValueError, match="ci_prob"):
-        interval_label(1.2)
     summary = separability(fit_dt, ci_prob=0.5, ci_kind="eti")
     text = format_separability(separability_table(summary), 0.5, ci_prob=0.5, ci_kind="eti")
     header = text.splitlines()[1]

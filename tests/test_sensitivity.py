@@ -46,6 +46,18 @@ DIAGNOSTICS_OK = {
 }
 
 
+#: The catalog columns every fit stores that the sensitivity summary does not read.
+STORED_CATALOG_DEFAULTS = {
+    "direction": "higher",
+    "scale": "fraction",
+    "lower": 0.0,
+    "upper": 1.0,
+    "chance": np.nan,
+    "parent": "",
+    "note": "",
+}
+
+
 def toy_fit(scale: float, rho: dict[str, np.ndarray], *, rhat: float = 1.0) -> xr.DataTree:
     """What the sensitivity summary reads: rho and loading draws, metadata, config."""
     keys = list(rho)
@@ -62,6 +74,10 @@ def toy_fit(scale: float, rho: dict[str, np.ndarray], *, rhat: float = 1.0) -> x
             "benchmark_display_name": ("benchmark", [k.upper() for k in keys]),
             "benchmark_role": ("benchmark", ["safety"] * (len(keys) - 1) + ["capability"]),
             "benchmark_area": ("benchmark", ["bias"] * (len(keys) - 1) + ["capability"]),
+            **{
+                f"benchmark_{column}": ("benchmark", [value] * len(keys))
+                for column, value in STORED_CATALOG_DEFAULTS.items()
+            },
         },
         coords={"benchmark": keys},
     )

@@ -36,14 +36,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from safetywash.analysis.intervals import CI_KIND as DEFAULT_CI_KIND
+from safetywash.analysis.intervals import CI_PROB as DEFAULT_CI_PROB
+from safetywash.analysis.intervals import check_interval, interval_label
+from safetywash.analysis.intervals import interval_bounds as credible_interval
 from safetywash.analysis.scales import benchmark_table, to_raw_scale
-from safetywash.analysis.separability import (
-    DEFAULT_CI_KIND,
-    DEFAULT_CI_PROB,
-    check_interval,
-    credible_interval,
-    interval_label,
-)
 
 SAMPLE_DIMS = ("chain", "draw")
 

@@ -19,6 +19,7 @@ from scipy import stats
 
 from safetywash.data.errors import StudyValidationError
 from safetywash.data.study import BenchmarkStudy
+from safetywash.inference.fitfile import benchmark_table
 
 #: The 12 capability benchmarks of the paper's capability score.
 PAPER_CAPABILITY_BENCHMARKS = (
@@ -289,7 +290,7 @@ def store_paper_baseline(dt: xr.DataTree, study: BenchmarkStudy) -> xr.DataTree:
     fitted benchmarks (NaN for a benchmark the study gives no value, or everywhere when the
     study has too few capability benchmarks for a capability score); its attrs record a
     description and the ``capability_benchmarks`` (JSON list) of the capability score.
-    Read it back with :func:`fitted_baseline`.
+    Read it back with :func:`fitted_baseline` and :func:`fitted_capability_benchmarks`.
 
     Parameters
     ----------
@@ -304,7 +305,7 @@ def store_paper_baseline(dt: xr.DataTree, study: BenchmarkStudy) -> xr.DataTree:
     """
     if dt.attrs.get("study_sha256") != study.sha256():
         raise ValueError(f"the fit was not made from study {study.name!r} (sha256 differs)")
-    keys = dt["constant_data"]["benchmark"].values.astype(str)
+    keys = benchmark_table(dt).index
     try:
         values = oriented_baseline(study).reindex(keys).to_numpy(dtype=float)
         used = capability_benchmarks_for(study)
@@ -331,3 +332,12 @@ def fitted_baseline(dt: xr.DataTree) -> pd.Series | None:
         return None
     values = const[BASELINE_VARIABLE].to_series()
     return None if values.isna().all() else values.rename("baseline_correlation")
+
+
+def fitted_capability_benchmarks(dt: xr.DataTree) -> tuple[str, ...]:
+    """The capability benchmarks of the stored baseline's capability score (see
+    :func:`store_paper_baseline`; empty when the fit stores no baseline)."""
+    const = dt["constant_data"]
+    if BASELINE_VARIABLE not in const.data_vars:
+        return ()
+    return tuple(json.loads(const[BASELINE_VARIABLE].attrs["capability_benchmarks"]))

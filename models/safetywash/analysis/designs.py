@@ -14,19 +14,18 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from safetywash.analysis.fits import aggregate_of
-from safetywash.analysis.separability import (
-    DEFAULT_CI_KIND,
-    DEFAULT_CI_PROB,
-    DEFAULT_TAU,
+from safetywash.analysis.intervals import (
+    CI_KIND,
+    CI_PROB,
     check_interval,
-    credible_interval,
+    interval_bounds,
     interval_label,
 )
-from safetywash.inference.fitfile import excluded_benchmarks, fit_config
+from safetywash.analysis.separability import DEFAULT_TAU
+from safetywash.inference.fitfile import benchmark_table, excluded_benchmarks, fit_config
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -120,14 +119,8 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 def _benchmark_names(dt: xr.DataTree, keys: list[str]) -> dict[str, np.ndarray]:
     """``display_name``, ``area`` and ``role`` of ``keys`` from the fit's metadata."""
-    const = dt["constant_data"]
-    index = np.asarray(const["benchmark"].values, dtype=str)
-    return {
-        name: pd.Series(np.asarray(const[f"benchmark_{name}"].values, dtype=str), index=index)
-        .loc[keys]
-        .to_numpy()
-        for name in ("display_name", "area", "role")
-    }
+    meta = benchmark_table(dt).loc[keys]
+    return {name: meta[name].to_numpy() for name in ("display_name", "area", "role")}
 
 
 def compare_benchmarks(
@@ -135,8 +128,8 @@ def compare_benchmarks(
     benchmarks: Sequence[str],
     *,
     tau: float = DEFAULT_TAU,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     group: str = "posterior",
 ) -> xr.Dataset:
     """Compare the capability entanglement of benchmarks of one fit.
@@ -173,7 +166,7 @@ def compare_benchmarks(
     other = rho.rename(benchmark="other")
     diff = rho - other
     mask = xr.DataArray(~np.eye(len(keys), dtype=bool), dims=("benchmark", "other"))
-    low, high = credible_interval(diff, ci_prob=ci_prob, ci_kind=ci_kind)
+    low, high = interval_bounds(diff, ci_prob=ci_prob, ci_kind=ci_kind)
     mean = rho.mean(SAMPLE_DIMS)
     out = xr.Dataset(
         {
@@ -204,7 +197,7 @@ def _name(ds: xr.Dataset, key: str) -> str:
 
 
 def _interval(ds: xr.Dataset) -> str:
-    return interval_label(ds.attrs["ci_prob"], ds.attrs.get("ci_kind", DEFAULT_CI_KIND))
+    return interval_label(ds.attrs["ci_prob"], ds.attrs["ci_kind"])
 
 
 def describe_pair(ds: xr.Dataset, first: str, second: str) -> str:
@@ -218,7 +211,7 @@ def describe_pair(ds: xr.Dataset, first: str, second: str) -> str:
     diff = ds.sel(benchmark=a, other=b)
     return (
         f"{_name(ds, a)} is less capability-entangled than {_name(ds, b)} with probability "
-        f"{format_probability(prob, ds.attrs.get('n_draws'))} (|rho| difference "
+        f"{format_probability(prob, ds.attrs['n_draws'])} (|rho| difference "
         f"{float(diff.difference_median):+.2f}, {_interval(ds)} "
         f"[{float(diff.difference_hdi_low):+.2f}, {float(diff.difference_hdi_high):+.2f}])."
     )
@@ -259,7 +252,7 @@ def _pair_lines(ds: xr.Dataset, a: str, b: str) -> list[str]:
         f"  median {float(d.difference_median):+.3f}, {_interval(ds)} "
         f"[{float(d.difference_hdi_low):+.3f}, {float(d.difference_hdi_high):+.3f}]",
         f"  P(|rho_{a}| < |rho_{b}|) = {float(d.prob_less_entangled):.3f}"
-        + _every_draw_note(float(d.prob_less_entangled), ds.attrs.get("n_draws")),
+        + _every_draw_note(float(d.prob_less_entangled), ds.attrs["n_draws"]),
         "",
     ]
 
@@ -339,9 +332,9 @@ def benchmark_comparison_json(ds: xr.Dataset) -> dict:
         )
     out.update(
         ci_prob=float(ds.attrs["ci_prob"]),
-        ci_kind=str(ds.attrs.get("ci_kind", DEFAULT_CI_KIND)),
+        ci_kind=str(ds.attrs["ci_kind"]),
         tau=float(ds.attrs["tau"]),
-        n_draws=int(ds.attrs.get("n_draws", 0)),
+        n_draws=int(ds.attrs["n_draws"]),
     )
     out["ranking"] = [
         {

@@ -1,8 +1,8 @@
 """The one interval convention of the analyses and reports: probability, kind and label.
 
 Credible intervals default to :data:`CI_PROB` and :data:`CI_KIND` (the names arviz-stats
-uses: ``ci_prob``, ``ci_kind``); labels such as "94% HDI" come from :func:`interval_label`,
-never typed by hand.
+uses: ``ci_prob``, ``ci_kind``); their bounds come from :func:`interval_bounds` and labels
+such as "94% HDI" from :func:`interval_label`, never typed by hand.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ CI_PROB = 0.94
 #: Default kind: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed).
 CI_KIND = "hdi"
 CI_KINDS = ("hdi", "eti")
-SAMPLE_DIMS = ("chain", "draw")
+#: The kinds in words, for running text.
+CI_KIND_NAMES = {"hdi": "highest-density", "eti": "equal-tailed"}
 
 
 def check_interval(ci_prob: float, ci_kind: str) -> None:
@@ -26,10 +27,20 @@ def check_interval(ci_prob: float, ci_kind: str) -> None:
         raise ValueError(f"ci_kind must be one of {CI_KINDS}, not {ci_kind!r}")
 
 
-def interval_label(ci_prob: float = CI_PROB, ci_kind: str = CI_KIND) -> str:
-    """The label of an interval, e.g. ``"94% HDI"`` or ``"90% ETI"``."""
+def percent(prob: float) -> str:
+    """A probability as a percentage: ``0.94`` -> ``"94%"``."""
+    return f"{100 * prob:g}%"
+
+
+def interval_label(ci_prob: float = CI_PROB, ci_kind: str = CI_KIND, *, long: bool = False) -> str:
+    """The label of an interval, e.g. ``"94% HDI"`` or ``"90% ETI"``.
+
+    With ``long``, in words: ``"94% highest-density interval"``.
+    """
     check_interval(ci_prob, ci_kind)
-    return f"{100 * ci_prob:g}% {ci_kind.upper()}"
+    if long:
+        return f"{percent(ci_prob)} {CI_KIND_NAMES[ci_kind]} interval"
+    return f"{percent(ci_prob)} {ci_kind.upper()}"
 
 
 def interval_bounds(
@@ -42,11 +53,14 @@ def interval_bounds(
     da : xarray.DataArray
         Draws with dims ``chain`` and ``draw`` (and any others, kept).
     ci_prob : float
+        Probability mass of the interval.
     ci_kind : {"hdi", "eti"}
+        Highest-density (:func:`arviz.hdi`) or equal-tailed (:func:`arviz.eti`).
 
     Returns
     -------
     low, high : xarray.DataArray
+        Over the other dims of ``da``.
     """
     check_interval(ci_prob, ci_kind)
     compute = az.hdi if ci_kind == "hdi" else az.eti

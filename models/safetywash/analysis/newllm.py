@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from safetywash.analysis.intervals import percent
 from safetywash.analysis.latent import (
     BenchmarkParameters,
     benchmark_parameters,
@@ -32,7 +33,6 @@ from safetywash.analysis.latent import (
     latent_prior,
 )
 from safetywash.analysis.scales import benchmark_table, to_model_scale, to_raw_scale
-from safetywash.analysis.separability import percent
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Probability of the equal-tailed intervals of a new LLM's capability and predictions.

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from safetywash.analysis.separability import DEFAULT_CI_PROB
+from safetywash.analysis.intervals import CI_PROB as DEFAULT_CI_PROB
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Fewest LLMs two benchmarks must share for their correlation to be checked.

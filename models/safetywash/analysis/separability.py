@@ -11,74 +11,23 @@ and it is *separable* at threshold ``tau`` when ``|rho| < tau``. The default
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_bounds, interval_label
+from safetywash.inference.fitfile import benchmark_table
+
 DEFAULT_TAU = 0.5
-#: The interval convention of every summary and label (arviz-stats names): probability
-#: mass ``ci_prob`` of an interval of kind ``ci_kind``.
-DEFAULT_CI_PROB = 0.94
-DEFAULT_CI_KIND = "hdi"
-#: Interval kinds: highest-density and equal-tailed.
-CI_KINDS = {"hdi": "highest-density", "eti": "equal-tailed"}
 SAMPLE_DIMS = ("chain", "draw")
-
-
-def percent(prob: float) -> str:
-    """A probability as a percentage: ``0.94`` -> ``"94%"``."""
-    return f"{100 * prob:g}%"
-
-
-def interval_label(
-    ci_prob: float = DEFAULT_CI_PROB, ci_kind: str = DEFAULT_CI_KIND, *, long: bool = False
-) -> str:
-    """Label of an interval: ``"94% HDI"`` (``long``: ``"94% highest-density interval"``)."""
-    check_interval(ci_prob, ci_kind)
-    if long:
-        return f"{percent(ci_prob)} {CI_KINDS[ci_kind]} interval"
-    return f"{percent(ci_prob)} {ci_kind.upper()}"
-
-
-def check_interval(ci_prob: float, ci_kind: str) -> None:
-    """Raise ``ValueError`` unless ``0 < ci_prob < 1`` and ``ci_kind`` is a known kind."""
-    if not 0 < ci_prob < 1:
-        raise ValueError("ci_prob must be between 0 and 1")
-    if ci_kind not in CI_KINDS:
-        raise ValueError(f"ci_kind must be one of {list(CI_KINDS)}, not {ci_kind!r}")
-
-
-def credible_interval(
-    da: xr.DataArray, *, ci_prob: float = DEFAULT_CI_PROB, ci_kind: str = DEFAULT_CI_KIND
-) -> tuple[xr.DataArray, xr.DataArray]:
-    """Lower and upper bounds of the ``ci_kind`` interval of mass ``ci_prob`` over draws.
-
-    Parameters
-    ----------
-    da : xarray.DataArray
-        Draws over ``(chain, draw)`` and any other dims.
-    ci_prob : float
-        Probability mass of the interval.
-    ci_kind : {"hdi", "eti"}
-        Highest-density (:func:`arviz.hdi`) or equal-tailed (:func:`arviz.eti`).
-
-    Returns
-    -------
-    low, high : xarray.DataArray
-        Over the other dims of ``da``.
-    """
-    check_interval(ci_prob, ci_kind)
-    bounds = (az.hdi if ci_kind == "hdi" else az.eti)(da, prob=ci_prob)
-    return bounds.sel(ci_bound="lower", drop=True), bounds.sel(ci_bound="upper", drop=True)
 
 
 def separability(
     dt: xr.DataTree,
     *,
     tau: float = DEFAULT_TAU,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     group: str = "posterior",
 ) -> xr.Dataset:
     """Per-benchmark posterior summaries of capability entanglement.
@@ -106,7 +55,7 @@ def separability(
     if not 0 < tau < 1:
         raise ValueError("tau must be between 0 and 1")
     rho = dt[group]["rho"]
-    low, high = credible_interval(rho, ci_prob=ci_prob, ci_kind=ci_kind)
+    low, high = interval_bounds(rho, ci_prob=ci_prob, ci_kind=ci_kind)
     out = xr.Dataset(
         {
             "rho_median": rho.median(SAMPLE_DIMS),
@@ -117,9 +66,10 @@ def separability(
             "loading_median": dt[group]["loading"].median(SAMPLE_DIMS),
         }
     )
-    const = dt["constant_data"]
-    for name in ("display_name", "role", "area"):
-        out = out.assign_coords({name: ("benchmark", const[f"benchmark_{name}"].values)})
+    meta = benchmark_table(dt).loc[rho["benchmark"].values.astype(str)]
+    out = out.assign_coords(
+        {name: ("benchmark", meta[name].to_numpy()) for name in ("display_name", "role", "area")}
+    )
     out.attrs.update(tau=tau, ci_prob=ci_prob, ci_kind=ci_kind)
     return out
 
@@ -127,8 +77,8 @@ def separability(
 def area_loadings(
     dt: xr.DataTree,
     *,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     group: str = "posterior",
 ) -> xr.Dataset:
     """Posterior of each safety area's mean capability loading.
@@ -142,7 +92,7 @@ def area_loadings(
     if "area_loading_mean" not in dt[group].data_vars:
         return xr.Dataset()
     mean = dt[group]["area_loading_mean"]
-    low, high = credible_interval(mean, ci_prob=ci_prob, ci_kind=ci_kind)
+    low, high = interval_bounds(mean, ci_prob=ci_prob, ci_kind=ci_kind)
     return xr.Dataset(
         {
             "mean_loading_median": mean.median(SAMPLE_DIMS),
@@ -197,8 +147,8 @@ def format_separability(
     table: pd.DataFrame,
     tau: float,
     *,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
 ) -> str:
     """Readable text of :func:`separability_table`, grouped by area."""
     width = min(int(table["display_name"].str.len().max()), 44) + 2

@@ -24,7 +24,7 @@ from safetywash.analysis.loo import (
     loo_of,
     relative_efficiency,
 )
-from safetywash.inference.fitfile import FitMismatchError, fit_config
+from safetywash.inference.fitfile import FitMismatchError, fit_config, fit_info
 
 LOO_METHODS = ("auto", *LOO_LEVELS)
 DEFAULT_SE_MULTIPLE = 2.0
@@ -34,21 +34,22 @@ def check_same_study(fits: Mapping[str, xr.DataTree]) -> None:
     """Raise :class:`FitMismatchError` unless the fits share study, transform and level."""
     names = list(fits)
     ref = fits[names[0]]
-    ref_config = fit_config(ref)
+    ref_info = fit_info(ref)
     for name in names[1:]:
         dt = fits[name]
-        if dt.attrs["study_sha256"] != ref.attrs["study_sha256"]:
+        info = fit_info(dt)
+        if info.study_sha256 != ref_info.study_sha256:
             raise FitMismatchError(
                 f"fits {names[0]!r} and {name!r} are of different studies (study_sha256 "
-                f"{ref.attrs['study_sha256'][:12]}... vs {dt.attrs['study_sha256'][:12]}...): "
+                f"{ref_info.study_sha256[:12]}... vs {info.study_sha256[:12]}...): "
                 "predictive densities are only comparable on the same data"
             )
-        config = fit_config(dt)
         for field in ("transform", "level"):
-            if getattr(config, field) != getattr(ref_config, field):
+            mine, theirs = getattr(info.model_config, field), getattr(ref_info.model_config, field)
+            if mine != theirs:
                 raise FitMismatchError(
                     f"fits {names[0]!r} and {name!r} differ in {field} "
-                    f"({getattr(ref_config, field)!r} vs {getattr(config, field)!r}): their "
+                    f"({theirs!r} vs {mine!r}): their "
                     "log-likelihoods are on different scales and cannot be compared"
                 )
         if dt["observed_data"].sizes["cell"] != ref["observed_data"].sizes["cell"]:
@@ -192,7 +193,7 @@ def compare_structures(
             "method": used,
             "method_requested": method,
             "se_multiple": se_multiple,
-            "study_sha256": next(iter(fits.values())).attrs["study_sha256"],
+            "study_sha256": fit_info(next(iter(fits.values()))).study_sha256,
         },
     )
 

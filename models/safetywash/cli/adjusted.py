@@ -2,11 +2,12 @@
 
 For each LLM and safety benchmark it scored, the posterior of its score minus
 loading * capability (on the model scale: intercept + area-factor part + residual), mapped
-back to the benchmark's oriented units (higher = safer): median and HDI. Writes a long CSV
-(llm, llm_name, benchmark, display_name, area, direction, raw_score, oriented_score,
-adjusted_median, adjusted_hdi_low, adjusted_hdi_high, the same on the model scale, and
-P(score above what capability predicts)) and a PNG of observed vs adjusted scores (and
-ranks) for one benchmark (default: the most capability-entangled well-observed one).
+back to the benchmark's oriented units (higher = safer): median and credible interval
+(--ci-prob, --ci-kind). Writes a long CSV (llm, llm_name, benchmark, display_name, area,
+direction, raw_score, oriented_score, adjusted_median, adjusted_hdi_low, adjusted_hdi_high,
+the same on the model scale, and P(score above what capability predicts)) and a PNG of
+observed vs adjusted scores (and ranks) for one benchmark (default: the most
+capability-entangled well-observed one).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from safetywash.analysis.adjusted import (
     plot_adjusted,
 )
 from safetywash.analysis.fits import open_fit
-from safetywash.analysis.separability import DEFAULT_CI_PROB
+from safetywash.analysis.intervals import CI_PROB, interval_label
 from safetywash.cli.common import (
     UsageError,
+    add_ci_kind_argument,
     add_ci_prob_argument,
     command_parser,
     fit_path,
@@ -49,7 +51,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--figure", type=output_file, metavar="FILE", help="PNG of one benchmark's adjusted scores"
     )
     parser.add_argument("--benchmark", metavar="KEY", help="benchmark key for the figure")
-    add_ci_prob_argument(parser, DEFAULT_CI_PROB, "HDI")
+    add_ci_prob_argument(parser, CI_PROB, "credible interval")
+    add_ci_kind_argument(parser)
     parser.add_argument(
         "--include-capability", action="store_true", help="adjust capability benchmarks too"
     )
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``safetywash adjusted``."""
     dt = open_fit(args.run)
     roles = ("safety", "capability") if args.include_capability else ("safety",)
-    ds = adjusted_scores(dt, roles=roles, ci_prob=args.ci_prob)
+    ds = adjusted_scores(dt, roles=roles, ci_prob=args.ci_prob, ci_kind=args.ci_kind)
     if args.benchmark and args.benchmark not in ds["benchmark"].values:
         raise UsageError(f"--benchmark {args.benchmark!r} is not an adjusted benchmark")
     table = adjusted_table(ds)
@@ -70,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({len(table)} LLM x benchmark cells, {ds.sizes['benchmark']} benchmarks)")
     benchmark = args.benchmark or default_plot_benchmark(ds, dt)
     sub = table[table["benchmark"] == benchmark]
-    pct = f"{100 * args.ci_prob:g}%"
-    print(f"\n{sub['display_name'].iloc[0]} ({benchmark}), oriented units, {pct} HDI:")
+    label = interval_label(args.ci_prob, args.ci_kind)
+    print(f"\n{sub['display_name'].iloc[0]} ({benchmark}), oriented units, {label}:")
     for r in sub.itertuples():
         print(
             f"  {r.llm_name[:32]:<34}observed {r.oriented_score:>9.4g}   adjusted "

@@ -11,12 +11,14 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from safetywash.analysis.intervals import CI_KIND, CI_KINDS
 from safetywash.data.load import default_data_dir
 from safetywash.data.registry import DATA_DIR_ENV, dataset_names
 
 __all__ = [
     "CommandParser",
     "UsageError",
+    "add_ci_kind_argument",
     "add_ci_prob_argument",
     "add_dataset_arguments",
     "add_progress_argument",
@@ -219,6 +221,17 @@ def add_ci_prob_argument(parser: argparse.ArgumentParser, default: float, what: 
         metavar="P",
         default=default,
         help=f"{what} probability (default: %(default)s)",
+    )
+
+
+def add_ci_kind_argument(parser: argparse.ArgumentParser) -> None:
+    """``--ci-kind``: the kind of the credible intervals (:data:`CI_KINDS`)."""
+    parser.add_argument(
+        "--ci-kind",
+        choices=CI_KINDS,
+        default=CI_KIND,
+        help="credible interval kind: hdi (highest density) or eti (equal-tailed) "
+        "(default: %(default)s)",
     )
 
 

@@ -1,9 +1,9 @@
 """Compare benchmark designs within a fit, or model structures across fits.
 
 Benchmarks (RUN --benchmarks A B [C ...]): prints the posterior of |rho_A| - |rho_B|
-(median, HDI), P(|rho_A| < |rho_B|) and a plain sentence; with more than two benchmarks, a
-ranking by posterior mean |rho| (with P(separable)) and the matrix P(|rho_row| <
-|rho_column|). --json writes {"benchmarks", "prob_first_less_entangled",
+(median, credible interval), P(|rho_A| < |rho_B|) and a plain sentence; with more than
+two benchmarks, a ranking by posterior mean |rho| (with P(separable)) and the matrix
+P(|rho_row| < |rho_column|). --json writes {"benchmarks", "prob_first_less_entangled",
 "difference_median", "difference_hdi", ...}.
 
 Structures (--fits RUN RUN [...]): PSIS-LOO of each fit (per score, per LLM, or per LLM
@@ -25,7 +25,8 @@ from safetywash.analysis.designs import (
     format_benchmark_comparison,
 )
 from safetywash.analysis.fits import open_fit
-from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.analysis.intervals import CI_PROB
+from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.analysis.structures import (
     DEFAULT_SE_MULTIPLE,
     LOO_METHODS,
@@ -35,6 +36,7 @@ from safetywash.analysis.structures import (
 )
 from safetywash.cli.common import (
     UsageError,
+    add_ci_kind_argument,
     add_ci_prob_argument,
     add_tau_argument,
     command_parser,
@@ -59,7 +61,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--benchmarks", nargs="+", metavar="KEY", help="benchmark keys")
     parser.add_argument("--fits", nargs="+", type=fit_path, metavar="RUN", help="fits to compare")
-    add_ci_prob_argument(parser, DEFAULT_CI_PROB, "HDI")
+    add_ci_prob_argument(parser, CI_PROB, "credible interval")
+    add_ci_kind_argument(parser)
     add_tau_argument(parser, DEFAULT_TAU)
     parser.add_argument(
         "--loo", choices=LOO_METHODS, default="auto", help="LOO level (default: %(default)s)"
@@ -98,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         if args.run is None:
             raise UsageError("--benchmarks needs the run folder (or .nc file) of a fit")
         dt = open_fit(args.run)
-        result = compare_benchmarks(dt, args.benchmarks, tau=args.tau, ci_prob=args.ci_prob)
+        result = compare_benchmarks(
+            dt, args.benchmarks, tau=args.tau, ci_prob=args.ci_prob, ci_kind=args.ci_kind
+        )
         print(format_benchmark_comparison(result))
         payload = benchmark_comparison_json(result)
     else:

@@ -12,8 +12,11 @@ import argparse
 import sys
 
 from safetywash.analysis.baseline import store_paper_baseline
+from safetywash.analysis.intervals import CI_PROB
 from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.cli.common import (
+    add_ci_kind_argument,
+    add_ci_prob_argument,
     add_dataset_arguments,
     add_sampler_arguments,
     add_seed_argument,
@@ -82,6 +85,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "thousands of LLMs; one-factor models only)",
     )
     add_tau_argument(parser, DEFAULT_TAU)
+    add_ci_prob_argument(parser, CI_PROB, "credible interval")
+    add_ci_kind_argument(parser)
     parser.add_argument("--posterior-predictive", action="store_true")
     parser.add_argument(
         "--allow-untrusted", action="store_true", help="exit 0 even when the diagnostics fail"
@@ -118,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
         progressbar=not args.no_progress,
     )
     dt = store_paper_baseline(dt, study)
-    posterior, table, text = write_fit_outputs(dt, args.out, tau=args.tau)
+    posterior, table, text = write_fit_outputs(
+        dt, args.out, tau=args.tau, ci_prob=args.ci_prob, ci_kind=args.ci_kind
+    )
     print(text)
     print(f"wrote {posterior} and {table}")
     diagnostics = diagnostics_of(dt)

@@ -15,16 +15,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.analysis.intervals import CI_PROB
+from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.cli.common import (
     UsageError,
+    add_ci_kind_argument,
     add_ci_prob_argument,
     add_tau_argument,
     command_parser,
     output_dir,
     run_dir,
 )
-from safetywash.inference.fitfile import load_fit
+from safetywash.inference.fitfile import benchmark_table, load_fit
 from safetywash.report.document import write_report
 
 EXAMPLES = (
@@ -46,7 +48,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="figures folder (default: RUN/figures, linked from RUN/report.md)",
     )
     add_tau_argument(parser, DEFAULT_TAU)
-    add_ci_prob_argument(parser, DEFAULT_CI_PROB, "HDI")
+    add_ci_prob_argument(parser, CI_PROB, "credible interval")
+    add_ci_kind_argument(parser)
     parser.add_argument(
         "--benchmarks",
         nargs="+",
@@ -60,7 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash report``."""
     dt = load_fit(args.run / "posterior.nc")
-    known = [str(k) for k in dt["constant_data"]["benchmark"].values]
+    known = list(benchmark_table(dt).index)
     unknown = [b for b in args.benchmarks or [] if b not in known]
     if unknown:
         raise UsageError(f"benchmark(s) {unknown} are not in this fit; choose from {known}")
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         figures_dir=args.figures,
         tau=args.tau,
         ci_prob=args.ci_prob,
+        ci_kind=args.ci_kind,
         benchmarks=args.benchmarks,
     )
     print(report.blocks[1].text)

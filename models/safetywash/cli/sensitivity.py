@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from safetywash.analysis.fits import open_fit
+from safetywash.analysis.intervals import CI_KIND, CI_PROB
 from safetywash.analysis.sensitivity import (
     DEFAULT_SCALES,
     fit_sampler_settings,
@@ -21,7 +22,7 @@ from safetywash.analysis.sensitivity import (
     refit_prior_scales,
     sensitivity_table,
 )
-from safetywash.analysis.separability import DEFAULT_CI_PROB, DEFAULT_TAU
+from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.cli.common import (
     add_ci_prob_argument,
     add_sampler_arguments,
@@ -64,7 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_sampler_arguments(parser, draws=None, tune=None, chains=None, default_note="the fit's")
     add_seed_argument(parser, default=None, help="sampler seed (default: the fit's)")
     add_tau_argument(parser, DEFAULT_TAU)
-    add_ci_prob_argument(parser, DEFAULT_CI_PROB, "HDI")
+    add_ci_prob_argument(parser, CI_PROB, CI_KIND.upper())
     parser.add_argument(
         "--refit-reference",
         action="store_true",

@@ -18,21 +18,15 @@ import pandas as pd
 import xarray as xr
 
 from safetywash.analysis.baseline import PAPER_CAPABILITY_BENCHMARKS
-from safetywash.analysis.fits import benchmark_metadata, llm_metadata
+from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label, percent
 from safetywash.analysis.ppc import DEFAULT_MAX_DRAWS, correlation_ppc
-from safetywash.analysis.separability import (
-    DEFAULT_CI_KIND,
-    DEFAULT_CI_PROB,
-    DEFAULT_TAU,
-    area_loadings,
-    interval_label,
-    percent,
-)
+from safetywash.analysis.separability import DEFAULT_TAU, area_loadings
 from safetywash.inference.fitfile import (
+    benchmark_table,
     diagnostics_of,
-    excluded_benchmarks,
     fit_config,
-    fit_sampler_settings,
+    fit_info,
+    llm_table,
 )
 from safetywash.report.figures import (
     capability_summary,
@@ -97,8 +91,9 @@ def fit_label(dt: xr.DataTree) -> str:
     a bias factor: the prefix of figure file names, so that fits of one study with
     different models do not overwrite each other's figures.
     """
-    config = fit_config(dt)
-    parts = [str(dt.attrs.get("study_name", "fit"))]
+    info = fit_info(dt)
+    config = info.model_config
+    parts = [info.study_name]
     if config.factors:
         parts.append("factors-" + "-".join(config.factors))
     if config.transform != "standardize":
@@ -111,24 +106,23 @@ def fit_label(dt: xr.DataTree) -> str:
 
 
 def _fit_facts(dt: xr.DataTree) -> str:
-    meta = benchmark_metadata(dt)
-    llms = llm_metadata(dt)
+    info = fit_info(dt)
+    meta, llms = benchmark_table(dt), llm_table(dt)
     pops = ", ".join(f"{n} {p}" for p, n in llms["population"].value_counts().sort_index().items())
-    config = fit_config(dt)
-    settings = fit_sampler_settings(dt)
+    config, settings = info.model_config, info.sampler_settings
     factors = ", ".join(area_label(f) for f in config.factors) or "none (capability only)"
     n_cells = dt["observed_data"].sizes["cell"]
     n_cap = int((meta["role"] == "capability").sum())
     n_safe = int((meta["role"] == "safety").sum())
     return (
-        f"Study {dt.attrs.get('study_name', '?')}: {len(llms)} LLMs ({pops}), "
+        f"Study {info.study_name}: {len(llms)} LLMs ({pops}), "
         f"{n_cap} capability and {n_safe} safety benchmarks "
-        f"({len(excluded_benchmarks(dt))} excluded), "
+        f"({len(info.excluded_benchmarks)} excluded), "
         f"{n_cells} observed scores of {len(llms) * len(meta)} cells. "
         f"Model: area factors {factors}; transform {config.transform}; level {config.level}. "
         f"Sampler: {settings.sampler}, {settings.chains} chains x "
-        f"{settings.draws} draws, seed {dt.attrs.get('seed', '?')}; "
-        f"safetywash {dt.attrs.get('safetywash_version', '?')}."
+        f"{settings.draws} draws, seed {info.seed}; "
+        f"safetywash {info.version}."
     )
 
 
@@ -150,7 +144,7 @@ def _verdict_section(dt: xr.DataTree) -> list:
     diagnostics = diagnostics_of(dt)
     style = "strong" if diagnostics.trustworthy else "warning"
     return [
-        Heading(f"Safetywashing report: {dt.attrs.get('study_name', 'fit')}", 1),
+        Heading(f"Safetywashing report: {fit_info(dt).study_name}", 1),
         Paragraph(f"Diagnostics: {diagnostics.verdict()}", style),
         Paragraph(_fit_facts(dt)),
     ]
@@ -203,7 +197,7 @@ def _area_sections(table: pd.DataFrame, areas: xr.Dataset, header: list[str]) ->
 def _separability_section(
     dt, table, baseline, caps, figures: _FigureWriter, tau, ci_prob, ci_kind
 ) -> list:
-    basis = _baseline_basis(baseline, caps, benchmark_metadata(dt))
+    basis = _baseline_basis(baseline, caps, benchmark_table(dt))
     blocks = _separability_intro(table, basis, tau, ci_prob, ci_kind)
     areas = area_loadings(dt, ci_prob=ci_prob, ci_kind=ci_kind)
     blocks += _area_sections(table, areas, separability_header(tau, ci_prob, ci_kind))
@@ -237,7 +231,7 @@ def _capability_section(dt, figures: _FigureWriter, ci_prob, ci_kind) -> list:
 
 
 def _scores_section(dt, benchmarks, figures: _FigureWriter, ci_prob, ci_kind) -> list:
-    meta = benchmark_metadata(dt)
+    meta = benchmark_table(dt)
     panels = plot_scores_vs_capability(dt, benchmarks, ci_prob=ci_prob, ci_kind=ci_kind)
     names = ", ".join(str(meta.loc[b, "display_name"]) for b in benchmarks)
     caption = (
@@ -294,8 +288,8 @@ def build_report(
     report_dir: str | Path = ".",
     figures_dir: str | Path | None = None,
     tau: float = DEFAULT_TAU,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     benchmarks: Sequence[str] | None = None,
     max_draws: int | None = DEFAULT_MAX_DRAWS,
 ) -> Report:
@@ -325,7 +319,7 @@ def build_report(
     Report
     """
     figures_dir = Path(report_dir) / FIGURES_FOLDER if figures_dir is None else Path(figures_dir)
-    meta = benchmark_metadata(dt)
+    meta = benchmark_table(dt)
     benchmarks = list(benchmarks) if benchmarks else default_benchmarks(dt)
     unknown = [b for b in benchmarks if b not in meta.index]
     if unknown:
@@ -343,7 +337,7 @@ def build_report(
         *_loadings_section(dt, figures),
     ]
     markdown = render_markdown(blocks, base=report_dir)
-    page = render_html(blocks, title=f"Safetywashing report: {dt.attrs.get('study_name', 'fit')}")
+    page = render_html(blocks, title=f"Safetywashing report: {fit_info(dt).study_name}")
     return Report(markdown, page, figures.saved, table, ppc, blocks)
 
 

@@ -17,14 +17,14 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from safetywash.analysis.fits import benchmark_metadata, llm_metadata
-from safetywash.analysis.separability import (
-    DEFAULT_CI_KIND,
-    DEFAULT_CI_PROB,
-    credible_interval,
+from safetywash.analysis.intervals import (
+    CI_KIND,
+    CI_PROB,
+    interval_bounds,
     interval_label,
     percent,
 )
+from safetywash.inference.fitfile import benchmark_table, cell_index, llm_table
 from safetywash.report.style import (
     area_color,
     area_label,
@@ -44,8 +44,8 @@ SAMPLE_DIMS = ("chain", "draw")
 def capability_summary(
     dt: xr.DataTree,
     *,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     group: str = "posterior",
 ) -> xr.Dataset:
     """Posterior median and interval of every LLM's latent capability.
@@ -57,8 +57,8 @@ def capability_summary(
         ``ci_kind`` interval); coordinates ``display_name`` and ``population``.
     """
     theta = dt[group]["capability"]
-    low, high = (b.values for b in credible_interval(theta, ci_prob=ci_prob, ci_kind=ci_kind))
-    meta = llm_metadata(dt).reindex(theta["llm"].values.astype(str))
+    low, high = (b.values for b in interval_bounds(theta, ci_prob=ci_prob, ci_kind=ci_kind))
+    meta = llm_table(dt).reindex(theta["llm"].values.astype(str))
     return xr.Dataset(
         {
             "capability_median": ("llm", theta.median(SAMPLE_DIMS).values),
@@ -77,8 +77,8 @@ def capability_summary(
 def plot_capability_ranking(
     dt: xr.DataTree,
     *,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     group: str = "posterior",
 ) -> Figure:
     """LLMs ranked by posterior capability (median and interval), one panel per population."""
@@ -119,14 +119,13 @@ def _line_band(dt, key: str, grid: np.ndarray, ci_prob: float, group: str) -> np
 
 def _scores_panel(ax, dt, key: str, theta: xr.Dataset, band, grid, meta, group: str) -> None:
     """One benchmark's observed scores against capability, with the fitted line."""
-    const = dt["constant_data"]
+    llm_idx, bench_idx = cell_index(dt)
     color = area_color(meta.loc[key, "area"])
-    b = int(np.flatnonzero(const["benchmark"].values.astype(str) == key)[0])
-    cells = const["benchmark_index"].values == b
+    cells = bench_idx == meta.index.get_loc(key)
     y_obs = dt["observed_data"]["score"].values[cells]
     ax.fill_between(grid, band[0], band[2], color=color, alpha=0.22, lw=0)
     ax.plot(grid, band[1], color=color, lw=1.8)
-    llms = const["llm_index"].values[cells]
+    llms = llm_idx[cells]
     ax.hlines(
         y_obs,
         theta["capability_hdi_low"].values[llms],
@@ -154,8 +153,8 @@ def plot_scores_vs_capability(
     dt: xr.DataTree,
     benchmarks: Sequence[str],
     *,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     group: str = "posterior",
     n_grid: int = 60,
 ) -> Figure:
@@ -167,7 +166,7 @@ def plot_scores_vs_capability(
     ``ci_prob`` band of the capability line ``intercept + loading * theta`` (area factors,
     which have mean zero, left out).
     """
-    meta = benchmark_metadata(dt)
+    meta = benchmark_table(dt)
     unknown = [b for b in benchmarks if b not in meta.index]
     if unknown:
         raise KeyError(f"benchmark(s) {unknown} are not in this fit")
@@ -274,7 +273,7 @@ def loadings_summary(dt: xr.DataTree, *, group: str = "posterior") -> xr.DataArr
     out = np.full((len(keys), len(factors)), np.nan)
     out[:, 0] = post["loading"].median(SAMPLE_DIMS).values
     if "factor_loading" in post.data_vars:
-        meta = benchmark_metadata(dt)
+        meta = benchmark_table(dt)
         gamma = post["factor_loading"].median(SAMPLE_DIMS)
         pos = {k: i for i, k in enumerate(keys)}
         for key, value in zip(
@@ -296,7 +295,7 @@ def plot_loadings_heatmap(dt: xr.DataTree, *, group: str = "posterior") -> Figur
     are loadings the model fixes at zero.
     """
     loads = loadings_summary(dt, group=group)
-    meta = benchmark_metadata(dt).reindex(loads["benchmark"].values)
+    meta = benchmark_table(dt).reindex(loads["benchmark"].values)
     factors = list(loads["factor"].values)
     in_factor = meta["area"].isin(factors[1:])
     meta = meta.assign(

@@ -7,12 +7,10 @@ from pathlib import Path
 import xarray as xr
 
 from safetywash.analysis.baseline import fitted_baseline
+from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label
 from safetywash.analysis.separability import (
-    DEFAULT_CI_KIND,
-    DEFAULT_CI_PROB,
     area_loadings,
     format_separability,
-    interval_label,
     separability,
     separability_table,
 )
@@ -24,8 +22,8 @@ def write_fit_outputs(
     out_dir: str | Path,
     *,
     tau: float,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
 ) -> tuple[Path, Path, str]:
     """Save ``posterior.nc`` and ``separability.csv`` into ``out_dir``; return a summary.
 

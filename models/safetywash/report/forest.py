@@ -9,13 +9,9 @@ import xarray as xr
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from safetywash.analysis.fits import benchmark_metadata
-from safetywash.analysis.separability import (
-    DEFAULT_CI_KIND,
-    DEFAULT_CI_PROB,
-    DEFAULT_TAU,
-    interval_label,
-)
+from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label
+from safetywash.analysis.separability import DEFAULT_TAU
+from safetywash.inference.fitfile import benchmark_table
 from safetywash.report.style import area_color, area_legend_handles, shorten, study_name
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -34,7 +30,7 @@ def _forest_rows(
     dt: xr.DataTree, include_capability: bool, group: str
 ) -> tuple[pd.DataFrame, xr.DataArray]:
     """Benchmarks shown (safety, by area then median ``rho``) and their draws, by label."""
-    meta = benchmark_metadata(dt)
+    meta = benchmark_table(dt)
     keep = meta["role"] == "safety"
     if include_capability or not keep.any():
         keep |= meta["role"] == "capability"
@@ -132,8 +128,8 @@ def plot_rho_forest(
     dt: xr.DataTree,
     *,
     tau: float = DEFAULT_TAU,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     baseline: pd.Series | None = None,
     include_capability: bool = False,
     group: str = "posterior",

@@ -16,6 +16,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from safetywash.inference.fitfile import fit_info
+
 #: One fixed colour per area, used by every figure (and the HTML report's area headings).
 AREA_COLORS: dict[str, str] = {
     "capability": "#4d4d4d",
@@ -71,8 +73,8 @@ def area_legend_handles(areas: Sequence[str]) -> list[Patch]:
 
 
 def study_name(dt: xr.DataTree) -> str:
-    """The fit's study name (``"fit"`` when it has none), for titles."""
-    return str(dt.attrs.get("study_name", "fit"))
+    """The fit's study name, for titles."""
+    return fit_info(dt).study_name
 
 
 def save_figure(figure, stem: str | Path, *, dpi: int = 130) -> tuple[Path, Path]:

@@ -7,28 +7,19 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from safetywash.analysis.baseline import (
-    BASELINE_VARIABLE,
     capability_benchmarks_for,
     fitted_baseline,
+    fitted_capability_benchmarks,
     oriented_baseline,
 )
-from safetywash.analysis.fits import benchmark_metadata
-from safetywash.analysis.separability import (
-    DEFAULT_CI_KIND,
-    DEFAULT_CI_PROB,
-    DEFAULT_TAU,
-    interval_label,
-    separability,
-    separability_table,
-)
-from safetywash.inference.fitfile import study_from_fit
+from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label
+from safetywash.analysis.separability import DEFAULT_TAU, separability, separability_table
+from safetywash.inference.fitfile import benchmark_table, study_from_fit
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Safety benchmarks shown against capability when none are chosen.
@@ -53,18 +44,12 @@ def paper_baseline_of(dt: xr.DataTree) -> tuple[pd.Series | None, tuple[str, ...
     """
     stored = fitted_baseline(dt)
     if stored is not None:
-        return stored, _stored_capability_benchmarks(dt)
+        return stored, fitted_capability_benchmarks(dt)
     study = study_from_fit(dt)
     try:
         return oriented_baseline(study), tuple(capability_benchmarks_for(study))
     except ValueError:
         return None, ()
-
-
-def _stored_capability_benchmarks(dt: xr.DataTree) -> tuple[str, ...]:
-    """The capability benchmarks of the stored baseline's capability score."""
-    attrs = dt["constant_data"][BASELINE_VARIABLE].attrs
-    return tuple(json.loads(attrs.get("capability_benchmarks", "[]")))
 
 
 def baseline_disagrees(table: pd.DataFrame) -> pd.Series:
@@ -89,8 +74,8 @@ def report_table(
     dt: xr.DataTree,
     *,
     tau: float = DEFAULT_TAU,
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     baseline: pd.Series | None = None,
     group: str = "posterior",
 ) -> pd.DataFrame:
@@ -129,7 +114,7 @@ def default_benchmarks(
     dt: xr.DataTree, n: int = DEFAULT_N_BENCHMARKS, *, group: str = "posterior"
 ) -> list[str]:
     """A few safety benchmarks spanning the range of ``|rho|`` (highest to lowest)."""
-    meta = benchmark_metadata(dt)
+    meta = benchmark_table(dt)
     keys = list(meta.index[meta["role"] == "safety"]) or list(meta.index)
     strength = np.abs(dt[group]["rho"].sel(benchmark=keys).median(SAMPLE_DIMS).values)
     ordered = [keys[i] for i in np.argsort(-strength, kind="stable")]
@@ -145,7 +130,7 @@ def format_number(x: float | None, signed: bool = True) -> str:
 
 
 def separability_header(
-    tau: float = DEFAULT_TAU, ci_prob: float = DEFAULT_CI_PROB, ci_kind: str = DEFAULT_CI_KIND
+    tau: float = DEFAULT_TAU, ci_prob: float = CI_PROB, ci_kind: str = CI_KIND
 ) -> list[str]:
     """Column names of :func:`separability_rows`."""
     return [

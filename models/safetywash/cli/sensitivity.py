@@ -16,7 +16,6 @@ from safetywash.analysis.fits import open_fit
 from safetywash.analysis.intervals import CI_KIND, CI_PROB
 from safetywash.analysis.sensitivity import (
     DEFAULT_SCALES,
-    fit_sampler_settings,
     format_sensitivity,
     prior_sensitivity,
     refit_prior_scales,
@@ -34,7 +33,7 @@ from safetywash.cli.common import (
     output_dir,
     output_file,
 )
-from safetywash.inference.fitfile import save_fit
+from safetywash.inference.fitfile import fit_sampler_settings, save_fit
 
 EXAMPLES = (
     "safetywash sensitivity runs/chat",

@@ -110,11 +110,7 @@ class FitInfo:
         missing = [a for a in REQUIRED_ATTRS if a not in attrs]
         if missing:
             raise FitMismatchError(f"not a safetywash fit: attrs {missing} are missing")
-        diagnostics = None
-        if "diagnostics" in attrs:
-            values = json.loads(attrs["diagnostics"])
-            names = {f.name for f in dataclasses.fields(Diagnostics)}
-            diagnostics = Diagnostics(**{k: v for k, v in values.items() if k in names})
+        diagnostics = decode_diagnostics(attrs["diagnostics"]) if "diagnostics" in attrs else None
         settings = json.loads(attrs.get("sampler_settings", "{}"))
         names = {f.name for f in dataclasses.fields(SamplerSettings)}
         return cls(
@@ -140,11 +136,16 @@ def fit_config(dt: xr.DataTree) -> ModelConfig:
     return ModelConfig.from_json(dt.attrs["model_config"])
 
 
-def diagnostics_of(dt: xr.DataTree) -> Diagnostics:
-    """The convergence diagnostics stored in a fit's attrs."""
-    values = json.loads(dt.attrs["diagnostics"])
+def decode_diagnostics(text: str) -> Diagnostics:
+    """A :class:`Diagnostics` from its JSON form in a fit's attrs."""
+    values = json.loads(text)
     names = {f.name for f in dataclasses.fields(Diagnostics)}
     return Diagnostics(**{k: v for k, v in values.items() if k in names})
+
+
+def diagnostics_of(dt: xr.DataTree) -> Diagnostics:
+    """The convergence diagnostics stored in a fit's attrs."""
+    return decode_diagnostics(dt.attrs["diagnostics"])
 
 
 def fit_sampler_settings(dt: xr.DataTree, **overrides) -> SamplerSettings:

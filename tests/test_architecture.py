@@ -35,7 +35,7 @@ PYMC_FREE = (
     "safetywash.analysis.loo",
     "safetywash.analysis.fits",
     "safetywash.analysis.latent",
-    "safetywash.analysis.scales",
+    "safetywash.analysis.predictive",
     "safetywash.analysis.newscores",
     "safetywash.analysis.adjusted",
     "safetywash.analysis.newllm",

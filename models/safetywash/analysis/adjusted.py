@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.scales import benchmark_table, to_raw_scale
+from safetywash.analysis.latent import sample_values
 from safetywash.analysis.separability import (
     DEFAULT_CI_KIND,
     DEFAULT_CI_PROB,
@@ -44,6 +44,8 @@ from safetywash.analysis.separability import (
     credible_interval,
     interval_label,
 )
+from safetywash.inference.fitfile import benchmark_table, cell_index, fitted_transform, llm_table
+from safetywash.model.likelihood import cell_mean
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -82,31 +84,30 @@ def _chosen_benchmarks(
     return chosen
 
 
-def _cell_draws(dt: xr.DataTree, table: pd.DataFrame, cells: np.ndarray, group: str) -> dict:
+def _cell_draws(dt: xr.DataTree, cells: np.ndarray, group: str) -> dict:
     """Per observed cell: the adjusted draws on both scales and ``P(y > prediction)``."""
-    const = dt["constant_data"]
+    llm_idx, bench_idx = (idx[cells] for idx in cell_index(dt))
     post = dt[group]
-    c_llm = np.asarray(const["llm_index"].values, dtype=np.int64)[cells]
-    c_bench = np.asarray(const["benchmark_index"].values, dtype=np.int64)[cells]
-    y = xr.DataArray(np.asarray(dt["observed_data"]["score"].values)[cells], dims="cell")
-    theta = post["capability"].isel(llm=xr.DataArray(c_llm, dims="cell"), drop=True)
-    by_cell = xr.DataArray(c_bench, dims="cell")
-    loading = post["loading"].isel(benchmark=by_cell, drop=True)
-    intercept = post["intercept"].isel(benchmark=by_cell, drop=True)
-    capability_part = loading * theta
-    adjusted_std = (y - capability_part).transpose(*SAMPLE_DIMS, "cell")
-    rows = table.iloc[c_bench]
-    raw_units = to_raw_scale(adjusted_std.values, rows, clip=False)
-    oriented = xr.DataArray(
-        raw_units * rows["sign"].to_numpy(), dims=adjusted_std.dims, coords=adjusted_std.coords
-    )
-    raw_obs = np.asarray(const["raw_value"].values, dtype=float)[cells]
+    intercept = sample_values(post["intercept"], "benchmark")
+    loading = sample_values(post["loading"], "benchmark")
+    capability = sample_values(post["capability"], "llm")
+    # what capability predicts: the model's cell mean without the area-factor term
+    prediction = cell_mean(intercept, loading, capability, llm_idx, bench_idx)
+    capability_part = loading[..., bench_idx] * capability[..., llm_idx]
+    y = np.asarray(dt["observed_data"]["score"].values, dtype=float)[cells]
+    adjusted_std = y - capability_part
+    transform = fitted_transform(dt)
+    sign = transform.sign[bench_idx]
+    oriented = transform.inverse(adjusted_std, bench_idx) * sign
+    # the stored raw scores (no decoder of them short of rebuilding the study)
+    raw_obs = np.asarray(dt["constant_data"]["raw_value"].values, dtype=float)[cells]
+    dims = (*SAMPLE_DIMS, "cell")
     return {
         "raw_score": raw_obs,
-        "oriented_score": raw_obs * rows["sign"].to_numpy(),
-        "p_above_capability_prediction": (y > intercept + capability_part).mean(SAMPLE_DIMS).values,
-        "adjusted": oriented,
-        "adjusted_std": adjusted_std,
+        "oriented_score": raw_obs * sign,
+        "p_above_capability_prediction": (y > prediction).mean(axis=(0, 1)),
+        "adjusted": xr.DataArray(oriented, dims=dims),
+        "adjusted_std": xr.DataArray(adjusted_std, dims=dims),
     }
 
 
@@ -166,12 +167,11 @@ def adjusted_scores(
     table = benchmark_table(dt)
     keys = list(table.index)
     chosen = _chosen_benchmarks(table, benchmarks, roles)
-    const = dt["constant_data"]
-    llms = np.asarray(const["llm"].values, dtype=str)
-    bench_idx = np.asarray(const["benchmark_index"].values, dtype=np.int64)
+    llms = llm_table(dt)
+    llm_idx, bench_idx = cell_index(dt)
     cells = np.flatnonzero(np.isin(bench_idx, [keys.index(k) for k in chosen]))
-    columns = _summaries(_cell_draws(dt, table, cells, group), ci_prob, ci_kind)
-    llm_of_cell = np.asarray(const["llm_index"].values, dtype=np.int64)[cells]
+    columns = _summaries(_cell_draws(dt, cells, group), ci_prob, ci_kind)
+    llm_of_cell = llm_idx[cells]
     row_of = {k: j for j, k in enumerate(chosen)}
     col = np.array([row_of[keys[b]] for b in bench_idx[cells]])
     data = {}
@@ -183,9 +183,9 @@ def adjusted_scores(
     return xr.Dataset(
         data,
         coords={
-            "llm": llms,
+            "llm": llms.index.to_numpy(),
             "benchmark": chosen,
-            "llm_name": ("llm", np.asarray(const["llm_name"].values, dtype=str)),
+            "llm_name": ("llm", llms["display_name"].to_numpy()),
             "display_name": ("benchmark", sub["display_name"].to_numpy()),
             "role": ("benchmark", sub["role"].to_numpy()),
             "area": ("benchmark", sub["area"].to_numpy()),

@@ -21,10 +21,9 @@ from safetywash import __version__
 from safetywash.analysis.latent import benchmark_parameters, gaussian_latent_posterior
 from safetywash.analysis.newllm import new_llm_json, score_new_llm
 from safetywash.analysis.newscores import read_new_scores, validate_new_scores
-from safetywash.analysis.scales import benchmark_table, to_model_scale, to_raw_scale
 from safetywash.data.errors import StudyValidationError
 from safetywash.data.study import BenchmarkStudy
-from safetywash.inference.fitfile import constant_data, save_fit
+from safetywash.inference.fitfile import constant_data, fitted_transform, save_fit
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import prepare_data
 from safetywash.model.simulate import simulate
@@ -151,32 +150,24 @@ def test_conjugate_posterior_matches_brute_force():
 
 def test_scale_maps_round_trip_on_the_fit(truth_study):
     _, _, dt = truth_study
-    table = benchmark_table(dt)
+    transform = fitted_transform(dt)
     const = dt["constant_data"]
-    rows = table.iloc[const["benchmark_index"].values]
-    y = to_model_scale(const["raw_value"].values, rows)
+    b = const["benchmark_index"].values
+    y = transform.forward(const["raw_value"].values, b)
     np.testing.assert_allclose(y, dt["observed_data"]["score"].values, atol=1e-12)
-    np.testing.assert_allclose(to_raw_scale(y, rows), const["raw_value"].values, atol=1e-9)
+    back = transform.inverse(y, b, clip=True)
+    np.testing.assert_allclose(back, const["raw_value"].values, atol=1e-9)
 
 
-def test_old_fits_without_transform_sd_are_read(truth_study):
-    """Fits written before ``transform_center``/``transform_sd`` kept the centre as
-    ``benchmark_center`` and lost the SD (``benchmark_scale`` held the catalog's scale)."""
-    _, _, dt = truth_study
-    const = dt["constant_data"].to_dataset()
-    old = const.drop_vars(["transform_center", "transform_sd"]).assign(
-        benchmark_center=const["transform_center"]
+def test_fit_without_its_transform_is_refused(small_truth):
+    """A fit must carry its score transform: none is reconstructed from the raw scores."""
+    study, _, dt = small_truth
+    tampered = dt.copy()
+    tampered["constant_data"] = xr.DataTree(
+        dt["constant_data"].to_dataset().drop_vars("transform_sd")
     )
-    assert old["benchmark_scale"].dtype.kind == "U"  # the catalog's text column
-    old_dt = dt.copy()
-    old_dt["constant_data"] = xr.DataTree(old)
-    new, legacy = benchmark_table(dt), benchmark_table(old_dt)
-    np.testing.assert_allclose(legacy["center"], new["center"])
-    np.testing.assert_allclose(legacy["scale"], new["scale"], rtol=1e-12)
-    broken = old.assign(benchmark_center=old["benchmark_center"] + 1.0)
-    old_dt["constant_data"] = xr.DataTree(broken)
-    with pytest.raises(ValueError, match="centres differ"):
-        benchmark_table(old_dt)
+    with pytest.raises(ValueError, match="transform_sd"):
+        score_new_llm(tampered, study.to_wide().iloc[0][["cap00"]])
 
 
 @pytest.mark.filterwarnings("ignore:(divide by zero|invalid value):RuntimeWarning")
@@ -191,22 +182,23 @@ def test_logit_scale_maps_reproduce_prepare_data(real_study):
             "observed_data": xr.Dataset({"score": ("cell", data.y)}),
         }
     )
-    table = benchmark_table(dt)
-    assert table["logit"].any() and not table["logit"].all()
-    np.testing.assert_allclose(table["scale"].to_numpy(), data.scale.to_numpy(), rtol=1e-12)
-    rows = table.iloc[data.benchmark_idx]
+    transform = fitted_transform(dt)
+    assert transform.logit.any() and not transform.logit.all()
+    np.testing.assert_allclose(transform.scale, data.scale.to_numpy(), rtol=1e-12)
+    b = data.benchmark_idx
     # benchmarks whose every score lies below the chance floor have no spread on the logit
     # scale (a library issue, reported): compare the finite cells only
     finite = np.isfinite(data.y)
     assert finite.mean() > 0.9
-    y = to_model_scale(data.study.scores["value"].to_numpy(), rows)
+    y = transform.forward(data.study.scores["value"].to_numpy(), b)
     np.testing.assert_allclose(y[finite], data.y[finite], atol=1e-9)
     # inverse: exact except where the logit clipped the share at its bounds
     raw = dt["constant_data"]["raw_value"].values
-    back = to_raw_scale(data.y, rows)
+    back = transform.inverse(data.y, b, clip=True)
+    floor, upper = transform.floor[b], transform.upper[b]
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = (raw - rows["floor"].to_numpy()) / (rows["upper"] - rows["floor"]).to_numpy()
-    inside = finite & (~rows["logit"].to_numpy() | (np.abs(share - 0.5) < 0.5 - 1e-3))
+        share = (raw - floor) / (upper - floor)
+    inside = finite & (~transform.logit[b] | (np.abs(share - 0.5) < 0.5 - 1e-3))
     np.testing.assert_allclose(back[inside], raw[inside], rtol=1e-7, atol=1e-9)
 
 

@@ -12,7 +12,10 @@ import numpy as np
 import pymc as pm
 import pytest
 import xarray as xr
+from scipy.stats import multivariate_normal
 
+from fit_trees import simulated_fit_tree
+from safetywash.analysis.loo import marginal_llm_log_likelihood
 from safetywash.analysis.predictive import (
     cell_parameters,
     pointwise_log_likelihood,
@@ -102,3 +105,44 @@ def test_cell_parameters_of_unobserved_cells(factor_fit):
     assert draws.dims == (*SAMPLE_DIMS, "cell") and list(draws["benchmark"].values) == benchmarks
     again = posterior_predictive(dt, llms, benchmarks, seed=1)
     np.testing.assert_array_equal(draws.values, again.values)
+
+
+@pytest.mark.parametrize("factors", [(), ("bias",)])
+def test_marginal_log_likelihood_of_two_populations(factors):
+    """Each LLM's scores with its latents integrated out, against the multivariate normal
+    with its own population's capability prior (one factor: the model's
+    ``marginal_loglik_by_llm``; with an area factor: the conjugate Gaussian algebra)."""
+    tree = simulated_fit_tree(16, 3, {"bias": 3, "alignment": 2}, factors=factors, seed=3)
+    const = tree["constant_data"].to_dataset()
+    labels = np.where(np.arange(const.sizes["llm"]) < 6, "base", "chat")
+    tree["constant_data"] = xr.DataTree(const.assign(population_label=("llm", labels)))
+    rng = np.random.default_rng(0)
+    post = tree["posterior"].to_dataset()
+    shape = (post.sizes["chain"], post.sizes["draw"], 2)
+    post["population_mean"] = ((*SAMPLE_DIMS, "population"), rng.normal(0, 0.5, shape))
+    post["population_log_sd"] = ((*SAMPLE_DIMS, "population"), rng.normal(0, 0.3, shape))
+    tree["posterior"] = xr.DataTree(post.assign_coords(population=["base", "chat"]))
+    got = marginal_llm_log_likelihood(tree)
+    y = tree["observed_data"]["score"].values
+    keys = list(const["benchmark"].values)
+    for chain, draw, i in ((0, 0, 2), (1, 7, 5), (0, 11, 6), (1, 29, 15)):
+        p = post.isel(chain=chain, draw=draw)
+        pop = int(labels[i] == "chat")
+        mean = float(p["population_mean"][pop])
+        var = float(np.exp(p["population_log_sd"][pop])) ** 2
+        cells = np.flatnonzero(const["llm_index"].values == i)
+        b = const["benchmark_index"].values[cells]
+        lam = p["loading"].values[b]
+        cov = np.diag(p["residual_sd"].values[b] ** 2) + var * np.outer(lam, lam)
+        if factors:
+            gamma = np.array(
+                [
+                    float(p["factor_loading"].sel(factor_benchmark=keys[j]))
+                    if keys[j].startswith("bias")
+                    else 0.0
+                    for j in b
+                ]
+            )
+            cov += np.outer(gamma, gamma)
+        expected = multivariate_normal(p["intercept"].values[b] + lam * mean, cov).logpdf(y[cells])
+        assert float(got.isel(chain=chain, draw=draw, llm=i)) == pytest.approx(expected)

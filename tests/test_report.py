@@ -25,9 +25,21 @@ from fit_trees import GOOD_DIAGNOSTICS, simulated_fit_tree
 from safetywash.analysis.baseline import fitted_capability_benchmarks, store_paper_baseline
 from safetywash.analysis.ppc import correlation_ppc, pairwise_correlation, replicate_scores
 from safetywash.analysis.separability import separability
-from safetywash.inference.fitfile import benchmark_table, diagnostics_of, save_fit, study_from_fit
+from safetywash.data.study import BenchmarkStudy
+from safetywash.inference.fitfile import (
+    FitInfo,
+    benchmark_table,
+    cell_coords,
+    constant_data,
+    diagnostics_of,
+    observed_data,
+    save_fit,
+    study_from_fit,
+)
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
+from safetywash.model.data import prepare_data
 from safetywash.model.simulate import simulate
 from safetywash.report.document import build_report
 from safetywash.report.figures import loadings_summary
@@ -192,41 +204,59 @@ def test_pairwise_correlation_matches_pandas():
     np.testing.assert_allclose(got, expected, atol=1e-12)
 
 
-def _tiny_ppc_tree(rng) -> tuple[xr.DataTree, np.ndarray, np.ndarray]:
+def _tiny_ppc_tree(rng) -> tuple[xr.DataTree, tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """A fit-shaped tree with replicated scores: 9 LLMs x 4 benchmarks, some cells missing.
+
+    Returns the tree, the LLM and benchmark position of every cell, and the replicates
+    ``(draw, cell)``.
+    """
     n_llm, n_bench, n_draw = 9, 4, 40
     observed = np.ones((n_llm, n_bench), dtype=bool)
     observed[[0, 3, 5], 1] = False
     observed[:6, 3] = False  # benchmark 3 shares only 3 LLMs with the others: unchecked
     ll, bb = np.nonzero(observed)
-    y = rng.normal(size=len(ll))
-    rep = rng.normal(size=(1, n_draw, len(ll))) + 0.5 * y
-    cells = np.arange(len(ll))
-    tree = xr.DataTree.from_dict(
+    keys = [f"b{j}" for j in range(n_bench)]
+    scores = pd.DataFrame(
         {
-            "observed_data": xr.Dataset({"score": ("cell", y)}, coords={"cell": cells}),
-            "posterior_predictive": xr.Dataset(
-                {"score": (("chain", "draw", "cell"), rep)}, coords={"cell": cells}
-            ),
-            "constant_data": xr.Dataset(
-                {"llm_index": ("cell", ll), "benchmark_index": ("cell", bb)},
-                coords={
-                    "cell": cells,
-                    "llm": [f"m{i}" for i in range(n_llm)],
-                    "benchmark": [f"b{j}" for j in range(n_bench)],
-                },
-            ),
+            "llm": [f"m{i}" for i in ll],
+            "benchmark": [keys[b] for b in bb],
+            "value": rng.normal(size=len(ll)),
         }
     )
-    return tree, observed, rep[0]
+    catalog = pd.DataFrame(
+        {
+            "key": keys,
+            "role": ["capability", "safety", "safety", "safety"],
+            "area": ["capability", "bias", "bias", "bias"],
+            "direction": "higher",
+            "lower": np.nan,
+            "upper": np.nan,
+        }
+    )
+    study = BenchmarkStudy.from_frames(scores, None, catalog, name="tiny", min_llms=3)
+    data = prepare_data(study)
+    rep = rng.normal(size=(1, n_draw, len(data.y))) + 0.5 * data.y
+    tree = xr.DataTree.from_dict(
+        {
+            "observed_data": observed_data(data),
+            "posterior_predictive": xr.Dataset(
+                {"score": (("chain", "draw", "cell"), rep)}, coords=cell_coords(data)
+            ),
+            "constant_data": constant_data(data),
+        }
+    )
+    info = FitInfo(ModelConfig(), SamplerSettings(), study.sha256(), study.name, seed=0)
+    tree.attrs.update(info.to_attrs())
+    return tree, (data.llm_idx, data.benchmark_idx), rep[0]
 
 
 def test_ppc_share_equals_direct_recomputation():
-    tree, observed, rep = _tiny_ppc_tree(np.random.default_rng(5))
+    tree, (ll, bb), rep = _tiny_ppc_tree(np.random.default_rng(5))
     ppc = correlation_ppc(tree, ci_prob=0.8, min_pairs=5)
 
     def corr(cells):
-        wide = np.full(observed.shape, np.nan)
-        wide[observed] = cells  # np.nonzero order is row-major, as observed[mask]
+        wide = np.full((9, 4), np.nan)
+        wide[ll, bb] = cells
         return pd.DataFrame(wide).corr(min_periods=5).to_numpy()
 
     obs = corr(tree["observed_data"]["score"].values)
@@ -239,6 +269,8 @@ def test_ppc_share_equals_direct_recomputation():
     assert ppc.attrs["share_inside"] == pytest.approx(np.mean(inside))
     np.testing.assert_allclose(ppc["observed"].values, obs, atol=1e-12)
     np.testing.assert_allclose(ppc["replicated_low"].values[0, 1], low[0, 1], atol=1e-12)
+    assert list(ppc["benchmark_a"].values) == ["b0", "b1", "b2", "b3"]
+    assert ppc.attrs["study_name"] == "tiny"
 
 
 def test_figures_exist_and_are_valid(fit_dt, written):

@@ -36,11 +36,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.intervals import CI_KIND as DEFAULT_CI_KIND
-from safetywash.analysis.intervals import CI_PROB as DEFAULT_CI_PROB
-from safetywash.analysis.intervals import check_interval, interval_label
-from safetywash.analysis.intervals import interval_bounds as credible_interval
-from safetywash.analysis.scales import benchmark_table, to_raw_scale
+from safetywash.analysis.intervals import (
+    CI_KIND,
+    CI_PROB,
+    check_interval,
+    interval_bounds,
+    interval_label,
+)
+from safetywash.analysis.latent import sample_values
+from safetywash.inference.fitfile import benchmark_table, cell_index, fitted_transform, llm_table
+from safetywash.model.likelihood import cell_mean
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -79,31 +84,30 @@ def _chosen_benchmarks(
     return chosen
 
 
-def _cell_draws(dt: xr.DataTree, table: pd.DataFrame, cells: np.ndarray, group: str) -> dict:
+def _cell_draws(dt: xr.DataTree, cells: np.ndarray, group: str) -> dict:
     """Per observed cell: the adjusted draws on both scales and ``P(y > prediction)``."""
-    const = dt["constant_data"]
+    llm_idx, bench_idx = (idx[cells] for idx in cell_index(dt))
     post = dt[group]
-    c_llm = np.asarray(const["llm_index"].values, dtype=np.int64)[cells]
-    c_bench = np.asarray(const["benchmark_index"].values, dtype=np.int64)[cells]
-    y = xr.DataArray(np.asarray(dt["observed_data"]["score"].values)[cells], dims="cell")
-    theta = post["capability"].isel(llm=xr.DataArray(c_llm, dims="cell"), drop=True)
-    by_cell = xr.DataArray(c_bench, dims="cell")
-    loading = post["loading"].isel(benchmark=by_cell, drop=True)
-    intercept = post["intercept"].isel(benchmark=by_cell, drop=True)
-    capability_part = loading * theta
-    adjusted_std = (y - capability_part).transpose(*SAMPLE_DIMS, "cell")
-    rows = table.iloc[c_bench]
-    raw_units = to_raw_scale(adjusted_std.values, rows, clip=False)
-    oriented = xr.DataArray(
-        raw_units * rows["sign"].to_numpy(), dims=adjusted_std.dims, coords=adjusted_std.coords
-    )
-    raw_obs = np.asarray(const["raw_value"].values, dtype=float)[cells]
+    intercept = sample_values(post["intercept"], "benchmark")
+    loading = sample_values(post["loading"], "benchmark")
+    capability = sample_values(post["capability"], "llm")
+    # what capability predicts: the model's cell mean without the area-factor term
+    prediction = cell_mean(intercept, loading, capability, llm_idx, bench_idx)
+    capability_part = loading[..., bench_idx] * capability[..., llm_idx]
+    y = np.asarray(dt["observed_data"]["score"].values, dtype=float)[cells]
+    adjusted_std = y - capability_part
+    transform = fitted_transform(dt)
+    sign = transform.sign[bench_idx]
+    oriented = transform.inverse(adjusted_std, bench_idx) * sign
+    # the stored raw scores (no decoder of them short of rebuilding the study)
+    raw_obs = np.asarray(dt["constant_data"]["raw_value"].values, dtype=float)[cells]
+    dims = (*SAMPLE_DIMS, "cell")
     return {
         "raw_score": raw_obs,
-        "oriented_score": raw_obs * rows["sign"].to_numpy(),
-        "p_above_capability_prediction": (y > intercept + capability_part).mean(SAMPLE_DIMS).values,
-        "adjusted": oriented,
-        "adjusted_std": adjusted_std,
+        "oriented_score": raw_obs * sign,
+        "p_above_capability_prediction": (y > prediction).mean(axis=(0, 1)),
+        "adjusted": xr.DataArray(oriented, dims=dims),
+        "adjusted_std": xr.DataArray(adjusted_std, dims=dims),
     }
 
 
@@ -114,7 +118,7 @@ def _summaries(columns: dict, ci_prob: float, ci_kind: str) -> dict[str, np.ndar
         if not isinstance(values, xr.DataArray):
             out[name] = values
             continue
-        low, high = credible_interval(values, ci_prob=ci_prob, ci_kind=ci_kind)
+        low, high = interval_bounds(values, ci_prob=ci_prob, ci_kind=ci_kind)
         out[f"{name}_median"] = values.median(SAMPLE_DIMS).values
         out[f"{name}_hdi_low"] = low.values
         out[f"{name}_hdi_high"] = high.values
@@ -126,8 +130,8 @@ def adjusted_scores(
     *,
     benchmarks: Sequence[str] | None = None,
     roles: Sequence[str] = ("safety",),
-    ci_prob: float = DEFAULT_CI_PROB,
-    ci_kind: str = DEFAULT_CI_KIND,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
     group: str = "posterior",
 ) -> xr.Dataset:
     """Posterior of every observed score with its capability part removed.
@@ -163,12 +167,11 @@ def adjusted_scores(
     table = benchmark_table(dt)
     keys = list(table.index)
     chosen = _chosen_benchmarks(table, benchmarks, roles)
-    const = dt["constant_data"]
-    llms = np.asarray(const["llm"].values, dtype=str)
-    bench_idx = np.asarray(const["benchmark_index"].values, dtype=np.int64)
+    llms = llm_table(dt)
+    llm_idx, bench_idx = cell_index(dt)
     cells = np.flatnonzero(np.isin(bench_idx, [keys.index(k) for k in chosen]))
-    columns = _summaries(_cell_draws(dt, table, cells, group), ci_prob, ci_kind)
-    llm_of_cell = np.asarray(const["llm_index"].values, dtype=np.int64)[cells]
+    columns = _summaries(_cell_draws(dt, cells, group), ci_prob, ci_kind)
+    llm_of_cell = llm_idx[cells]
     row_of = {k: j for j, k in enumerate(chosen)}
     col = np.array([row_of[keys[b]] for b in bench_idx[cells]])
     data = {}
@@ -180,9 +183,9 @@ def adjusted_scores(
     return xr.Dataset(
         data,
         coords={
-            "llm": llms,
+            "llm": llms.index.to_numpy(),
             "benchmark": chosen,
-            "llm_name": ("llm", np.asarray(const["llm_name"].values, dtype=str)),
+            "llm_name": ("llm", llms["display_name"].to_numpy()),
             "display_name": ("benchmark", sub["display_name"].to_numpy()),
             "role": ("benchmark", sub["role"].to_numpy()),
             "area": ("benchmark", sub["area"].to_numpy()),
@@ -251,7 +254,7 @@ def plot_adjusted(ds: xr.Dataset, benchmark: str, path: str | Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(order) + 1.8))
     ax.hlines(pos, low[order], high[order], color="tab:blue", lw=2, alpha=0.6)
-    kind = str(ds.attrs.get("ci_kind", DEFAULT_CI_KIND)).upper()
+    kind = str(ds.attrs.get("ci_kind", CI_KIND)).upper()
     ax.plot(med[order], pos, "o", color="tab:blue", label=f"capability-adjusted (median, {kind})")
     ax.plot(obs[order], pos, "o", mfc="none", color="0.3", label="observed")
     ax.set_yticks(pos, names[order], fontsize=8)
@@ -263,7 +266,7 @@ def plot_adjusted(ds: xr.Dataset, benchmark: str, path: str | Path) -> Path:
             fontsize=7,
             va="center",
         )
-    label = interval_label(ds.attrs["ci_prob"], ds.attrs.get("ci_kind", DEFAULT_CI_KIND))
+    label = interval_label(ds.attrs["ci_prob"], ds.attrs.get("ci_kind", CI_KIND))
     ax.set_xlabel(f"{r['display_name'].item()} (oriented: higher = safer)")
     ax.set_title(
         f"Observed vs capability-adjusted scores ({label}); right: rank before → after",

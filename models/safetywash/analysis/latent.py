@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from safetywash.inference.fitfile import benchmark_table, llm_table
+
 SAMPLE_DIMS = ("chain", "draw")
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -76,11 +78,51 @@ class BenchmarkParameters:
         return w
 
 
+def sample_values(da: xr.DataArray, *dims: str) -> np.ndarray:
+    """Draws of a posterior variable as an array over ``(chain, draw, *dims)``."""
+    return np.asarray(da.transpose(*SAMPLE_DIMS, *dims).values, dtype=float)
+
+
 def _stack(da: xr.DataArray, dim: str | None = None) -> np.ndarray:
     """Draws as ``(chain * draw[, dim])``, chain-major (as ``stack(sample=(chain, draw))``)."""
-    order = [*SAMPLE_DIMS, dim] if dim else list(SAMPLE_DIMS)
-    values = np.asarray(da.transpose(*order).values, dtype=float)
+    values = sample_values(da, *([dim] if dim else []))
     return values.reshape(values.shape[0] * values.shape[1], *values.shape[2:])
+
+
+def area_factor_loadings(dt: xr.DataTree, *, group: str = "posterior"):
+    """Every benchmark's loading on its area factor, and which factor that is.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        A fit.
+    group : str
+        Group holding the draws.
+
+    Returns
+    -------
+    gamma : numpy.ndarray
+        Shape ``(chain, draw, n_benchmarks)`` in the fit's benchmark order; 0 for
+        benchmarks outside factor areas (all 0 without area factors).
+    factor_of : numpy.ndarray of int
+        Index of each benchmark's area factor into ``factors`` (-1: none).
+    factors : list of str
+        Areas with a factor of their own.
+    """
+    post = dt[group]
+    keys = [str(b) for b in post["benchmark"].values]
+    gamma = np.zeros((post.sizes["chain"], post.sizes["draw"], len(keys)))
+    factor_of = np.full(len(keys), -1, dtype=np.int64)
+    if "factor_loading" not in post.data_vars:
+        return gamma, factor_of, []
+    factors = [str(f) for f in post["area_factor"]["factor"].values]
+    area = benchmark_table(dt)["area"]
+    values = sample_values(post["factor_loading"], "factor_benchmark")
+    for j, key in enumerate(np.asarray(post["factor_loading"]["factor_benchmark"].values, str)):
+        b = keys.index(key)
+        gamma[..., b] = values[..., j]
+        factor_of[b] = factors.index(area[key])
+    return gamma, factor_of, factors
 
 
 def benchmark_parameters(dt: xr.DataTree, *, group: str = "posterior") -> BenchmarkParameters:
@@ -98,34 +140,14 @@ def benchmark_parameters(dt: xr.DataTree, *, group: str = "posterior") -> Benchm
     -------
     BenchmarkParameters
     """
-    post = dt[group].to_dataset()
-    benchmarks = [str(b) for b in post["benchmark"].values]
-    n_bench = len(benchmarks)
-    intercept = _stack(post["intercept"], "benchmark")
-    gamma = np.zeros_like(intercept)
-    factor_of = np.full(n_bench, -1, dtype=np.int64)
-    factors: list[str] = []
-    if "factor_loading" in post.data_vars:
-        factors = [str(f) for f in post["area_factor"]["factor"].values]
-        area = dict(
-            zip(
-                np.asarray(dt["constant_data"]["benchmark"].values, dtype=str),
-                np.asarray(dt["constant_data"]["benchmark_area"].values, dtype=str),
-                strict=True,
-            )
-        )
-        fl = post["factor_loading"]
-        values = _stack(fl, "factor_benchmark")
-        for j, key in enumerate(np.asarray(fl["factor_benchmark"].values, dtype=str)):
-            b = benchmarks.index(key)
-            gamma[:, b] = values[:, j]
-            factor_of[b] = factors.index(area[key])
+    post = dt[group]
+    gamma, factor_of, factors = area_factor_loadings(dt, group=group)
     return BenchmarkParameters(
-        benchmarks=benchmarks,
-        intercept=intercept,
+        benchmarks=[str(b) for b in post["benchmark"].values],
+        intercept=_stack(post["intercept"], "benchmark"),
         loading=_stack(post["loading"], "benchmark"),
         residual_sd=_stack(post["residual_sd"], "benchmark"),
-        factor_loading=gamma,
+        factor_loading=gamma.reshape(-1, gamma.shape[-1]),
         factor_of=factor_of,
         factors=factors,
         capability=_stack(post["capability"], "llm"),
@@ -147,8 +169,7 @@ def capability_prior(dt: xr.DataTree, population: str, *, group: str = "posterio
     mean, sd : numpy.ndarray
         Shape ``(n_samples,)``.
     """
-    labels = np.asarray(dt["constant_data"]["population_label"].values, dtype=str)
-    known = sorted(set(labels))
+    known = sorted(set(llm_table(dt)["population"]))
     if population not in known:
         raise ValueError(f"unknown population {population!r}; the fit has {known}")
     post = dt[group]
@@ -166,7 +187,7 @@ def capability_prior(dt: xr.DataTree, population: str, *, group: str = "posterio
 
 def default_population(dt: xr.DataTree) -> str:
     """The fit's only population; raises if it has several."""
-    labels = sorted(set(np.asarray(dt["constant_data"]["population_label"].values, dtype=str)))
+    labels = sorted(set(llm_table(dt)["population"]))
     if len(labels) != 1:
         raise ValueError(f"the fit has several populations {labels}: say which one the LLM is in")
     return str(labels[0])

@@ -6,7 +6,8 @@
   importance ratios are extreme and Pareto k are usually high);
 * ``"llm-marginal"``: leave one LLM out with its latent capability (and area factors)
   integrated out in closed form given each draw's benchmark parameters (the model is
-  Gaussian in them; see :mod:`safetywash.analysis.latent`), i.e. ``log p(y_i | benchmarks)``.
+  Gaussian in them; see :func:`safetywash.model.likelihood.marginal_loglik_by_llm` and
+  :mod:`safetywash.analysis.latent`), i.e. ``log p(y_i | benchmarks)``.
   This predicts a new LLM's whole score vector and usually has far better Pareto k.
 
 Fits with ``capability="marginal"`` store a per-LLM log-likelihood only: with them, only
@@ -22,11 +23,14 @@ import numpy as np
 import xarray as xr
 
 from safetywash.analysis.latent import (
+    BenchmarkParameters,
     benchmark_parameters,
     capability_prior,
     gaussian_latent_posterior,
     latent_prior,
 )
+from safetywash.inference.fitfile import cell_index, llm_table
+from safetywash.model.likelihood import marginal_loglik_by_llm
 
 #: The LOO levels.
 LOO_LEVELS = ("cell", "llm", "llm-marginal")
@@ -43,9 +47,8 @@ def llm_log_likelihood(dt: xr.DataTree, *, var_name: str = "score") -> xr.DataAr
         Over ``(chain, draw, llm)`` (cells mapped to LLMs by ``constant_data.llm_index``).
     """
     ll = dt["log_likelihood"][var_name].astype("float64")
-    const = dt["constant_data"]
-    llms = np.asarray(const["llm"].values, dtype=str)
-    idx = np.asarray(const["llm_index"].values, dtype=np.int64)
+    llms = llm_table(dt).index.to_numpy()
+    idx, _ = cell_index(dt)
     onehot = np.zeros((len(idx), len(llms)))
     onehot[np.arange(len(idx)), idx] = 1.0
     summed = xr.dot(ll, xr.DataArray(onehot, dims=("cell", "llm")), dim="cell")
@@ -58,10 +61,12 @@ def marginal_llm_log_likelihood(
     """Per-draw ``log p(y_i | benchmark parameters)`` with each LLM's latents integrated out.
 
     For each draw and LLM ``i`` the scores ``y_i`` are jointly Gaussian once capability
-    (prior: its population's distribution, :func:`safetywash.analysis.latent.capability_prior`) and
-    area factors (prior ``Normal(0, 1)``) are integrated out; see
-    :func:`safetywash.analysis.latent.gaussian_latent_posterior`. For a one-factor fit this is the
-    log-likelihood a ``capability="marginal"`` fit stores.
+    (prior: its population's distribution, :func:`safetywash.analysis.latent.capability_prior`)
+    and area factors (prior ``Normal(0, 1)``) are integrated out. Without area factors this
+    is the model's own marginal likelihood
+    (:func:`safetywash.model.likelihood.marginal_loglik_by_llm`, the log-likelihood a
+    ``capability="marginal"`` fit stores); with them, see
+    :func:`safetywash.analysis.latent.gaussian_latent_posterior`.
 
     Returns
     -------
@@ -69,35 +74,59 @@ def marginal_llm_log_likelihood(
         Over ``(chain, draw, llm)``.
     """
     params = benchmark_parameters(dt, group=group)
-    const = dt["constant_data"]
-    llms = np.asarray(const["llm"].values, dtype=str)
-    pops = np.asarray(const["population_label"].values, dtype=str)
-    llm_idx = np.asarray(const["llm_index"].values, dtype=np.int64)
-    bench_idx = np.asarray(const["benchmark_index"].values, dtype=np.int64)
-    y_all = np.asarray(dt["observed_data"][var_name].values, dtype=float)
-    priors = {p: latent_prior(params, *capability_prior(dt, p, group=group)) for p in set(pops)}
-    out = np.empty((params.intercept.shape[0], len(llms)))
-    for i in range(len(llms)):
-        cells = np.flatnonzero(llm_idx == i)
-        b = bench_idx[cells]
-        _, _, logp = gaussian_latent_posterior(
-            y_all[cells],
-            params.intercept[:, b],
-            params.design(b),
-            params.residual_sd[:, b],
-            *priors[pops[i]],
+    llms = llm_table(dt)
+    y = np.asarray(dt["observed_data"][var_name].values, dtype=float)
+    populations = sorted(set(llms["population"]))
+    priors = [capability_prior(dt, p, group=group) for p in populations]
+    population_idx = np.array([populations.index(p) for p in llms["population"]])
+    if params.factors:
+        out = _with_area_factors(params, y, cell_index(dt), population_idx, priors)
+    else:
+        out = marginal_loglik_by_llm(
+            y,
+            *cell_index(dt),
+            population_idx,
+            params.intercept,
+            params.loading,
+            params.residual_sd,
+            np.stack([mean for mean, _ in priors], axis=-1),
+            np.stack([sd for _, sd in priors], axis=-1),
         )
-        out[:, i] = logp
     return xr.DataArray(
         out.reshape(params.chains, params.draws, len(llms)),
         dims=("chain", "draw", "llm"),
         coords={
             "chain": dt[group]["chain"].values,
             "draw": dt[group]["draw"].values,
-            "llm": llms,
+            "llm": llms.index.to_numpy(),
         },
         name=var_name,
     )
+
+
+def _with_area_factors(
+    params: BenchmarkParameters,
+    y: np.ndarray,
+    cells: tuple[np.ndarray, np.ndarray],
+    population_idx: np.ndarray,
+    priors: list[tuple[np.ndarray, np.ndarray]],
+) -> np.ndarray:
+    """``log p(y_i)`` of every LLM with capability and area factors integrated out,
+    one conjugate Gaussian problem per LLM, shape ``(n_samples, n_llms)``."""
+    llm_idx, bench_idx = cells
+    latent_priors = [latent_prior(params, mean, sd) for mean, sd in priors]
+    out = np.empty((params.intercept.shape[0], len(population_idx)))
+    for i, p in enumerate(population_idx):
+        mine = np.flatnonzero(llm_idx == i)
+        b = bench_idx[mine]
+        _, _, out[:, i] = gaussian_latent_posterior(
+            y[mine],
+            params.intercept[:, b],
+            params.design(b),
+            params.residual_sd[:, b],
+            *latent_priors[p],
+        )
+    return out
 
 
 def relative_efficiency(dt: xr.DataTree, *, group: str = "posterior") -> float:

@@ -10,11 +10,11 @@ per posterior draw, which gives draws from the posterior of the new LLM's capabi
 its scores and the fitted study (the fit's own LLMs are not refitted: the new LLM does not
 update the benchmark parameters).
 
-Predicted scores add the residual noise and are mapped back to the benchmark's stored
-units (inverse standardisation, then inverse logit for logit-transformed benchmarks, then
-the catalog's direction), clipped to the declared range of valid values
-(:func:`safetywash.analysis.scales.to_raw_scale`). Scores are read and checked by
-:mod:`safetywash.analysis.newscores`.
+Predicted scores are drawn from the model's predictive distribution
+(:mod:`safetywash.model.likelihood`: cell mean plus residual noise) and mapped back to the
+benchmark's stored units by the fit's score transform
+(:func:`safetywash.inference.fitfile.fitted_transform`), clipped to the declared range of
+valid values. Scores are read and checked by :mod:`safetywash.analysis.newscores`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from safetywash.analysis.latent import (
     gaussian_latent_posterior,
     latent_prior,
 )
-from safetywash.analysis.scales import benchmark_table, to_model_scale, to_raw_scale
+from safetywash.inference.fitfile import benchmark_table, fitted_transform
+from safetywash.model.likelihood import cell_mean, cell_sd, predictive_draws
+from safetywash.model.transform import ScoreTransform
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Probability of the equal-tailed intervals of a new LLM's capability and predictions.
@@ -72,13 +74,25 @@ def _latent_draws(
 
 
 def _predicted_scores(
-    params: BenchmarkParameters, u: np.ndarray, table: pd.DataFrame, rng: np.random.Generator
+    params: BenchmarkParameters,
+    u: np.ndarray,
+    transform: ScoreTransform,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """Posterior predictive scores of every benchmark in stored units, shape ``(S, B)``."""
-    all_idx = np.arange(len(params.benchmarks))
-    mu = params.intercept + np.einsum("snk,sk->sn", params.design(all_idx), u)
-    y_new = mu + params.residual_sd * rng.standard_normal(mu.shape)
-    return to_raw_scale(y_new, table)
+    bench_idx = np.arange(len(params.benchmarks))
+    llm_idx = np.zeros(len(bench_idx), dtype=np.int64)  # the new LLM is the only one
+    factor_terms = {}
+    if params.factors:
+        factor_terms = {
+            "factor_loading": params.factor_loading,
+            "area_factor": u[:, None, 1:],
+            # benchmarks without a factor have loading 0: any factor index will do
+            "cell_factor": np.maximum(params.factor_of, 0),
+        }
+    mu = cell_mean(params.intercept, params.loading, u[:, :1], llm_idx, bench_idx, **factor_terms)
+    y_new = predictive_draws(mu, cell_sd(params.residual_sd, bench_idx), rng)
+    return transform.inverse(y_new, transform.positions(params.benchmarks), clip=True)
 
 
 def score_new_llm(
@@ -132,10 +146,11 @@ def score_new_llm(
     table = table.loc[keys]
     given = [k for k in keys if k in scores.index]
     idx = np.array([keys.index(k) for k in given], dtype=np.int64)
-    y = to_model_scale(scores.loc[given].to_numpy(dtype=float), table.loc[given])
+    transform = fitted_transform(dt)
+    y = transform.forward(scores.loc[given].to_numpy(dtype=float), transform.positions(given))
     rng = np.random.default_rng(seed)
     u = _latent_draws(dt, params, y, idx, population, rng, group)
-    predicted = _predicted_scores(params, u, table, rng)
+    predicted = _predicted_scores(params, u, transform, rng)
     out = _result(dt, params, u, predicted, scores.reindex(keys), table, ci_prob, group)
     out.attrs = {
         "ci_prob": ci_prob,

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.scales import benchmark_table
 from safetywash.data.errors import StudyValidationError
-from safetywash.inference.fitfile import excluded_benchmarks, fit_config
+from safetywash.inference.fitfile import benchmark_table, excluded_benchmarks, fit_config
 
 
 def _close(key: str, keys: list[str]) -> str:

@@ -14,7 +14,10 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from safetywash.analysis.intervals import CI_PROB as DEFAULT_CI_PROB
+from safetywash.analysis.intervals import CI_PROB
+from safetywash.analysis.predictive import cell_parameters
+from safetywash.inference.fitfile import benchmark_table, cell_index, fit_info, llm_table
+from safetywash.model.likelihood import predictive_draws
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Fewest LLMs two benchmarks must share for their correlation to be checked.
@@ -77,8 +80,9 @@ def replicate_scores(
 ) -> xr.DataArray:
     """Replicated standardised scores of the observed cells, simulated from the posterior.
 
-    ``score = intercept + loading * capability (+ factor_loading * area_factor)
-    + Normal(0, residual_sd)`` for every observed cell, one replicate per posterior draw.
+    One replicate per posterior draw from the model's predictive distribution
+    (:func:`safetywash.analysis.predictive.cell_parameters`: ``intercept + loading *
+    capability (+ factor_loading * area_factor)`` plus ``Normal(0, residual_sd)`` noise).
 
     Parameters
     ----------
@@ -94,46 +98,29 @@ def replicate_scores(
     Returns
     -------
     xarray.DataArray
-        Dims ``("sample", "cell")``.
+        Dims ``("sample", "cell")``, with ``llm`` and ``benchmark`` coordinates on ``cell``.
     """
-    post = dt[group].to_dataset().stack(sample=SAMPLE_DIMS)
-    keep = _thin(post.sizes["sample"], max_draws)
-    post = post.isel(sample=keep)
-    const = dt["constant_data"]
-    b = const["benchmark_index"].values
-    ll = const["llm_index"].values
-    alpha = post["intercept"].transpose("sample", "benchmark").values
-    lam = post["loading"].transpose("sample", "benchmark").values
-    sigma = post["residual_sd"].transpose("sample", "benchmark").values
-    theta = post["capability"].transpose("sample", "llm").values
-    mu = alpha[:, b] + lam[:, b] * theta[:, ll]
-    if "factor_loading" in post.data_vars and "area_factor" in post.data_vars:
-        keys = list(const["benchmark"].values.astype(str))
-        area = dict(zip(keys, const["benchmark_area"].values.astype(str), strict=True))
-        factors = list(post["factor"].values.astype(str))
-        gamma = post["factor_loading"].transpose("sample", "factor_benchmark")
-        eta = post["area_factor"].transpose("sample", "llm", "factor").values
-        for j, key in enumerate(gamma["factor_benchmark"].values.astype(str)):
-            cells = b == keys.index(key)
-            f = factors.index(area[key])
-            mu[:, cells] += gamma.values[:, [j]] * eta[:, ll[cells], f]
+    mu, sd = cell_parameters(dt, group=group)
+    n_cells = mu.sizes["cell"]
+    keep = _thin(mu.sizes["chain"] * mu.sizes["draw"], max_draws)
+    # samples in (chain, draw) order, as stack(sample=("chain", "draw"))
+    mu_kept = mu.values.reshape(-1, n_cells)[keep]
+    sd_kept = sd.values.reshape(-1, n_cells)[keep]
     if seed is None:
-        seed = int(dt.attrs.get("seed", 0)) + 2
-    rng = np.random.default_rng(seed)
-    y = mu + sigma[:, b] * rng.standard_normal(mu.shape)
-    return xr.DataArray(y, dims=("sample", "cell"), coords={"cell": const["cell"].values})
+        seed = fit_info(dt).seed + 2
+    y = predictive_draws(mu_kept, sd_kept, np.random.default_rng(seed))
+    return xr.DataArray(y, dims=("sample", "cell"), coords=mu["cell"].coords)
 
 
 def _score_grid(dt: xr.DataTree, var_name: str) -> tuple[np.ndarray, np.ndarray, list]:
     """The observed cells as an LLM x benchmark mask, the scores on that grid, and keys."""
-    const = dt["constant_data"]
-    b = const["benchmark_index"].values
-    ll = const["llm_index"].values
-    observed = np.zeros((const.sizes["llm"], const.sizes["benchmark"]), dtype=bool)
-    observed[ll, b] = True
+    llm_idx, bench_idx = cell_index(dt)
+    keys = list(benchmark_table(dt).index)
+    observed = np.zeros((len(llm_table(dt)), len(keys)), dtype=bool)
+    observed[llm_idx, bench_idx] = True
     y_obs = np.zeros(observed.shape)
-    y_obs[ll, b] = dt["observed_data"][var_name].values
-    return observed, y_obs, list(const["benchmark"].values.astype(str))
+    y_obs[llm_idx, bench_idx] = dt["observed_data"][var_name].values
+    return observed, y_obs, keys
 
 
 def _replicates(dt, group, var_name, max_draws, seed) -> tuple[np.ndarray, str]:
@@ -149,10 +136,10 @@ def _replicated_correlations(
     dt: xr.DataTree, rep: np.ndarray, observed: np.ndarray, min_pairs: int
 ) -> np.ndarray:
     """Correlation matrix of every replicate, shape ``(sample, benchmark, benchmark)``."""
-    const = dt["constant_data"]
+    llm_idx, bench_idx = cell_index(dt)
     n_bench = observed.shape[1]
     y_rep = np.zeros((rep.shape[0], *observed.shape))
-    y_rep[:, const["llm_index"].values, const["benchmark_index"].values] = rep
+    y_rep[:, llm_idx, bench_idx] = rep
     r_rep = np.empty((len(y_rep), n_bench, n_bench))
     for start in range(0, len(y_rep), CHUNK_DRAWS):
         chunk = y_rep[start : start + CHUNK_DRAWS]
@@ -167,7 +154,7 @@ def correlation_ppc(
     *,
     group: str = "posterior_predictive",
     var_name: str = "score",
-    ci_prob: float = DEFAULT_CI_PROB,
+    ci_prob: float = CI_PROB,
     max_draws: int | None = DEFAULT_MAX_DRAWS,
     min_pairs: int = MIN_PAIRS,
     seed: int | None = None,
@@ -232,6 +219,6 @@ def correlation_ppc(
             "ci_prob": ci_prob,
             "source": source,
             "min_pairs": min_pairs,
-            "study_name": str(dt.attrs.get("study_name", "fit")),
+            "study_name": fit_info(dt).study_name,
         },
     )

@@ -15,14 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.inference.fitfile import benchmark_table, cell_index
+from safetywash.analysis.latent import SAMPLE_DIMS, area_factor_loadings, sample_values
+from safetywash.inference.fitfile import cell_index
 from safetywash.model.likelihood import cell_mean, cell_sd, log_density, predictive_draws
-
-SAMPLE_DIMS = ("chain", "draw")
-
-
-def _values(da: xr.DataArray, *dims: str) -> np.ndarray:
-    return np.asarray(da.transpose(*SAMPLE_DIMS, *dims).values, dtype=float)
 
 
 def _positions(index: pd.Index, keys: Sequence[str], what: str) -> np.ndarray:
@@ -44,23 +39,17 @@ def _cells(dt: xr.DataTree, post: xr.Dataset, llms, benchmarks) -> tuple[np.ndar
     return _positions(llm_keys, llms, "LLM"), _positions(bench_keys, benchmarks, "benchmark")
 
 
-def _factor_terms(dt: xr.DataTree, post: xr.Dataset, bench_idx: np.ndarray) -> dict:
+def _factor_terms(dt: xr.DataTree, group: str, bench_idx: np.ndarray) -> dict:
     """Keyword arguments of :func:`cell_mean` for the area factors (empty without)."""
+    post = dt[group]
     if "factor_loading" not in post.data_vars:
         return {}
-    keys = list(np.asarray(post["benchmark"].values, dtype=str))
-    area = benchmark_table(dt)["area"]
-    factors = [str(f) for f in post["area_factor"]["factor"].values]
-    values = _values(post["factor_loading"], "factor_benchmark")
-    gamma = np.zeros((*values.shape[:2], len(keys)))
-    factor_of = np.zeros(len(keys), dtype=np.int64)
-    for j, key in enumerate(np.asarray(post["factor_loading"]["factor_benchmark"].values, str)):
-        gamma[..., keys.index(key)] = values[..., j]
-        factor_of[keys.index(key)] = factors.index(area[key])
+    gamma, factor_of, _ = area_factor_loadings(dt, group=group)
     return {
         "factor_loading": gamma,
-        "area_factor": _values(post["area_factor"], "llm", "factor"),
-        "cell_factor": factor_of[bench_idx],
+        "area_factor": sample_values(post["area_factor"], "llm", "factor"),
+        # benchmarks without a factor have loading 0: any factor index will do
+        "cell_factor": np.maximum(factor_of, 0)[bench_idx],
     }
 
 
@@ -91,14 +80,14 @@ def cell_parameters(
     post = dt[group].to_dataset()
     llm_idx, bench_idx = _cells(dt, post, llms, benchmarks)
     mu = cell_mean(
-        _values(post["intercept"], "benchmark"),
-        _values(post["loading"], "benchmark"),
-        _values(post["capability"], "llm"),
+        sample_values(post["intercept"], "benchmark"),
+        sample_values(post["loading"], "benchmark"),
+        sample_values(post["capability"], "llm"),
         llm_idx,
         bench_idx,
-        **_factor_terms(dt, post, bench_idx),
+        **_factor_terms(dt, group, bench_idx),
     )
-    sd = cell_sd(_values(post["residual_sd"], "benchmark"), bench_idx)
+    sd = cell_sd(sample_values(post["residual_sd"], "benchmark"), bench_idx)
     coords = {
         "chain": post["chain"].values,
         "draw": post["draw"].values,

@@ -1,1 +1,1 @@
-"""analysis."""
+"""Analyses of fits (separability, comparisons, predictions) and refit-based studies."""

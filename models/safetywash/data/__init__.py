@@ -1,1 +1,1 @@
-"""data."""
+"""Input tables: catalogs, studies, validation, readers and the registered datasets."""

@@ -1,1 +1,1 @@
-"""inference."""
+"""Sampling, convergence diagnostics and the self-describing fit file."""

@@ -1,1 +1,1 @@
-"""data/sources."""
+"""One reader per registered dataset, each returning a validated BenchmarkStudy."""

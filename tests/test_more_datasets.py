@@ -472,7 +472,8 @@ def _openllm_reference(root: Path) -> pd.DataFrame:
     raw = pd.read_csv(root / OPENLLM_FILE)
     raw["_row"] = np.arange(len(raw))
     kept = raw.sort_values(["hf_open_llm_v1", "_row"], ascending=[False, True])
-    kept = kept.drop_duplicates("model").set_index("model")
+    # Hugging Face repository ids ignore case: two spellings are one model.
+    kept = kept.assign(_id=kept["model"].str.lower()).drop_duplicates("_id").set_index("model")
     failed = (kept["HFV1_GSM8K"] == 0) & (kept["HFV1_MMLU"] >= 30)
     kept.loc[failed, "HFV1_GSM8K"] = np.nan
     return kept[_OLLM_BENCHMARKS]
@@ -481,9 +482,9 @@ def _openllm_reference(root: Path) -> pd.DataFrame:
 def test_openllm_counts_match_plain_pandas(shared_dataset, shared_study):
     study = shared_study(OPENLLM)
     ref = _openllm_reference(shared_dataset(OPENLLM))
-    assert study.n_llms == len(ref) == 1756
+    assert study.n_llms == len(ref) == 1755
     assert list(study.benchmarks.index) == _OLLM_BENCHMARKS
-    assert study.n_cells == int(ref.notna().sum().sum()) == 6 * 1756 - 16
+    assert study.n_cells == int(ref.notna().sum().sum()) == 6 * 1755 - 16
     wide = study.to_wide().reindex(index=ref.index)
     np.testing.assert_array_equal(wide.to_numpy(), ref.to_numpy())
     assert study.excluded == ("hf_open_llm_v1",)
@@ -491,7 +492,7 @@ def test_openllm_counts_match_plain_pandas(shared_dataset, shared_study):
 
 def test_openllm_missing_fraction_and_directions(shared_dataset, shared_study):
     study = shared_study(OPENLLM)
-    assert study.missing_fraction == pytest.approx(16 / (6 * 1756))
+    assert study.missing_fraction == pytest.approx(16 / (6 * 1755))
     bench = study.benchmarks
     assert bench.loc["HFV1_TruthfulQA", ["role", "area", "direction"]].tolist() == [
         "safety",
@@ -502,6 +503,12 @@ def test_openllm_missing_fraction_and_directions(shared_dataset, shared_study):
     # Duplicated name: the higher-average submission is kept whole.
     wide = study.to_wide()
     assert wide.loc["CohereForAI/c4ai-command-r-plus", "HFV1_GSM8K"] == 70.74
+    # The same name in two spellings (lines 708 and 795): the higher average, line 708.
+    spelled = [
+        k for k in wide.index if k.lower() == "pinkyponky/mistral-7b-instruct-sft-tuned-v0.2"
+    ]
+    assert spelled == ["pinkyponky/Mistral-7B-Instruct-sft-tuned-v0.2"]
+    assert wide.loc[spelled[0], "HFV1_GSM8K"] == 50.34
     # A failed GSM8K run (MMLU 70.37) is missing; a near-chance zero is kept.
     assert np.isnan(wide.loc["chargoddard/MelangeC-70b", "HFV1_GSM8K"])
     ref = _openllm_reference(shared_dataset(OPENLLM))
@@ -603,3 +610,94 @@ def test_catalog_bounds_hold_for_every_column(shared_dataset):
     assert set(frame.columns) == set(ollm.index)
     for key in frame.columns:
         assert frame[key].between(ollm.loc[key, "lower"], ollm.loc[key, "upper"]).all(), key
+
+
+# ====================================================================== names in every source
+_SPELLINGS = (
+    "org/x,50,40,60,50,45,70,35\n"  # line 2
+    "org/b,55,45,65,60,40,72,48\n"
+    "Org/X,60,50,70,60,50,75,55\n"  # line 4: org/x again, higher average
+    "org/c,45,35,55,55,41,66,30\n"
+)
+
+
+def test_openllm_names_differing_in_case_are_one_model(tmp_path: Path):
+    root, path = _tiny_openllm(tmp_path, _SPELLINGS)
+    wide = read_open_llm_leaderboard_v1(root).to_wide()
+    assert list(wide.index) == ["org/b", "Org/X", "org/c"]  # the higher-average row's spelling
+    assert wide.loc["Org/X", "HFV1_ARC"] == 50
+    with pytest.raises(StudyValidationError) as err:
+        read_open_llm_leaderboard_v1(root, duplicates="error")
+    assert str(err.value) == (
+        f"{path}, line 4, column 'model', LLM 'Org/X': model names 'org/x' (line 2) and "
+        "'Org/X' (line 4) differ only in case; pass duplicates='best' to keep the row with "
+        "the highest hf_open_llm_v1"
+    )
+
+
+def test_openllm_control_character_in_name(tmp_path: Path):
+    root, path = _tiny_openllm(tmp_path, _SPELLINGS.replace("org/b", "org/\x1bb"))
+    with pytest.raises(StudyValidationError) as err:
+        read_open_llm_leaderboard_v1(root)
+    assert str(err.value) == (
+        f"{path}, line 3, column 'model': 'org/\\x1bb' contains the control character "
+        "U+001B (ESC): names, benchmark keys and metadata must be printable text"
+    )
+
+
+def _rename_epoch_version(root: Path, old: str, new: str) -> None:
+    """Rename a version id in every file of a tiny release (registry and scores)."""
+    for path in (root / "data").glob("*.csv"):
+        text = path.read_bytes().decode("utf-8-sig")
+        lines = [
+            ",".join(new if cell == old else cell for cell in line.split(","))
+            for line in text.split("\n")
+        ]
+        path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def test_epoch_versions_differing_in_case(tmp_path: Path):
+    # "few" (registry line 9) has too few scores: spelled "V1", it never meets "v1".
+    root, catalog = _tiny_epoch(tmp_path / "filtered")
+    _rename_epoch_version(root, "few", "V1")
+    study = read_epoch_benchmark_stitching(root, catalog=catalog)
+    assert list(study.llms.index) == ["v1", "v2", "v3", "v4", "v5"]
+    # "v2" (line 3) passes every filter: spelled "V1", the study would hold both.
+    root, catalog = _tiny_epoch(tmp_path / "kept")
+    _rename_epoch_version(root, "v2", "V1")
+    versions = root / "data/model_versions.csv"
+    with pytest.raises(StudyValidationError) as err:
+        read_epoch_benchmark_stitching(root, catalog=catalog)
+    assert str(err.value) == (
+        f"{versions}, line 3, column 'id', LLM 'V1': LLM names 'v1' (line 2) and 'V1' "
+        "(line 3) differ only in case; spell one LLM the same way on every line, or give "
+        "two LLMs names that differ in more than case"
+    )
+
+
+def test_epoch_control_character_in_version(tmp_path: Path):
+    root, catalog = _tiny_epoch(tmp_path)
+    path = root / "data/external_benchmark_gsm8k.csv"
+    text = path.read_bytes().decode("utf-8-sig")
+    path.write_text(text.replace("45%,v4", "45%,v\x004"), encoding="utf-8")
+    with pytest.raises(StudyValidationError) as err:
+        read_epoch_benchmark_stitching(root, catalog=catalog)
+    assert str(err.value) == (
+        f"{path}, line 5, column 'Model version': 'v\\x004' contains the control character "
+        "U+0000 (NUL): names, benchmark keys and metadata must be printable text"
+    )
+
+
+def test_helm_models_differing_in_case(helm_copy: Path):
+    path = helm_copy / "benchbench/data/helm/accuracy.tsv"
+    first = _edit_tsv(path, "Llama 2 (13B)", None, "LLAMA 2 (7B)")
+    line = _edit_tsv(path, "Llama 2 (7B)", None, "Llama 2 (7B)")
+    assert first < line
+    with pytest.raises(StudyValidationError) as err:
+        read_helm_benchbench(helm_copy)
+    assert str(err.value) == (
+        f"{path}, line {line}, column 'Model/adapter', LLM 'Llama 2 (7B)': LLM names "
+        f"'LLAMA 2 (7B)' (line {first}) and 'Llama 2 (7B)' (line {line}) differ only in case; "
+        "spell one LLM the same way on every line, or give two LLMs names that differ in "
+        "more than case"
+    )

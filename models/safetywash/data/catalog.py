@@ -16,6 +16,8 @@ import pandas as pd
 
 from safetywash.data.errors import CatalogError, raise_first_bad_row
 from safetywash.data.files import SOURCE_ROOT
+from safetywash.data.names import CONTROL_CHARACTERS, control_character_problem
+from safetywash.data.table import read_table
 
 ROLES = ("capability", "safety", "excluded")
 MODELLED_ROLES = ("capability", "safety")
@@ -73,32 +75,40 @@ def shipped_catalog_path(name: str) -> Path:
     raise CatalogError(f"no shipped catalog for dataset {name!r} (looked for {in_repo})")
 
 
-def load_catalog(path_or_name: str | Path) -> pd.DataFrame:
+def load_catalog(path_or_name: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
     """Read and validate a benchmark catalog.
 
     Parameters
     ----------
     path_or_name : str or pathlib.Path
         A CSV path, or the name of a shipped catalog (``"safetywashing"``).
+    encoding : str
+        Text encoding of a CSV path (shipped catalogs are UTF-8).
 
     Returns
     -------
     pandas.DataFrame
         Indexed by benchmark ``key`` with the columns of :data:`CATALOG_COLUMNS`.
+
+    Raises
+    ------
+    CatalogError
+        For a missing, empty or undecodable file, a malformed row (naming its line and
+        column), or a catalog that breaks a rule of ``data/README.md``.
     """
     path = Path(path_or_name)
     if not path.suffix and not path.exists():
         path = shipped_catalog_path(str(path_or_name))
+        encoding = "utf-8"
     if not path.is_file():
         raise CatalogError("catalog file not found", source=str(path))
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError as err:
-        raise CatalogError("the catalog file is empty", source=str(path)) from err
+    raw = read_table(path, encoding=encoding, min_rows=0, error=CatalogError)
     return validate_catalog(raw, source=str(path))
 
 
-def as_catalog(catalog: str | Path | pd.DataFrame, *, source: str = "catalog") -> pd.DataFrame:
+def as_catalog(
+    catalog: str | Path | pd.DataFrame, *, source: str = "catalog", encoding: str = "utf-8"
+) -> pd.DataFrame:
     """A validated catalog from a shipped catalog's name, a CSV path or a table.
 
     Parameters
@@ -108,6 +118,8 @@ def as_catalog(catalog: str | Path | pd.DataFrame, *, source: str = "catalog") -
         table indexed by ``key`` (or ``benchmark``), e.g. a study's ``benchmarks``.
     source : str
         Name used in error messages for a table.
+    encoding : str
+        Text encoding of a CSV path.
 
     Returns
     -------
@@ -115,7 +127,7 @@ def as_catalog(catalog: str | Path | pd.DataFrame, *, source: str = "catalog") -
         As from :func:`validate_catalog`.
     """
     if not isinstance(catalog, pd.DataFrame):
-        return load_catalog(catalog)
+        return load_catalog(catalog, encoding=encoding)
     if "key" in catalog.columns:
         return validate_catalog(catalog, source=source)
     if catalog.index.name in ("key", "benchmark"):
@@ -169,7 +181,8 @@ def validate_catalog(raw: pd.DataFrame, *, source: str = "catalog") -> pd.DataFr
 def _normalised(raw: pd.DataFrame, source: str) -> pd.DataFrame:
     """Text columns as stripped strings, number columns as floats; a ``line`` per row."""
     out = pd.DataFrame(index=raw.index)
-    out["line"] = np.arange(len(raw)) + 2  # the header is line 1
+    # A table read from a file knows its lines; otherwise the header is line 1.
+    out["line"] = raw["line"] if "line" in raw.columns else np.arange(len(raw)) + 2
     for col in (*_TEXT_COLUMNS, "key"):
         values = raw[col] if col in raw.columns else pd.Series("", index=raw.index)
         out[col] = values.fillna("").astype(str).str.strip()
@@ -201,6 +214,7 @@ def _row_rules(out: pd.DataFrame) -> list[_Rule]:
     """Rules on each row's own fields, in the order they are checked within a row."""
     modelled = out["role"].isin(MODELLED_ROLES)
     return [
+        *_printable_rules(out),
         ((out["key"] == "").to_numpy(), "key", lambda r: "empty benchmark key"),
         (
             (~out["role"].isin(ROLES)).to_numpy(),
@@ -236,6 +250,21 @@ def _row_rules(out: pd.DataFrame) -> list[_Rule]:
             lambda r: f"lower bound {r['lower']} is not below upper bound {r['upper']}",
         ),
     ]
+
+
+def _printable_rules(out: pd.DataFrame) -> list[_Rule]:
+    """Keys and text fields hold no control character (a note may hold tabs and line breaks)."""
+    rules: list[_Rule] = []
+    for col in ("key", *_TEXT_COLUMNS):
+        text = out[col] if col != "note" else out[col].str.replace(r"[\t\r\n]", "", regex=True)
+        rules.append(
+            (
+                text.str.contains(CONTROL_CHARACTERS).to_numpy(),
+                col,
+                lambda r, col=col: control_character_problem(r[col]),
+            )
+        )
+    return rules
 
 
 def _check_rows(out: pd.DataFrame, rules: list[_Rule], source: str) -> None:

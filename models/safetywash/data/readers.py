@@ -8,13 +8,14 @@ registered datasets are in :mod:`safetywash.data.sources`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from safetywash.data.catalog import as_catalog, validate_catalog
 from safetywash.data.errors import StudyValidationError, raise_first_bad_row
+from safetywash.data.names import check_declared, check_distinct_case, declared_values
 from safetywash.data.study import BenchmarkStudy
 from safetywash.data.table import (
     check_unique_llms,
@@ -35,10 +36,11 @@ def _catalog_for(
     default_direction: str | None,
     capability: Iterable[str],
     source: str,
+    encoding: str = "utf-8",
 ) -> pd.DataFrame:
     """The catalog for a generic file: a metadata CSV, or defaults given by argument."""
     if metadata is not None:
-        return as_catalog(metadata, source="metadata")
+        return as_catalog(metadata, source="metadata", encoding=encoding)
     if default_direction is None:
         raise StudyValidationError(
             "unknown direction: no benchmark metadata was given, so it is not known whether "
@@ -70,6 +72,8 @@ def read_wide_csv(
     capability: Iterable[str] = (),
     min_llms: int = MIN_LLMS_PER_BENCHMARK,
     name: str | None = None,
+    populations: Collection[str] | None = None,
+    encoding: str = "utf-8",
 ) -> BenchmarkStudy:
     """Read a wide score table: one row per LLM, one column per benchmark.
 
@@ -93,20 +97,33 @@ def read_wide_csv(
         Fewest observed LLMs a benchmark may have.
     name : str, optional
         Study name (default: the file stem).
+    populations : collection of str, optional
+        The populations the file may use: every value of its ``population`` column must be
+        one of them (a typo such as ``caht`` fails, naming its line and the close matches
+        instead of starting a population of one LLM). Without it any value is accepted.
+    encoding : str
+        Text encoding of the file and of a metadata CSV (e.g. ``"latin-1"``); UTF-8 with or
+        without a byte-order mark by default.
 
     Returns
     -------
     BenchmarkStudy
+
+    Raises
+    ------
+    StudyValidationError
+        On the first problem, naming file, line and column: besides the study's checks, LLM
+        names that repeat or differ only in case, control characters in names or keys,
+        undeclared populations and bytes that are not text in ``encoding``.
     """
     path = Path(path)
     source = str(path)
-    frame = read_table(path, required=[llm_column])
-    check_unique_llms(frame, llm_column, source)
+    frame = _read_wide_table(path, llm_column, populations, encoding)
     meta = [c for c in LLM_META_COLUMNS if c in frame.columns]
     score_columns = [c for c in frame.columns if c not in (llm_column, "line", *meta)]
     if not score_columns:
         raise StudyValidationError("no benchmark columns besides the LLM columns", source=source)
-    catalog = _catalog_for(score_columns, metadata, default_direction, capability, source)
+    catalog = _catalog_for(score_columns, metadata, default_direction, capability, source, encoding)
     modelled, excluded = modelled_columns(score_columns, catalog, source)
     long = wide_to_long(
         frame,
@@ -135,6 +152,8 @@ def read_long_csv(
     capability: Iterable[str] = (),
     min_llms: int = MIN_LLMS_PER_BENCHMARK,
     name: str | None = None,
+    populations: Collection[str] | None = None,
+    encoding: str = "utf-8",
 ) -> BenchmarkStudy:
     """Read a long score table: one row per observed (llm, benchmark, value) cell.
 
@@ -144,16 +163,30 @@ def read_long_csv(
         CSV with columns ``llm``, ``benchmark``, ``value``; optional per-LLM columns
         ``display_name``, ``population``, ``family``, ``params``, ``flop`` must agree on
         every row of the same LLM.
-    metadata, default_direction, capability, min_llms, name
+    metadata, default_direction, capability, min_llms, name, populations, encoding
         As in :func:`read_wide_csv`.
 
     Returns
     -------
     BenchmarkStudy
+
+    Raises
+    ------
+    StudyValidationError
+        As :func:`read_wide_csv`; an LLM may be on many rows, but always spelled the same.
     """
     path = Path(path)
     source = str(path)
-    frame = read_table(path, required=["llm", "benchmark", "value"])
+    declared = declared_values(populations)
+    frame = read_table(
+        path,
+        required=["llm", "benchmark", "value"],
+        encoding=encoding,
+        names=["llm", "benchmark", *LLM_META_COLUMNS],
+    )
+    raise_first_bad_row(frame, frame["llm"] == "", "empty LLM name", source=source, column="llm")
+    check_distinct_case(frame, "llm", source=source)
+    _check_populations(frame, declared, source, "llm")
     raise_first_bad_row(
         frame,
         frame["value"] == "",
@@ -163,7 +196,7 @@ def read_long_csv(
         llm_of="llm",
     )
     benchmarks = list(pd.unique(frame["benchmark"]))
-    catalog = _catalog_for(benchmarks, metadata, default_direction, capability, source)
+    catalog = _catalog_for(benchmarks, metadata, default_direction, capability, source, encoding)
     modelled, excluded = modelled_columns(benchmarks, catalog, source, long=frame)
     long = frame[frame["benchmark"].isin(modelled)]
     meta = [c for c in LLM_META_COLUMNS if c in frame.columns]
@@ -201,3 +234,30 @@ def _long_llm_metadata(long: pd.DataFrame, meta: list[str], source: str) -> pd.D
         )
     firsts = long.drop_duplicates("llm")
     return llm_metadata(firsts, "llm", {c: c for c in meta}, source)
+
+
+def _read_wide_table(
+    path: Path, llm_column: str, populations: Collection[str] | None, encoding: str
+) -> pd.DataFrame:
+    """A wide file's table: one printable LLM name per row, populations as declared."""
+    declared = declared_values(populations)
+    names = [llm_column, *LLM_META_COLUMNS]
+    frame = read_table(path, required=[llm_column], encoding=encoding, names=names)
+    check_unique_llms(frame, llm_column, str(path))
+    _check_populations(frame, declared, str(path), llm_column)
+    return frame
+
+
+def _check_populations(
+    frame: pd.DataFrame, declared: tuple[str, ...] | None, source: str, llm_column: str
+) -> None:
+    """With declared populations, the ``population`` column must hold only those."""
+    if declared is None:
+        return
+    if "population" not in frame.columns:
+        raise StudyValidationError(
+            f"populations {list(declared)} were declared but the file has no 'population' column",
+            source=source,
+            line=1,
+        )
+    check_declared(frame, "population", declared, source=source, llm_of=llm_column)

@@ -25,6 +25,7 @@ import xarray as xr
 
 from safetywash.data.catalog import as_catalog
 from safetywash.data.errors import StudyValidationError
+from safetywash.data.names import close_matches
 from safetywash.data.validate import (
     MIN_LLMS_PER_BENCHMARK,
     validate_llms,
@@ -253,7 +254,8 @@ class BenchmarkStudy:
         known = sorted(set(self.llms["population"]))
         if population not in known:
             raise StudyValidationError(
-                f"unknown population {population!r}; this study has {[*known, 'all']}",
+                f"unknown population {population!r}; this study has {[*known, 'all']}"
+                + close_matches(population, [*known, "all"]),
                 source=self.name,
             )
         members = self.llms.index[self.llms["population"] == population]

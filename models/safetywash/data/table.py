@@ -2,37 +2,64 @@
 
 Every reader of this package reads its files with :func:`read_table`, which keeps the line
 each record starts on, so that any later check can name the file, line and column of the
-first problem. UTF-8 byte-order marks and CRLF line endings are accepted.
+first problem. Files are UTF-8 unless an ``encoding`` is given; UTF-8 byte-order marks and
+CRLF line endings are accepted.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from safetywash.data.encoding import decode_text
 from safetywash.data.errors import StudyValidationError, raise_first_bad_row
+from safetywash.data.names import (
+    check_distinct_case,
+    control_character,
+    control_character_problem,
+)
 
 
 def read_table(
-    path: str | Path, *, required: Sequence[str] = (), delimiter: str = ","
+    path: str | Path,
+    *,
+    required: Sequence[str] = (),
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    names: Sequence[str] = (),
+    min_rows: int = 1,
+    error: type[StudyValidationError] = StudyValidationError,
 ) -> pd.DataFrame:
     """Read a CSV (or TSV) as strings, checking its shape record by record.
 
-    The header must be non-empty with unique names and the ``required`` columns; every data
-    row must have exactly as many fields as the header (blank lines are skipped).
+    The file must decode in ``encoding``; the header must be non-empty with unique,
+    printable names and the ``required`` columns; every data row must have exactly as many
+    fields as the header (blank lines are skipped); the cells of the ``names`` columns must
+    be printable (no control character, tab included).
 
     Parameters
     ----------
     path : str or pathlib.Path
-        The file (UTF-8, optional BOM, LF or CRLF line endings).
+        The file (LF or CRLF line endings; a UTF-8 byte-order mark is dropped).
     required : sequence of str
         Column names that must be present.
     delimiter : str
         Field separator (``","`` or ``"\t"``).
+    encoding : str
+        Text encoding of the file, e.g. ``"latin-1"`` or ``"cp1252"`` for a spreadsheet
+        export that is not UTF-8.
+    names : sequence of str
+        Columns whose cells are names (LLM ids, benchmark keys, metadata); those absent from
+        the file are skipped.
+    min_rows : int
+        Fewest data rows accepted (``0`` accepts a header-only file).
+    error : type
+        The exception class (a :class:`StudyValidationError`).
 
     Returns
     -------
@@ -40,56 +67,89 @@ def read_table(
         All cells as stripped strings (``""`` for empty cells), plus a ``line`` column with
         the 1-based line on which each record starts (the header is line 1), also when a
         quoted field spans several lines.
+
+    Raises
+    ------
+    StudyValidationError
+        For a missing or empty file, bytes that are not text in ``encoding`` (naming the
+        line, byte and column), and the shape problems above, each naming file and line.
     """
     path = Path(path)
     source = str(path)
     if not path.is_file():
-        raise StudyValidationError("file not found", source=source)
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
-        header = next(reader, None)
-        if not header or all(not h.strip() for h in header):
-            raise StudyValidationError("the file is empty (no header line)", source=source)
-        names = [h.strip() for h in header]
-        _check_header(names, required, source)
-        rows, lines = [], []
-        start = reader.line_num + 1  # a quoted field may span lines: name the first one
-        for row in reader:
-            line, start = start, reader.line_num + 1
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(names):
-                raise StudyValidationError(
-                    f"row has {len(row)} fields but the header has {len(names)}",
-                    source=source,
-                    line=line,
-                )
-            rows.append([cell.strip() for cell in row])
-            lines.append(line)
-    if not rows:
-        raise StudyValidationError("the file has a header but no data rows", source=source)
-    frame = pd.DataFrame(rows, columns=names, dtype=str)
-    frame["line"] = lines
+        raise error("file not found", source=source)
+    text = decode_text(path, encoding, delimiter=delimiter, error=error)
+    try:
+        header, rows, lines = _records(text, delimiter, source, required, names, error)
+    except csv.Error as err:
+        raise error(f"unreadable as CSV: {err}", source=source) from err
+    if len(rows) < min_rows:
+        raise error("the file has a header but no data rows", source=source)
+    frame = pd.DataFrame(rows, columns=header, dtype=str)
+    frame["line"] = np.asarray(lines, dtype=np.int64)
     return frame
 
 
-def _check_header(names: list[str], required: Sequence[str], source: str) -> None:
+def _records(
+    text: str,
+    delimiter: str,
+    source: str,
+    required: Sequence[str],
+    names: Sequence[str],
+    error: type[StudyValidationError],
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, stripped rows and their start lines; blank lines skipped.
+
+    Name cells are checked before stripping: a tab or line break at the edge of a name is
+    damage too, not surrounding space.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    raw_header = next(reader, None)
+    if not raw_header or all(not h.strip() for h in raw_header):
+        raise error("the file is empty (no header line)", source=source)
+    header = [h.strip() for h in raw_header]
+    _check_header(raw_header, required, source, error)
+    checked = [(j, name) for j, name in enumerate(header) if name in set(names)]
+    rows, lines = [], []
+    start = reader.line_num + 1  # a quoted field may span lines: name the first one
+    for row in reader:
+        line, start = start, reader.line_num + 1
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise error(
+                f"row has {len(row)} fields but the header has {len(header)}",
+                source=source,
+                line=line,
+            )
+        for j, name in checked:
+            if control_character(row[j]) is not None:
+                problem = control_character_problem(row[j])
+                raise error(problem, source=source, line=line, column=name)
+        rows.append([cell.strip() for cell in row])
+        lines.append(line)
+    return header, rows, lines
+
+
+def _check_header(
+    raw: list[str], required: Sequence[str], source: str, error: type[StudyValidationError]
+) -> None:
     seen: set[str] = set()
-    for name in names:
+    for text in raw:
+        name = text.strip()
         if not name:
-            raise StudyValidationError("empty column name in the header", source=source, line=1)
+            raise error("empty column name in the header", source=source, line=1)
+        if control_character(text) is not None:
+            raise error(control_character_problem(text), source=source, line=1, column=text)
         if name in seen:
-            raise StudyValidationError(
-                "column appears twice in the header", source=source, line=1, column=name
-            )
+            raise error("column appears twice in the header", source=source, line=1, column=name)
         if name == "line":
-            raise StudyValidationError(
-                "'line' is a reserved column name", source=source, line=1, column=name
-            )
+            raise error("'line' is a reserved column name", source=source, line=1, column=name)
         seen.add(name)
+    names = [h.strip() for h in raw]
     missing = [c for c in required if c not in names]
     if missing:
-        raise StudyValidationError(
+        raise error(
             f"missing required column(s) {missing}; the header has {names[:12]}"
             + (" ..." if len(names) > 12 else ""),
             source=source,
@@ -132,10 +192,15 @@ def check_unique(
 
 
 def check_unique_llms(frame: pd.DataFrame, llm_column: str, source: str) -> None:
-    """Every row names a different, non-empty LLM (see :func:`check_unique`)."""
+    """Every row names a different, non-empty LLM, also ignoring case.
+
+    A repeated name fails as in :func:`check_unique`; two names that differ only in case
+    fail naming the lines of both (see :func:`safetywash.data.names.check_distinct_case`).
+    """
     check_unique(frame, llm_column, source=source)
     empty = frame[llm_column] == ""
     raise_first_bad_row(frame, empty, "empty LLM name", source=source, column=llm_column)
+    check_distinct_case(frame, llm_column, source=source)
 
 
 def wide_to_long(

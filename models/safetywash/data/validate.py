@@ -12,6 +12,7 @@ import pandas as pd
 
 from safetywash.data.catalog import MODELLED_ROLES
 from safetywash.data.errors import StudyValidationError, raise_first_bad_row
+from safetywash.data.names import check_printable, control_character, control_character_problem
 
 MIN_LLMS_PER_BENCHMARK = 3
 LLM_COLUMNS = ("display_name", "population", "family", "params", "flop")
@@ -51,6 +52,13 @@ def validate_scores(
     scores = scores.copy()
     scores["llm"] = scores["llm"].astype(str).str.strip()
     scores["benchmark"] = scores["benchmark"].astype(str).str.strip()
+    check_printable(
+        scores,
+        ["llm", "benchmark"],
+        source=source,
+        llm_of="llm",
+        source_of=_cell_location(scores, source)["source_of"],
+    )
     scores["value"] = score_values(scores, source=source)
     _check_unique_cells(scores, source)
     _check_catalogued(scores, catalog, source)
@@ -203,6 +211,7 @@ def validate_llms(llms: pd.DataFrame | None, scores: pd.DataFrame, *, source: st
     if llms.index.duplicated().any():
         dup = llms.index[llms.index.duplicated()][0]
         raise StudyValidationError("LLM listed more than once", source=source, llm=dup)
+    _check_llm_names(llms, source)
     unknown = [k for k in present if k not in llms.index]
     if unknown:
         raise StudyValidationError(
@@ -227,4 +236,25 @@ def validate_llms(llms: pd.DataFrame | None, scores: pd.DataFrame, *, source: st
         llms[col] = pd.to_numeric(llms[col], errors="raise").astype(float)
     for col in ("display_name", "population", "family"):
         llms[col] = llms[col].fillna("").astype(str)
+        bad = [k for k, v in llms[col].items() if control_character(v) is not None]
+        if bad:
+            problem = control_character_problem(llms.loc[bad[0], col])
+            raise StudyValidationError(problem, source=source, column=col, llm=bad[0])
     return llms[list(LLM_COLUMNS)]
+
+
+def _check_llm_names(llms: pd.DataFrame, source: str) -> None:
+    """LLM ids are printable and differ in more than case (readers name the lines first)."""
+    for name in llms.index:
+        if control_character(name) is not None:
+            raise StudyValidationError(control_character_problem(name), source=source)
+    folded = llms.index.str.casefold()
+    if folded.duplicated().any():
+        second = llms.index[folded.duplicated()][0]
+        first = llms.index[folded == second.casefold()][0]
+        raise StudyValidationError(
+            f"LLM names {first!r} and {second!r} differ only in case; spell one LLM the same "
+            "way everywhere, or give two LLMs names that differ in more than case",
+            source=source,
+            llm=second,
+        )

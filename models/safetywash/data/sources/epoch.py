@@ -40,6 +40,7 @@ import pandas as pd
 
 from safetywash.data.catalog import as_catalog
 from safetywash.data.errors import StudyValidationError, raise_first_bad_row
+from safetywash.data.names import check_distinct_case
 from safetywash.data.study import BenchmarkStudy
 from safetywash.data.table import check_unique, read_table
 from safetywash.data.validate import MIN_LLMS_PER_BENCHMARK
@@ -111,7 +112,9 @@ EPOCH_EXTERNAL: dict[str, ExternalFile] = {
 }
 #: Internal runs: columns of ``benchmarks_runs.csv``.
 RUNS_COLUMNS = {"benchmark": "task", "version": "model", "value": "Best score (across scorers)"}
+RUNS_NAMES = (RUNS_COLUMNS["version"], RUNS_COLUMNS["benchmark"])
 VERSION_COLUMNS = ("id", "Model", "Version release date")
+VERSION_NAMES = ("id", "Model", "Display name", "Unique display name")
 
 
 # ---------------------------------------------------------------------- raw cells
@@ -159,7 +162,7 @@ def _runs_rows(
 ) -> tuple[pd.DataFrame, set[str]]:
     path = root / EPOCH_RUNS
     source = str(path)
-    frame = read_table(path, required=list(RUNS_COLUMNS.values()))
+    frame = read_table(path, required=list(RUNS_COLUMNS.values()), names=RUNS_NAMES)
     task = frame[RUNS_COLUMNS["benchmark"]]
     tasks = set(task)
     unknown = ~task.isin(table.index)
@@ -174,14 +177,8 @@ def _runs_rows(
         column=RUNS_COLUMNS["benchmark"],
     )
     frame = frame[task.isin(modelled)]
-    out = pd.DataFrame(
-        {
-            "llm": frame[RUNS_COLUMNS["version"]],
-            "benchmark": frame[RUNS_COLUMNS["benchmark"]],
-            "text": frame[RUNS_COLUMNS["value"]],
-            "line": frame["line"],
-        }
-    )
+    columns = [*RUNS_NAMES, RUNS_COLUMNS["value"], "line"]
+    out = frame[columns].set_axis(["llm", "benchmark", "text", "line"], axis=1)
     return _parse(out, divisor=1.0, source=source, column=RUNS_COLUMNS["value"]), tasks
 
 
@@ -189,7 +186,7 @@ def _external_rows(root: Path, key: str, spec: ExternalFile) -> pd.DataFrame:
     path = root / spec.path(key)
     source = str(path)
     required = ["Model version", spec.score_column] + (["Source"] if spec.needs_source else [])
-    frame = read_table(path, required=required)
+    frame = read_table(path, required=required, names=["Model version"])
     keep = (frame["Model version"] != "") & (frame[spec.score_column] != "")
     if spec.needs_source:
         keep &= frame["Source"] != ""
@@ -234,7 +231,7 @@ def epoch_versions(root: str | Path) -> pd.DataFrame:
     """
     path = Path(root) / EPOCH_VERSIONS
     source = str(path)
-    frame = read_table(path, required=list(VERSION_COLUMNS))
+    frame = read_table(path, required=list(VERSION_COLUMNS), names=VERSION_NAMES)
     raise_first_bad_row(frame, frame["id"] == "", "empty model-version id", source=source)
     check_unique(
         frame,
@@ -376,6 +373,9 @@ def read_epoch_benchmark_stitching(
     rows = _paper_filters(rows, versions)
     rows = resolve_duplicates(rows, duplicates)
     keep = list(pd.unique(rows["llm"]))
+    # The registry may spell two versions alike but for case; a study must not hold both.
+    kept = versions.loc[keep].rename_axis("id").reset_index().sort_values("line")
+    check_distinct_case(kept, "id", source=str(root / EPOCH_VERSIONS))
     llms = versions.loc[keep, ["display_name", "family"]].assign(population="all")
     excluded = [k for k in table.index if table.loc[k, "role"] == "excluded"]
     return BenchmarkStudy.from_frames(

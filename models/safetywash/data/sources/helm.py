@@ -128,7 +128,7 @@ def read_helm_benchbench(
 
 def _read_helm_table(path: Path) -> tuple[pd.DataFrame, str]:
     """One HELM table and the name of its model column; models checked unique."""
-    frame = read_table(path, delimiter="\t")
+    frame = read_table(path, delimiter="\t", names=HELM_LLM_COLUMNS)
     llm_column = frame.columns[0]
     if llm_column not in HELM_LLM_COLUMNS:
         raise StudyValidationError(

@@ -6,10 +6,11 @@ six benchmarks ``HFV1_ARC``, ``HFV1_HellaSwag``, ``HFV1_MMLU``, ``HFV1_TruthfulQ
 ``HFV1_Winogrande``, ``HFV1_GSM8K`` in percent. Two rules make it a study (see the
 ``open-llm-leaderboard-v1`` section of ``data/README.md``):
 
-* **Duplicated names** (47 names on 95 rows: re-submissions the file does not tell apart):
+* **Duplicated names** (48 names on 97 rows: re-submissions the file does not tell apart):
   the row with the highest leaderboard average ``hf_open_llm_v1`` is kept whole (ties: the
   earlier line; the file is sorted by the average, so this is the first row of the name).
-  ``duplicates="error"`` refuses instead, naming the lines.
+  Names are compared ignoring case, as Hugging Face repository ids are (one name occurs in
+  two spellings). ``duplicates="error"`` refuses instead, naming the lines.
 * **GSM8K zeros**: ``HFV1_GSM8K == 0`` is read as a failed run (missing) when the same row's
   ``HFV1_MMLU`` is at least 30, i.e. 5 points above 4-way chance: among the 1416 rows with
   MMLU >= 30 only 16 are 0, while their non-zero GSM8K scores have median 40 and 5% quantile
@@ -30,6 +31,7 @@ import pandas as pd
 
 from safetywash.data.catalog import as_catalog
 from safetywash.data.errors import StudyValidationError, raise_first_bad_row
+from safetywash.data.names import check_distinct_case
 from safetywash.data.study import BenchmarkStudy
 from safetywash.data.table import check_unique, modelled_columns, read_table, wide_to_long
 from safetywash.data.validate import MIN_LLMS_PER_BENCHMARK, score_values
@@ -53,8 +55,9 @@ def keep_best_submission(frame: pd.DataFrame, rule: str = "best", *, source: str
         already checked to be numeric.
     rule : {"best", "error"}
         ``"best"`` keeps, for each duplicated name, the row with the highest
-        ``hf_open_llm_v1`` (ties: the earlier line). ``"error"`` raises on the first
-        duplicated name, naming its lines.
+        ``hf_open_llm_v1`` (ties: the earlier line); names that differ only in case are one
+        name (Hugging Face repository ids ignore case), kept in the spelling of the kept
+        row. ``"error"`` raises on the first duplicated name, naming its lines.
     source : str
         File named in errors.
 
@@ -65,8 +68,8 @@ def keep_best_submission(frame: pd.DataFrame, rule: str = "best", *, source: str
     """
     if rule not in OPENLLM_DUPLICATE_RULES:
         raise ValueError(f"duplicates must be one of {OPENLLM_DUPLICATE_RULES}, not {rule!r}")
-    dup = frame[OPENLLM_LLM_COLUMN].duplicated(keep=False)
-    if not dup.any():
+    key = frame[OPENLLM_LLM_COLUMN].str.casefold()
+    if not key.duplicated().any():
         return frame
     if rule == "error":
         check_unique(
@@ -78,10 +81,17 @@ def keep_best_submission(frame: pd.DataFrame, rule: str = "best", *, source: str
                 f"to keep the row with the highest {OPENLLM_AVERAGE}"
             ),
         )
+        check_distinct_case(
+            frame,
+            OPENLLM_LLM_COLUMN,
+            source=source,
+            what="model name",
+            advice=f"pass duplicates='best' to keep the row with the highest {OPENLLM_AVERAGE}",
+        )
     average = pd.to_numeric(frame[OPENLLM_AVERAGE]).to_numpy(dtype=float)
     order = np.lexsort((frame["line"].to_numpy(), -average))
-    best = frame.iloc[order].drop_duplicates(OPENLLM_LLM_COLUMN, keep="first")
-    return best.sort_values("line")
+    best = frame.assign(_key=key).iloc[order].drop_duplicates("_key", keep="first")
+    return best.drop(columns="_key").sort_values("line")
 
 
 def failed_gsm8k(long: pd.DataFrame, threshold: float | None = GSM8K_FAILED_MMLU) -> np.ndarray:
@@ -125,7 +135,7 @@ def read_open_llm_leaderboard_v1(
     Returns
     -------
     BenchmarkStudy
-        1756 LLMs x 6 benchmarks at the pinned commit, percent scores as stored.
+        1755 LLMs x 6 benchmarks at the pinned commit, percent scores as stored.
     """
     if population not in OPENLLM_POPULATIONS:
         raise StudyValidationError(
@@ -167,7 +177,9 @@ def _read_checked(path: Path, catalog: pd.DataFrame) -> tuple[pd.DataFrame, list
     """
     source = str(path)
     frame = read_table(
-        path, required=[OPENLLM_LLM_COLUMN, OPENLLM_AVERAGE, "HFV1_MMLU", "HFV1_GSM8K"]
+        path,
+        required=[OPENLLM_LLM_COLUMN, OPENLLM_AVERAGE, "HFV1_MMLU", "HFV1_GSM8K"],
+        names=[OPENLLM_LLM_COLUMN],
     )
     raise_first_bad_row(
         frame,

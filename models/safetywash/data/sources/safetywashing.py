@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from safetywash.data.catalog import as_catalog
-from safetywash.data.errors import StudyValidationError
+from safetywash.data.errors import StudyValidationError, raise_first_bad_row
+from safetywash.data.names import check_declared, check_distinct_case
 from safetywash.data.study import BenchmarkStudy
 from safetywash.data.table import (
     check_unique_llms,
@@ -95,12 +96,12 @@ def read_safetywashing(
     root = Path(root)
     table = as_catalog(catalog)
     pops = ("base", "chat") if population == "all" else (population,)
-    longs, llm_tables, excluded = [], [], []
+    longs, llm_tables, frames, excluded = [], [], [], []
     for pop in pops:
         path = root / SAFETYWASHING_FILES[pop]
         source = str(path)
-        frame = read_table(path, required=["model", *SAFETYWASHING_LLM_COLUMNS])
-        check_unique_llms(frame, "model", source)
+        frame = _read_matrix(path, pop)
+        frames.append(frame[["model", "line"]].assign(source=source))
         score_columns = [
             c
             for c in frame.columns
@@ -112,6 +113,9 @@ def read_safetywashing(
         # Each cell keeps its file: the study's checks name the one file that holds it.
         longs.append(long.assign(source=source))
         llm_tables.append(llm_metadata(frame, "model", SAFETYWASHING_LLM_COLUMNS, source))
+    # An LLM in both matrices (in any spelling) would be two LLMs of one study.
+    both = pd.concat(frames, ignore_index=True)
+    check_distinct_case(both, "model", source=None, what="model", source_of="source")
     llms = pd.concat(llm_tables)
     llms["family"] = [llm_family(k) for k in llms.index]
     long = pd.concat(longs, ignore_index=True)
@@ -124,3 +128,28 @@ def read_safetywashing(
         min_llms=min_llms,
         excluded=excluded,
     )
+
+
+def _read_matrix(path: Path, population: str) -> pd.DataFrame:
+    """One matrix, its LLM names checked and every ``type`` equal to its population."""
+    source = str(path)
+    frame = read_table(
+        path,
+        required=["model", *SAFETYWASHING_LLM_COLUMNS],
+        names=["model", "name", "type"],
+    )
+    check_unique_llms(frame, "model", source)
+    known = POPULATIONS[:-1]
+    check_declared(frame, "type", known, source=source, what="population", llm_of="model")
+    raise_first_bad_row(
+        frame,
+        frame["type"] != population,
+        lambda row: (
+            f"population {row['type']!r} in the matrix of {population!r} LLMs "
+            f"({SAFETYWASHING_FILES[population]}): each matrix holds one population"
+        ),
+        source=source,
+        column="type",
+        llm_of="model",
+    )
+    return frame

@@ -339,6 +339,8 @@ def test_valid_scores_in_fit_order(small_truth, write_csv):
         ("benchmark,value\ncap00,\n", 2, "missing value"),
         ("benchmark,value\ncap00,inf\n", 2, "not a finite number"),
         ("benchmark,value\nbias_99,1\n", 2, "left out of this fit"),
+        # a blank line still counts: the bad row is on line 4 of the file
+        ("benchmark,value\ncap00,1\n\ncap01,abc\n", 4, "'abc' is not a finite number"),
     ],
 )
 def test_bad_scores_name_the_line(small_truth, write_csv, text, line, message):
@@ -355,6 +357,17 @@ def test_bad_header_and_empty_file(small_truth, write_csv):
         read_new_scores(write_csv("bad.csv", "bench,score\ncap00,1\n"))
     with pytest.raises(StudyValidationError, match="no scores"):
         validate_new_scores(_scores("benchmark,value\n", write_csv), dt)
+
+
+def test_score_file_encoding_is_named(small_truth, write_csv, tmp_path):
+    _, _, dt = small_truth
+    path = tmp_path / "latin.csv"
+    path.write_bytes("benchmark,value\ncap00,1\ncap01,2\xe9\n".encode("latin-1"))
+    with pytest.raises(StudyValidationError) as err:
+        read_new_scores(path)
+    assert err.value.line == 3 and "latin.csv" in str(err.value) and "UTF-8" in str(err.value)
+    with pytest.raises(StudyValidationError, match="finite number"):
+        validate_new_scores(read_new_scores(path, encoding="latin-1"), dt)
 
 
 def test_out_of_range_value(write_csv):

@@ -9,7 +9,6 @@ posterior, the comparison accounts for their correlation (shared capability scor
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from collections.abc import Sequence
 
@@ -25,6 +24,7 @@ from safetywash.analysis.intervals import (
     interval_label,
 )
 from safetywash.analysis.separability import DEFAULT_TAU
+from safetywash.data.names import close_matches
 from safetywash.inference.fitfile import benchmark_table, excluded_benchmarks, fit_config
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -73,8 +73,7 @@ def check_benchmarks(
     for key in keys:
         if key in known:
             continue
-        near = difflib.get_close_matches(key, known, n=5, cutoff=0.5)
-        close = f"; close matches: {near}" if near else ""
+        close = close_matches(key, known, n=5, cutoff=0.5)
         if key in excluded:
             level = fit_config(dt).level
             parent = aggregate_of(dt, key)

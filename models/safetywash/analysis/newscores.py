@@ -8,7 +8,6 @@ declared range) in a :class:`~safetywash.data.errors.StudyValidationError`.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import numpy as np
@@ -16,39 +15,38 @@ import pandas as pd
 import xarray as xr
 
 from safetywash.data.errors import StudyValidationError
+from safetywash.data.names import close_matches
+from safetywash.data.table import read_table
 from safetywash.inference.fitfile import benchmark_table, excluded_benchmarks, fit_config
 
 
-def _close(key: str, keys: list[str]) -> str:
-    near = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
-    return f"; close matches: {near}" if near else ""
-
-
-def read_new_scores(path: str | Path) -> pd.DataFrame:
+def read_new_scores(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
     """Read a new LLM's scores: a CSV with columns ``benchmark,value``.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The score file (header ``benchmark,value``, case-insensitive).
+    encoding : str
+        Its text encoding (a UTF-8 byte-order mark is dropped).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``benchmark``, ``value`` (as text) and ``line`` (1-based file line; the
-        header is line 1). Validate with :func:`validate_new_scores`.
+        Columns ``benchmark``, ``value`` (as text) and ``line`` (1-based file line of each
+        row; the header is line 1, blank lines counted). Validate with
+        :func:`validate_new_scores`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no score file at {path}")
-    frame = pd.read_csv(
-        path, dtype=str, keep_default_na=False, skip_blank_lines=True, encoding="utf-8-sig"
-    )
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    frame = read_table(path, encoding=encoding, names=("benchmark",), min_rows=0)
+    frame.columns = [c if c == "line" else str(c).strip().lower() for c in frame.columns]
     missing = [c for c in ("benchmark", "value") if c not in frame.columns]
     if missing:
         raise StudyValidationError(
             f"missing column(s) {missing}; the file needs a header 'benchmark,value'",
             source=str(path),
+            line=1,
         )
-    frame = frame[["benchmark", "value"]].copy()
-    frame["line"] = np.arange(2, len(frame) + 2)
-    return frame
+    return frame[["benchmark", "value", "line"]].reset_index(drop=True)
 
 
 def _unknown_key_error(dt: xr.DataTree, key: str, keys: list[str], **where) -> Exception:
@@ -58,7 +56,9 @@ def _unknown_key_error(dt: xr.DataTree, key: str, keys: list[str], **where) -> E
             " (it is left out of this fit: a part of an aggregate or excluded by the "
             f"catalog, and the fit is at the {fit_config(dt).level} level)"
         )
-    return StudyValidationError(f"unknown benchmark {key!r}{why}{_close(key, keys)}", **where)
+    return StudyValidationError(
+        f"unknown benchmark {key!r}{why}{close_matches(key, keys)}", **where
+    )
 
 
 def _number(text: str, **where) -> float:

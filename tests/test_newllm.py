@@ -19,7 +19,12 @@ from scipy.stats import multivariate_normal
 
 from safetywash import __version__
 from safetywash.analysis.latent import benchmark_parameters, gaussian_latent_posterior
-from safetywash.analysis.newllm import new_llm_json, score_new_llm
+from safetywash.analysis.newllm import (
+    format_new_llm,
+    new_llm_json,
+    new_llm_table,
+    score_new_llm,
+)
 from safetywash.analysis.newscores import read_new_scores, validate_new_scores
 from safetywash.data.errors import StudyValidationError
 from safetywash.data.study import BenchmarkStudy
@@ -422,6 +427,30 @@ def test_script_scores_and_writes_json(small_truth, tmp_path, capsys):
     assert [p["benchmark"] for p in payload["predictions"]] == [
         p["benchmark"] for p in expected["predictions"]
     ]
+
+
+def test_console_output_shows_given_scores_against_their_prediction(small_truth):
+    study, _, dt = small_truth
+    row = study.to_wide().iloc[2][["cap00", "alignment_01"]].copy()
+    result = score_new_llm(dt, row, seed=0)
+    text = format_new_llm(result, name="X")
+    given = text.split("Scores given vs what its capability predicts")[1].split("Predicted")[0]
+    table = new_llm_table(result).set_index("benchmark")
+    for key in ("cap00", "alignment_01"):
+        r = table.loc[key]
+        where = (
+            "above"
+            if r.observed > r.predicted_high
+            else ("below" if r.observed < r.predicted_low else "within")
+        )
+        line = next(x for x in given.splitlines() if x.strip().startswith(r.display_name))
+        assert f"{r.observed:.4g}" in line and f"{r.predicted_median:.4g}" in line
+        assert f": {where} " in line
+    # a score far above anything capability predicts is reported as such
+    row["alignment_01"] = float(table.loc["alignment_01", "predicted_high"]) + 100.0
+    far = new_llm_table(score_new_llm(dt, row, seed=0)).set_index("benchmark")
+    assert far.loc["alignment_01", "observed"] > far.loc["alignment_01", "predicted_high"]
+    assert ": above " in format_new_llm(score_new_llm(dt, row, seed=0))
 
 
 def test_script_reports_bad_input(small_truth, tmp_path, capsys):

@@ -233,11 +233,25 @@ def format_new_llm(result: xr.Dataset, *, name: str = "the new LLM") -> str:
         f"{float(result.capability_high):+.2f}]; more capable than "
         f"{100 * float(result.capability_share_below):.0f}% of the fitted LLMs.",
         "",
-        f"Predicted scores on the benchmarks it lacks (stored units, median and {pct} interval):",
+        f"Scores given vs what its capability predicts (stored units, median and {pct} interval):",
     ]
     table = new_llm_table(result)
-    missing = table[~table["is_observed"]]
     width = min(int(table["display_name"].str.len().max()), 50) + 2
+    for r in table[table["is_observed"]].itertuples():
+        where = (
+            "above"
+            if r.observed > r.predicted_high
+            else "below"
+            if r.observed < r.predicted_low
+            else "within"
+        )
+        lines.append(
+            f"  {r.display_name[: width - 2]:<{width}}{r.observed:>10.4g}  predicted "
+            f"{r.predicted_median:.4g} [{r.predicted_low:.4g}, {r.predicted_high:.4g}]: "
+            f"{where} ({r.area or r.role})"
+        )
+    lines += ["", f"Predicted scores on the benchmarks it lacks (median and {pct} interval):"]
+    missing = table[~table["is_observed"]]
     for r in missing.itertuples():
         lines.append(
             f"  {r.display_name[: width - 2]:<{width}}{r.predicted_median:>10.4g}"

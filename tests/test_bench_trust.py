@@ -1,0 +1,89 @@
+"""The trust suite's simulated stress cases have the property each one is named for.
+
+Only the case-building logic of ``benchmarks/bench_trust.py`` runs here: nothing is sampled.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench_trust():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_trust", BENCHMARKS / "bench_trust.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def test_every_simulated_case_builds_with_its_truth(bench_trust):
+    for name in bench_trust.SIM_CASES:
+        study, truth = bench_trust.simulate_case(name, seed=1)
+        assert list(truth["benchmark"].values) == list(study.benchmarks.index), name
+        assert np.all(np.abs(truth["rho"].values) <= 1), name
+
+
+def test_indicator_is_near_perfect(bench_trust):
+    study, truth = bench_trust.simulate_case("sim-indicator", seed=0)
+    cells = study.scores[study.scores["benchmark"] == "cap00"]
+    theta = truth["capability"].to_series().reindex(cells["llm"]).to_numpy()
+    values = cells["value"].to_numpy()
+    residual = values - np.polyval(np.polyfit(theta, values, 1), theta)
+    # The residual is 5% of the benchmark's SD, in the data and in the stated truth.
+    assert residual.std() / values.std() == pytest.approx(0.05, abs=0.015)
+    assert abs(np.corrcoef(theta, values)[0, 1]) > 0.99
+    assert float(truth["rho"].sel(benchmark="cap00")) == pytest.approx(np.sqrt(1 - 0.05**2))
+    others = truth["rho"].drop_sel(benchmark="cap00")
+    assert float(np.abs(others).max()) < 0.99
+
+
+def test_thin_areas_have_one_and_two_benchmarks(bench_trust):
+    study, _ = bench_trust.simulate_case("sim-thin-areas", seed=0)
+    safety = study.benchmarks[study.benchmarks["role"] == "safety"]
+    assert sorted(safety["area"].value_counts().tolist()) == [1, 2]
+
+
+def test_missing_case_misses_four_cells_in_five(bench_trust):
+    study, _ = bench_trust.simulate_case("sim-missing-80", seed=0)
+    assert study.missing_fraction == pytest.approx(0.8, abs=0.03)
+
+
+def test_saturating_scores_sit_at_their_bounds(bench_trust):
+    study, _ = bench_trust.simulate_case("sim-saturating", seed=0)
+    bench = study.benchmarks
+    assert (bench["lower"] == 0).all() and (bench["upper"] == 1).all()
+    floor = bench["chance"].fillna(bench["lower"]).reindex(study.scores["benchmark"]).to_numpy()
+    values = study.scores["value"].to_numpy()
+    assert np.all((values >= floor) & (values <= 1))
+    at_floor = values - floor < 0.05 * (1 - floor)
+    at_ceiling = values > 0.95
+    assert at_floor.mean() > 0.1 and at_ceiling.mean() > 0.1
+    # The squash is monotone within every benchmark: the unsquashed study orders cells alike.
+    from safetywash.model.simulate import simulate
+
+    design = bench_trust.SIM_CASES["sim-saturating"][0]
+    raw, _ = simulate(n_capability=8, safety=bench_trust.FOUR_AREAS, seed=0, **design)
+    assert raw.scores[["llm", "benchmark"]].equals(study.scores[["llm", "benchmark"]])
+    for key, cells in raw.scores.groupby("benchmark"):
+        squashed = study.scores.loc[cells.index, "value"].to_numpy()
+        order = np.argsort(cells["value"].to_numpy())
+        assert np.all(np.diff(squashed[order]) >= 0), key
+
+
+def test_two_populations_and_large_case(bench_trust):
+    study, _ = bench_trust.simulate_case("sim-two-populations", seed=0)
+    assert sorted(study.llms["population"].unique()) == ["base", "chat"]
+    large, _ = bench_trust.simulate_case("sim-2000-llms", seed=0)
+    assert large.n_llms == 2000
+    assert "sim-2000-llms" in bench_trust.LARGE_CASES

@@ -11,26 +11,21 @@ Usage
 
 Cases
 -----
-Real tables, read from ``--data-dir``, else :func:`safetywash.data.load.default_data_dir`
-(``$SAFETYWASH_DATA_DIR`` or ``../shared/data``), each fitted with the default ``ModelConfig``:
-``safetywashing-base``, ``safetywashing-chat``, ``safetywashing-all``, ``helm-benchbench``,
-``epoch-benchmark-stitching``, ``open-llm-leaderboard-v1``, and the README's example
-``safetywashing-chat-calibration`` (``--factors calibration``).
+Designs and columns are described in ``benchmarks/README.md``. Real tables at the default
+``ModelConfig``, from ``--data-dir`` else :func:`safetywash.data.load.default_data_dir`:
+safetywashing-{base,chat,all}, helm-benchbench, epoch-benchmark-stitching,
+open-llm-leaderboard-v1, and the README's example
+safetywashing-chat-calibration (``--factors calibration``). Simulated studies with known truth
+(``simulate``, seeded by the row's seed, which also seeds the sampler), whose rows add the 90%
+coverage of the true ``rho`` and the mean absolute error of its posterior median:
+sim-indicator, sim-thin-areas, sim-missing-80, sim-saturating, sim-two-populations and
+sim-2000-llms (left out by ``--skip-large``).
 
-Simulated studies with known truth (``safetywash.model.simulate.simulate``; the row's seed
-seeds the simulation and the sampler): ``sim-indicator`` (one benchmark with residual SD 0.05
-of its SD), ``sim-thin-areas`` (safety areas with 1 and 2 benchmarks), ``sim-missing-80``,
-``sim-saturating`` (scores squashed into [0, 1] by a logistic curve, many at floor or ceiling;
-catalog bounds set), ``sim-two-populations``, ``sim-2000-llms`` (skipped by ``--skip-large``).
-Their rows add ``cov90``, the share of benchmarks whose true ``rho`` lies in the central 90%
-posterior interval, and ``|err|``, the mean absolute error of the posterior median of ``rho``.
-Designs in ``benchmarks/README.md``.
-
-Each (case, seed) fit runs in a fresh subprocess (``--one CASE SEED``), one after another,
-or ``--workers N`` at once through ``safetywash.analysis.distributed.run_tasks`` (a local dask
-cluster; fits then share the CPUs, so their wall times grow). ``--timeout`` applies per fit.
-Columns and verdicts: see ``benchmarks/README.md``. Exit status 1 unless every fit finished
-and was trusted.
+Each fit runs in a fresh subprocess (``--one CASE SEED``), one after another, or ``--workers
+N`` at once through ``safetywash.analysis.distributed.run_tasks`` (times then grow).
+``--cold-cache`` gives every fit empty PyTensor/Numba caches: a seed's draws can depend on
+whether the compiled model came from the cache. Exit status 1 unless every fit finished and
+was trusted.
 """
 
 from __future__ import annotations
@@ -51,6 +46,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_fit  # a sibling script, not a package
+from safetywash.inference.diagnostics import MAX_RHAT, MIN_ESS  # no PyMC here
+from safetywash.inference.settings import SamplerSettings
 
 #: Real cases: name -> (dataset, population, ModelConfig keywords).
 REAL_CASES = {
@@ -188,7 +185,6 @@ def measure(name: str, seed: int, args: argparse.Namespace) -> dict:
     t_proc = time.perf_counter()
     from safetywash.inference.fitfile import diagnostics_of
     from safetywash.inference.sampling import fit
-    from safetywash.inference.settings import SamplerSettings
 
     study, truth, config = build_case(name, seed, args.data_dir)
     chosen = {"draws": args.draws, "tune": args.tune}
@@ -224,17 +220,29 @@ def child_command(name: str, seed: int, opts: dict, out: Path) -> list[str]:
     return cmd
 
 
+def child_env(tmp: Path, cold_cache: bool) -> dict:
+    """The environment of a fit; with ``cold_cache``, empty PyTensor and Numba caches."""
+    env = dict(os.environ)
+    if cold_cache:
+        flags = [env.get("PYTENSOR_FLAGS", ""), f"base_compiledir={tmp / 'pytensor'}"]
+        env["PYTENSOR_FLAGS"] = ",".join(f for f in flags if f)
+        env["NUMBA_CACHE_DIR"] = str(tmp / "numba")
+    return env
+
+
 def run_child(name: str, seed: int, opts: dict) -> dict:
     """One fit in a fresh subprocess, stopped after ``opts["timeout"]`` seconds."""
     row: dict = {"case": name, "seed": seed}
     with tempfile.TemporaryDirectory(prefix="bench_trust_") as tmp:
         out, log_path = Path(tmp) / "result.json", Path(tmp) / "log.txt"
+        env = child_env(Path(tmp), opts["cold_cache"])
         with open(log_path, "w") as log:
             t0 = time.perf_counter()
             proc = subprocess.Popen(
                 child_command(name, seed, opts, out),
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=env,
                 start_new_session=True,
             )
             try:
@@ -245,11 +253,12 @@ def run_child(name: str, seed: int, opts: dict) -> dict:
                 proc.wait()
                 status = f"timeout after {opts['timeout']:g} s"
             row["proc_s"] = time.perf_counter() - t0
-        if status == "ok" and out.exists():
+        row["status"] = status if status != "ok" or out.exists() else "failed (no result)"
+        if row["status"] == "ok":
             row.update(json.loads(out.read_text()))
         else:
             row["log_tail"] = "\n".join(log_path.read_text().strip().splitlines()[-15:])
-        row["status"] = status if status != "ok" or out.exists() else "failed (no result)"
+            print(f"  {name} seed {seed}: {row['status']}\n{row['log_tail']}", file=sys.stderr)
     return row
 
 
@@ -266,7 +275,7 @@ def run_all(pairs: list[tuple[str, int]], opts: dict, workers: int) -> list[dict
         rows = []
         for i, (name, seed) in enumerate(pairs, 1):
             print(f"[{i}/{len(pairs)}] {name} seed {seed} ...", file=sys.stderr, flush=True)
-            rows.append(report_failure(run_child(name, seed, opts)))
+            rows.append(run_child(name, seed, opts))
         return rows
     from safetywash.analysis.distributed import Task, run_tasks
 
@@ -277,14 +286,7 @@ def run_all(pairs: list[tuple[str, int]], opts: dict, workers: int) -> list[dict
     with tempfile.TemporaryDirectory(prefix="bench_trust_tasks_") as tmp:
         say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
         done = run_tasks(tasks, tmp, n_workers=workers, progress=say)
-        return [report_failure(json.loads(done[t.key].attrs["row"])) for t in tasks]
-
-
-def report_failure(row: dict) -> dict:
-    if row["status"] != "ok":
-        print(f"  {row['case']} seed {row['seed']}: {row['status']}", file=sys.stderr)
-        print(row.get("log_tail", ""), file=sys.stderr, flush=True)
-    return row
+        return [json.loads(done[t.key].attrs["row"]) for t in tasks]
 
 
 def verdict(row: dict) -> str:
@@ -294,9 +296,9 @@ def verdict(row: dict) -> str:
     if row["trustworthy"]:
         return "trusted"
     checks = (
-        ("R-hat", not (row["max_rhat"] or math.inf) <= 1.01),
-        ("bulk", not (row["min_ess_bulk"] or 0) >= 400),
-        ("tail", not (row["min_ess_tail"] or 0) >= 400),
+        ("R-hat", not (row["max_rhat"] or math.inf) <= MAX_RHAT),
+        ("bulk", not (row["min_ess_bulk"] or 0) >= MIN_ESS),
+        ("tail", not (row["min_ess_tail"] or 0) >= MIN_ESS),
         ("div", row["divergences"] > 0),
     )
     return f"NOT ({', '.join(label for label, failed in checks if failed)})"
@@ -306,10 +308,10 @@ def worst_variable(row: dict) -> str:
     """The variable behind the first failing check, else the one with the largest R-hat."""
     if row.get("status") != "ok":
         return "-"
-    rhat_ok = (row["max_rhat"] or math.inf) <= 1.01
-    if rhat_ok and not (row["min_ess_bulk"] or 0) >= 400:
+    rhat_ok = (row["max_rhat"] or math.inf) <= MAX_RHAT
+    if rhat_ok and not (row["min_ess_bulk"] or 0) >= MIN_ESS:
         return row["worst_ess_bulk"]
-    if rhat_ok and not (row["min_ess_tail"] or 0) >= 400:
+    if rhat_ok and not (row["min_ess_tail"] or 0) >= MIN_ESS:
         return row["worst_ess_tail"]
     return row["worst_rhat"]
 
@@ -381,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="write JSON here")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per fit")
+    parser.add_argument(
+        "--cold-cache", action="store_true", help="empty PyTensor and Numba caches for every fit"
+    )
     # Internal: run one fit in this process and write its figures as JSON.
     parser.add_argument("--one", nargs=2, metavar=("CASE", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
@@ -388,23 +393,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        parser.error(f"--data-dir {args.data_dir}: no such directory")
     if args.one is not None:
         row = measure(args.one[0], int(args.one[1]), args)
         args.result_file.write_text(json.dumps(finite(row), indent=1))
         return 0
     cases = [c for c in dict.fromkeys(args.cases) if not (args.skip_large and c in LARGE_CASES)]
     pairs = [(name, seed) for name in cases for seed in dict.fromkeys(args.seeds)]
-    opts = {k: getattr(args, k) for k in ("draws", "tune", "timeout")}
+    opts = {k: getattr(args, k) for k in ("draws", "tune", "timeout", "cold_cache")}
     opts["data_dir"] = str(args.data_dir) if args.data_dir is not None else None
     opts["script"] = str(Path(__file__).resolve())
     t0 = time.perf_counter()
     rows = run_all(pairs, opts, args.workers)
     wall = time.perf_counter() - t0
     n_trusted = sum(r.get("status") == "ok" and r["trustworthy"] for r in rows)
-    settings = "package defaults" if args.draws is None and args.tune is None else "custom"
+    default = SamplerSettings()
     print(
-        f"draws {args.draws or 'default'}, tune {args.tune or 'default'} ({settings}), "
+        f"draws {args.draws or default.draws}, tune {args.tune or default.tune}, chains "
+        f"{default.chains}, target_accept {default.target_accept}, {default.sampler}; "
         f"{args.workers} worker(s), {os.cpu_count()} CPUs, {wall:.0f} s in all"
     )
     print(format_table(rows))

@@ -107,8 +107,10 @@ def test_subcommand_help_shows_an_example(command, capsys):
 
 
 def test_every_example_parses(tmp_path, monkeypatch):
-    """The examples in every ``--help`` are valid command lines (run folders stubbed)."""
-    monkeypatch.chdir(tmp_path)
+    """The examples in every ``--help`` are valid command lines (run folders and data
+    folders stubbed)."""
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     parser = build_parser()
     epilogs = [parser.epilog, *(sub.epilog for sub in _subparsers(parser).values())]
     for epilog in epilogs:
@@ -123,6 +125,8 @@ def test_every_example_parses(tmp_path, monkeypatch):
                     Path(token, "posterior.nc").touch()
                 elif token.endswith(".csv") and argv[argv.index(token) - 1] == "--scores":
                     Path(token).touch()
+                elif argv[argv.index(token) - 1] == "--data-dir":
+                    Path(token).mkdir(parents=True, exist_ok=True)
             if "--help" not in argv:
                 parser.parse_args(argv[1:])
 

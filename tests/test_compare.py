@@ -29,12 +29,12 @@ from safetywash.analysis.designs import (
 from safetywash.analysis.fits import aggregate_of, shipped_catalog_of
 from safetywash.analysis.latent import benchmark_parameters
 from safetywash.analysis.loo import llm_log_likelihood, marginal_llm_log_likelihood
-from safetywash.analysis.structures import (
-    compare_structures,
+from safetywash.analysis.structure_verdicts import (
     format_structures,
     structure_verdicts,
     structures_json,
 )
+from safetywash.analysis.structures import compare_structures
 from safetywash.inference.fitfile import FitMismatchError, save_fit
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings

@@ -34,7 +34,7 @@ from safetywash.cli.common import (
 )
 from safetywash.cli.paths import output_dir, prepare_output_folder
 from safetywash.data.catalog import SAFETY_AREAS
-from safetywash.inference.netcdf import write_tree
+from safetywash.inference.netcdf import write_netcdf
 from safetywash.model.config import ModelConfig
 from safetywash.model.simulate import MISSING_MECHANISMS
 from safetywash.report.runfolder import place_folder, staged_folder
@@ -153,7 +153,7 @@ def check_arguments(args: argparse.Namespace) -> Path | None:
 def save_outputs(ds, text: str, out: Path, work_dir: Path | None, *, overwrite: bool) -> None:
     """Write OUT/sbc.nc, OUT/summary.json (and OUT/rounds from the default work folder)."""
     with staged_folder(out) as stage:
-        write_tree(ds, stage / "sbc.nc")
+        write_netcdf(ds, stage / "sbc.nc")
         (stage / "summary.json").write_text(text + "\n", encoding="utf-8")
         if work_dir is not None and work_dir.name == f".{out.name}.rounds" and work_dir.is_dir():
             work_dir.rename(stage / "rounds")

@@ -27,7 +27,7 @@ from safetywash.data.catalog import CATALOG_COLUMNS
 from safetywash.data.files import atomic_write
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.diagnostics import Diagnostics
-from safetywash.inference.netcdf import read_tree, write_tree
+from safetywash.inference.netcdf import read_tree, write_netcdf
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData
@@ -327,7 +327,7 @@ def save_fit(dt: xr.DataTree, path: str | Path) -> Path:
     missing = [a for a in REQUIRED_ATTRS if a not in dt.attrs]
     if missing:
         raise ValueError(f"not a safetywash fit: attrs {missing} are missing")
-    return atomic_write(path, lambda tmp: write_tree(dt, tmp))
+    return atomic_write(path, lambda tmp: write_netcdf(dt, tmp))
 
 
 def load_fit(

@@ -24,7 +24,7 @@ __all__ = [
     "checksummed_encoding",
     "describe_read_error",
     "read_tree",
-    "write_tree",
+    "write_netcdf",
 ]
 
 #: Filters of every numeric array of a saved fit (h5netcdf encoding names).
@@ -59,9 +59,13 @@ def _chunks(var: xr.Variable) -> tuple[int, ...]:
     return (1, *var.shape[1:]) if var.dims[0] == "chain" else var.shape
 
 
-def write_tree(dt: xr.DataTree, path: str | Path) -> None:
-    """Write a tree to ``path`` (h5netcdf) with :func:`checksummed_encoding`."""
-    dt.to_netcdf(path, engine="h5netcdf", encoding=checksummed_encoding(dt))
+def write_netcdf(data: xr.DataTree | xr.Dataset, path: str | Path) -> None:
+    """Write a tree (or one dataset) to ``path`` (h5netcdf) with :func:`checksummed_encoding`."""
+    if isinstance(data, xr.Dataset):
+        encoding = checksummed_encoding(xr.DataTree(data)).get("/", {})
+    else:
+        encoding = checksummed_encoding(data)
+    data.to_netcdf(path, engine="h5netcdf", encoding=encoding)
 
 
 def read_tree(path: str | Path) -> xr.DataTree:

@@ -260,6 +260,7 @@ BAD_ARGUMENTS = [
     (["sbc", "--out", "{tmp}/file.txt"], "is an existing file"),
     (["datasets", "--data-dir", "{tmp}/nowhere"], "no such folder"),
     (["datasets", "--timeout", "0"], "--timeout: must be above 0"),
+    (["datasets", "--cache-dir", "{tmp}/file.txt"], "is an existing file"),
 ]
 
 

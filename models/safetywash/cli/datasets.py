@@ -20,7 +20,7 @@ from safetywash.cli.common import (
     float_between,
     resolve_data_dir_argument,
 )
-from safetywash.cli.paths import output_file, write_json
+from safetywash.cli.paths import output_dir, output_file, write_json
 from safetywash.data.registry import (
     DatasetSpec,
     dataset_names,
@@ -49,7 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cache-dir",
-        type=Path,
+        type=output_dir,
         metavar="DIR",
         help="download cache (default: $SAFETYWASH_CACHE_DIR, else ~/.cache/safetywash)",
     )

@@ -129,6 +129,8 @@ def check_output_folder(
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputFolderError(f"{option} {path} is an existing file, not a folder")
+    if path.absolute() in (Path.cwd(), *Path.cwd().parents):
+        raise OutputFolderError(f"{option} {path} is the current folder or above it")
     if path.is_dir() and not _is_empty(path):
         if not overwrite:
             raise OutputFolderError(

@@ -278,6 +278,14 @@ def no_work(monkeypatch):
             monkeypatch.setattr(module, name, refuse)
 
 
+def test_every_readable_dataset_declares_its_populations():
+    from safetywash.cli.common import DATASET_POPULATIONS
+    from safetywash.data.load import READERS
+
+    assert set(DATASET_POPULATIONS) == set(READERS)
+    assert all(DATASET_POPULATIONS.values())
+
+
 def test_every_command_is_guarded():
     from safetywash.cli.app import COMMANDS
 

@@ -256,6 +256,7 @@ BAD_ARGUMENTS = [
     (["sensitivity", "{tmp}/run", "--target-accept", "0.9"], "unrecognized arguments"),
     (["sbc", "--seed", str(2**32 - 1), "--rounds", "2"], "exceeds the largest seed"),
     (["sbc", "--areas", "bais"], "did you mean 'bias'?"),
+    (["sbc", "--factors", "Bias"], "unknown safety area 'Bias'; did you mean 'bias'?"),
     (["sbc", "--llms", "1"], "--llms: must be at least 2"),
     (["sbc", "--out", "{tmp}/file.txt"], "is an existing file"),
     (["datasets", "--data-dir", "{tmp}/nowhere"], "no such folder"),

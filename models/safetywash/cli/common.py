@@ -141,9 +141,11 @@ def seed_value(text: str) -> int:
 
 
 def closest(value: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest known names (empty when none is close)."""
-    near = difflib.get_close_matches(value, [str(k) for k in known], n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+    """``"; did you mean 'x'?"`` for the closest known names, ignoring case (empty when
+    none is close)."""
+    lowered = {str(k).lower(): str(k) for k in known}
+    near = difflib.get_close_matches(value.lower(), list(lowered), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(lowered[n]) for n in near)}?" if near else ""
 
 
 def name_of(known: Sequence[str], what: str) -> Callable[[str], str]:

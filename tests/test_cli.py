@@ -107,8 +107,10 @@ def test_subcommand_help_shows_an_example(command, capsys):
 
 
 def test_every_example_parses(tmp_path, monkeypatch):
-    """The examples in every ``--help`` are valid command lines (run folders stubbed)."""
-    monkeypatch.chdir(tmp_path)
+    """The examples in every ``--help`` are valid command lines (run folders and data
+    folders stubbed)."""
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     parser = build_parser()
     epilogs = [parser.epilog, *(sub.epilog for sub in _subparsers(parser).values())]
     for epilog in epilogs:
@@ -123,6 +125,8 @@ def test_every_example_parses(tmp_path, monkeypatch):
                     Path(token, "posterior.nc").touch()
                 elif token.endswith(".csv") and argv[argv.index(token) - 1] == "--scores":
                     Path(token).touch()
+                elif argv[argv.index(token) - 1] == "--data-dir":
+                    Path(token).mkdir(parents=True, exist_ok=True)
             if "--help" not in argv:
                 parser.parse_args(argv[1:])
 
@@ -204,6 +208,126 @@ def test_unknown_population(shared_data_dir, tmp_path, no_sampling, capsys):
     assert main([*argv, "--out", str(tmp_path / "run")]) == 2
     assert "unknown population 'martians'" in _one_error_line(capsys)
     assert no_sampling == [] and not (tmp_path / "run").exists()
+
+
+#: Where each command would first read data, run a sampler or open a fit.
+FIRST_WORK = {
+    "fit": ["load_dataset", "fit"],
+    "baseline": ["load_dataset"],
+    "holdout": ["load_dataset", "run_holdout"],
+    "report": ["load_fit"],
+    "compare": ["open_fit"],
+    "adjusted": ["open_fit"],
+    "score-llm": ["open_fit"],
+    "sensitivity": ["open_fit", "refit_prior_scales"],
+    "sbc": ["run_sbc"],
+    "datasets": ["listing", "fetch_dataset"],
+}
+BIG_SEED = str(2**32)
+
+#: One bad argument per case, for every subcommand: the command line and the message part.
+BAD_ARGUMENTS = [
+    (["fit", "--out", "{tmp}/r", "--seed", BIG_SEED], f"must be at most {2**32 - 1}"),
+    (["fit", "--out", "{tmp}/r", "--data-dir", "{tmp}/nowhere"], "nowhere: no such folder"),
+    (["fit", "--out", "{tmp}/file.txt"], "is an existing file, not a folder"),
+    (["fit", "--out", "{tmp}/file.txt/r"], "file.txt is a file, not a folder"),
+    (["fit", "--out", "{tmp}/r", "--population", "caht"], "did you mean 'chat'?"),
+    (["fit", "--out", "{tmp}/r", "--factors", "bais"], "unknown safety area 'bais'; did you"),
+    (["fit", "--out", "{tmp}/r", "--sampler", "stan"], "invalid choice: 'stan'"),
+    (["baseline", "--population", "caht"], "unknown population 'caht' for dataset"),
+    (["baseline", "--csv", "{tmp}"], "is a folder, not a file"),
+    (["baseline", "--data-dir", "{tmp}/file.txt"], "file.txt: a file, not a folder"),
+    (["holdout", "--dataset", "helm-benchbench", "--population", "chat"], "choose from all"),
+    (["holdout", "--chains", "0"], "--chains: must be at least 1"),
+    (["holdout", "--seed", "-1"], "--seed: must be at least 0"),
+    (["report", "{tmp}/run", "--tau", "2"], "--tau: must be in (0, 1)"),
+    (["report", "{tmp}/run", "--figures", "{tmp}/file.txt"], "is an existing file"),
+    (["report", "{tmp}/run", "--ci-prob", "1"], "--ci-prob: must be in (0, 1)"),
+    (["compare", "{tmp}/run", "--benchmarks", "a", "b", "--se-multiple", "-1"], "at least 0"),
+    (["compare", "--fits", "{tmp}/run", "{tmp}/run"], "are the same file"),
+    (["compare", "{tmp}/run", "--benchmarks", "a", "b", "--json", "{tmp}"], "is a folder"),
+    (["adjusted", "{tmp}/run", "--ci-kind", "central"], "invalid choice: 'central'"),
+    (["adjusted", "{tmp}/run", "--csv", "{tmp}/file.txt/x.csv"], "is a file, not a folder"),
+    (["score-llm", "{tmp}/run", "--scores", "{tmp}/none.csv"], "no such file"),
+    (["score-llm", "{tmp}/run", "--scores", "{tmp}/file.txt", "--seed", BIG_SEED], "at most"),
+    (["sensitivity", "{tmp}/run", "--scales", "0"], "--scales: must be above 0"),
+    (["sensitivity", "{tmp}/run", "--draws", "0"], "--draws: must be at least 1"),
+    (["sensitivity", "{tmp}/run", "--save-fits", "{tmp}/file.txt"], "is an existing file"),
+    (["sensitivity", "{tmp}/run", "--target-accept", "0.9"], "unrecognized arguments"),
+    (["sbc", "--seed", str(2**32 - 1), "--rounds", "2"], "exceeds the largest seed"),
+    (["sbc", "--areas", "bais"], "did you mean 'bias'?"),
+    (["sbc", "--factors", "Bias"], "unknown safety area 'Bias'; did you mean 'bias'?"),
+    (["sbc", "--llms", "1"], "--llms: must be at least 2"),
+    (["sbc", "--out", "{tmp}/file.txt"], "is an existing file"),
+    (["datasets", "--data-dir", "{tmp}/nowhere"], "no such folder"),
+    (["datasets", "--timeout", "0"], "--timeout: must be above 0"),
+    (["datasets", "--cache-dir", "{tmp}/file.txt"], "is an existing file"),
+]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Replace where every command starts its work by stand-ins that must not run."""
+    from safetywash.cli.app import COMMANDS
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    for module in COMMANDS:
+        command = module.__name__.rsplit(".", 1)[1].replace("_", "-")
+        for name in FIRST_WORK[command]:
+            monkeypatch.setattr(module, name, refuse)
+
+
+def test_every_readable_dataset_declares_its_populations():
+    from safetywash.cli.common import DATASET_POPULATIONS
+    from safetywash.data.load import READERS
+
+    assert set(DATASET_POPULATIONS) == set(READERS)
+    assert all(DATASET_POPULATIONS.values())
+
+
+def test_every_command_is_guarded():
+    from safetywash.cli.app import COMMANDS
+
+    names = {m.__name__.rsplit(".", 1)[1].replace("_", "-") for m in COMMANDS}
+    assert names == set(FIRST_WORK) == {case[0][0] for case in BAD_ARGUMENTS}
+
+
+@pytest.mark.parametrize(("argv", "needle"), BAD_ARGUMENTS)
+def test_bad_arguments_stop_every_command_first(argv, needle, tmp_path, no_work, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "posterior.nc").write_bytes(b"never opened")
+    (tmp_path / "file.txt").write_text("a file\n")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line, line
+    assert capsys.readouterr().out == ""
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_output_folder_that_cannot_be_written(tmp_path, monkeypatch, no_work, capsys):
+    """Permissions are faked (the tests may run as root, who may write anywhere)."""
+    import os
+
+    locked = tmp_path / "locked"
+    (locked / "run").mkdir(parents=True)
+    (locked / "run" / "posterior.nc").write_bytes(b"never opened")
+    denied = {locked, locked / "run"}
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: Path(p) not in denied and real_access(p, mode)
+    )
+    for argv, needle in (
+        (["fit", "--out", str(locked / "new")], f"{locked} is not writable"),
+        (["sbc", "--out", str(locked / "deep" / "sbc")], f"{locked} is not writable"),
+        (["baseline", "--json", str(locked / "b.json")], f"{locked} is not writable"),
+        (["adjusted", str(locked / "run")], f"cannot write into {locked / 'run'}"),
+        (["report", str(locked / "run")], f"cannot write into {locked / 'run'}"),
+    ):
+        assert main(argv) == 2
+        assert needle in _one_error_line(capsys), argv
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ the other test modules of the session through files in the session's temporary f
 from __future__ import annotations
 
 import json
+import shutil
 
 import arviz as az
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 import xarray as xr
 from scipy.stats import multivariate_normal
 
+from fit_trees import GOOD_DIAGNOSTICS
 from safetywash import __version__
 from safetywash.analysis.designs import (
     BenchmarkNotInFitError,
@@ -28,14 +30,19 @@ from safetywash.analysis.designs import (
 )
 from safetywash.analysis.fits import aggregate_of, shipped_catalog_of
 from safetywash.analysis.latent import benchmark_parameters
-from safetywash.analysis.loo import llm_log_likelihood, marginal_llm_log_likelihood
-from safetywash.analysis.structures import (
-    compare_structures,
+from safetywash.analysis.loo import (
+    llm_log_likelihood,
+    loo_of,
+    marginal_llm_log_likelihood,
+    relative_efficiency,
+)
+from safetywash.analysis.structure_verdicts import (
     format_structures,
     structure_verdicts,
     structures_json,
 )
-from safetywash.inference.fitfile import FitMismatchError, save_fit
+from safetywash.analysis.structures import compare_structures
+from safetywash.inference.fitfile import FitMismatchError, diagnostics_of, save_fit
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
@@ -268,7 +275,8 @@ def structure_fits(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def structures(structure_fits):
-    return compare_structures(structure_fits[2])
+    """Both shared fits are short test fits that fail the diagnostics: weigh them anyway."""
+    return compare_structures(structure_fits[2], allow_untrusted=True)
 
 
 def test_llm_log_likelihood_sums_cells(structure_fits):
@@ -413,6 +421,98 @@ def test_script_compares_structures(structure_fits, tmp_path, capsys):
     assert payload["loo_method"] == "llm-marginal"
     assert [f["name"] for f in payload["fits"]] == ["one_factor", "bias_factor"]
     assert payload["verdicts"][0]["sentence"] in printed
+
+
+def _with_diagnostics(dt: xr.DataTree, diagnostics) -> xr.DataTree:
+    out = dt.copy()
+    out.attrs = {**dt.attrs, "diagnostics": json.dumps(diagnostics.to_dict())}
+    return out
+
+
+def test_untrusted_fits_are_marked_and_get_no_weight(structure_fits, structures):
+    fits = structure_fits[2]
+    assert not any(diagnostics_of(dt).trustworthy for dt in fits.values())
+    ds = compare_structures(fits)
+    assert ds.trustworthy.values.tolist() == [False, False]
+    assert np.isnan(ds.weight.values).all()
+    # everything but the weights is the same as when the untrusted fits are weighted
+    for var in ("elpd", "elpd_diff", "elpd_diff_se"):
+        np.testing.assert_array_equal(ds[var].values, structures[var].values)
+    text = format_structures(ds)
+    assert "one_factor none (untrusted), bias_factor none (untrusted)" in text
+    assert "! UNTRUSTED (did not pass the convergence diagnostics): one_factor, bias_factor" in text
+    assert "no stacking weight" in text
+    assert text.count("\n!one_factor") == len(ds.loo_method)
+    (verdict,) = structure_verdicts(ds)
+    assert not verdict["trusted"]
+    assert "Warning: UNTRUSTED, 'bias_factor' and 'one_factor'" in verdict["sentence"]
+    payload = structures_json(ds)
+    assert [f["weight"] for f in payload["fits"]] == [None, None]
+    assert [f["trusted"] for f in payload["fits"]] == [False, False]
+    assert "weighted anyway" in format_structures(structures)
+
+
+def test_stacking_weights_are_over_the_trusted_fits(structure_fits, structures):
+    one, two = structure_fits[2]["one_factor"], structure_fits[2]["bias_factor"]
+    fits = {"one_factor": one, "bias_factor": _with_diagnostics(two, GOOD_DIAGNOSTICS)}
+    ds = compare_structures(fits)
+    assert ds.trustworthy.values.tolist() == [False, True]
+    assert np.isnan(float(ds.weight.sel(fit="one_factor")))
+    assert float(ds.weight.sel(fit="bias_factor")) == 1.0
+    # weighted: the stacking weights arviz gives the two LOO results directly
+    used = structures.attrs["method"]
+    loos = {
+        n: loo_of(dt, used, reff=relative_efficiency(dt)) for n, dt in structure_fits[2].items()
+    }
+    expected = az.compare(loos, round_to="none")["weight"]
+    for name in loos:
+        assert float(structures.weight.sel(fit=name)) == pytest.approx(expected[name], abs=1e-6)
+
+
+def test_the_same_fit_twice_is_refused(structure_fits):
+    one = structure_fits[2]["one_factor"]
+    with pytest.raises(FitMismatchError, match="'a' and 'b' are the same fit"):
+        compare_structures({"a": one, "b": one.copy()}, allow_untrusted=True)
+    reseeded = one.copy()
+    reseeded.attrs = {**one.attrs, "seed": int(one.attrs["seed"]) + 1}
+    settings = json.loads(one.attrs["sampler_settings"])
+    reseeded.attrs["sampler_settings"] = json.dumps({**settings, "seed": settings["seed"] + 1})
+    ds = compare_structures({"a": one, "b": reseeded}, allow_untrusted=True, method="cell")
+    assert list(ds.fit.values) == ["a", "b"]
+
+
+def test_script_refuses_the_same_fit_twice(structure_fits, tmp_path, capsys):
+    one = structure_fits[2]["one_factor"]
+    save_fit(one, tmp_path / "run" / "posterior.nc")
+    shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    cases = [
+        ([str(tmp_path / "run"), str(tmp_path / "run")], "are the same file"),
+        ([str(tmp_path / "run"), str(tmp_path / "run" / "posterior.nc")], "are the same file"),
+        ([str(tmp_path / "run"), str(tmp_path / "copy")], "identical copies (same sha256)"),
+    ]
+    for fits, needle in cases:
+        assert _script()(["--fits", *fits]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+
+
+def test_script_weighs_untrusted_fits_only_when_allowed(structure_fits, tmp_path, capsys):
+    for name, dt in structure_fits[2].items():
+        save_fit(dt, tmp_path / name / "posterior.nc")
+    argv = ["--fits", *(str(tmp_path / n) for n in structure_fits[2]), "--loo", "cell"]
+    assert _script()([*argv, "--json", str(tmp_path / "a.json")]) == 0
+    captured = capsys.readouterr()
+    assert "none (untrusted)" in captured.out and captured.err == ""
+    assert [f["weight"] for f in json.loads((tmp_path / "a.json").read_text())["fits"]] == [
+        None,
+        None,
+    ]
+    assert _script()([*argv, "--allow-untrusted", "--json", str(tmp_path / "b.json")]) == 0
+    captured = capsys.readouterr()
+    (warning,) = captured.err.splitlines()
+    assert warning.startswith("warning: the stacking weights include untrusted fits")
+    weights = [f["weight"] for f in json.loads((tmp_path / "b.json").read_text())["fits"]]
+    assert sum(weights) == pytest.approx(1.0)
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ them with ``pytest -m slow`` (the SBC alone takes 30-40 minutes on two cores).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -390,6 +391,86 @@ def test_interrupted_save_leaves_nothing(random_fit, tmp_path, monkeypatch):
         save_fit(dt, target)
     assert [p.name for p in folder.iterdir()] == ["fit.nc"]
     assert target.read_bytes() == before
+
+
+def _numeric_arrays(dt: xr.DataTree) -> dict[str, xr.Variable]:
+    """Every non-scalar numeric variable of a tree, by its path in the file."""
+    return {
+        f"{node.path.strip('/')}/{name}": var
+        for node in dt.subtree
+        for name, var in node.to_dataset().variables.items()
+        if var.ndim and var.dtype.kind in "biuf"
+    }
+
+
+def test_saved_fit_is_checksummed_and_compressed(random_fit, tmp_path):
+    import h5py
+
+    _, _, dt = random_fit
+    path = save_fit(dt, tmp_path / "fit.nc")
+    arrays = _numeric_arrays(dt)
+    assert "posterior/rho" in arrays and "log_likelihood/score" in arrays
+    with h5py.File(path, "r") as handle:
+        for name in arrays:
+            assert handle[name].fletcher32, name
+            assert handle[name].compression == "gzip", name
+    plain = tmp_path / "plain.nc"
+    dt.to_netcdf(plain, engine="h5netcdf")  # no encoding: neither checksums nor compression
+    with h5py.File(plain, "r") as handle:
+        assert not handle["posterior/rho"].fletcher32
+    assert path.stat().st_size < plain.stat().st_size
+
+
+def _flip_bytes_in(path: Path, variable: str, n: int = 4) -> None:
+    """Invert ``n`` bytes in the middle of the stored data of one variable (its middle chunk)."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        data = handle[variable].id
+        chunk = data.get_chunk_info(data.get_num_chunks() // 2)
+    with open(path, "r+b") as handle:
+        handle.seek(chunk.byte_offset + chunk.size // 2)
+        original = handle.read(n)
+        handle.seek(chunk.byte_offset + chunk.size // 2)
+        handle.write(bytes(b ^ 0xFF for b in original))
+
+
+@pytest.mark.parametrize("variable", ["posterior/capability", "sample_stats/step_size"])
+def test_flipped_data_bytes_fail_the_checksum(random_fit, tmp_path, variable):
+    from safetywash.inference.netcdf import FitFileError
+
+    _, _, dt = random_fit
+    path = save_fit(dt, tmp_path / "fit.nc")
+    assert dt[variable].size >= 100
+    _flip_bytes_in(path, variable)
+    with pytest.raises(FitFileError) as caught:
+        load_fit(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: variable /{variable} cannot be read")
+    assert "corrupted" in message and "checksum" in message
+
+
+def test_damaged_or_foreign_files_are_named(random_fit, tmp_path):
+    from safetywash.inference.netcdf import FitFileError
+
+    _, _, dt = random_fit
+    good = save_fit(dt, tmp_path / "fit.nc")
+    data = good.read_bytes()
+    cases = {
+        "truncated.nc": (data[: len(data) // 2], f"truncated ({len(data) // 2} of {len(data)}"),
+        "text.nc": (b"llm,benchmark,value\nx,y,1\n", "not an HDF5/NetCDF-4 file"),
+        "empty.nc": (b"", "the file is empty"),
+    }
+    for name, (content, needle) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(FitFileError, match=re.escape(needle)) as caught:
+            load_fit(tmp_path / name)
+        assert str(caught.value).startswith(f"{tmp_path / name}: ")
+    xr.Dataset({"x": ("a", np.arange(3.0))}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+    with pytest.raises(FitMismatchError, match="is not a safetywash fit"):
+        load_fit(tmp_path / "other.nc")
+    with pytest.raises(FileNotFoundError, match="no fit at"):
+        load_fit(tmp_path / "missing.nc")
 
 
 # --------------------------------------------------------------------------- (f) area factor

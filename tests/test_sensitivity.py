@@ -21,7 +21,13 @@ from safetywash.analysis.sensitivity import (
     sensitivity_table,
 )
 from safetywash.analysis.separability import separability
-from safetywash.inference.fitfile import fit_config, fit_sampler_settings, load_fit, save_fit
+from safetywash.inference.fitfile import (
+    diagnostics_of,
+    fit_config,
+    fit_sampler_settings,
+    load_fit,
+    save_fit,
+)
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from shared_fits import SHARED_SETTINGS, shared_fit
@@ -101,7 +107,8 @@ def _draws(center: float, spread: float, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def toy_fits():
-    """stable: clearly separable everywhere; flip: P(sep) crosses 0.5; sign: HDI crosses 0."""
+    """stable: clearly separable everywhere; flip: P(sep) crosses 0.5; sign: the favoured
+    sign flips (P(rho > 0) ~ 1 at scales 0.5 and 1, ~ 0.23 at scale 2)."""
     base = {
         "stable": _draws(0.2, 0.03, 0),
         "flip": _draws(0.47, 0.1, 1),
@@ -111,7 +118,7 @@ def toy_fits():
     wide = {
         "stable": _draws(0.22, 0.03, 4),
         "flip": _draws(0.56, 0.1, 5),
-        "sign": _draws(0.3, 0.2, 6),
+        "sign": _draws(-0.15, 0.2, 6),
         "cap": _draws(0.9, 0.02, 7),
     }
     narrow = {
@@ -141,6 +148,47 @@ def test_flags_and_shifts_are_the_direct_ones(toy_fits):
     assert flags.loc["sign"].tolist() == [False, True, True]
     assert flags.loc["cap"].tolist() == [False, False, False]
     assert ds.trustworthy.values.tolist() == [True, True, False]
+    for scale, f in fits.items():
+        p_positive = (f["posterior"]["rho"] > 0).mean(("chain", "draw"))
+        np.testing.assert_allclose(ds.p_positive.sel(prior_scale=scale).values, p_positive)
+    assert ds.rho_sign.sel(benchmark="sign").values.tolist() == [1, 1, -1]
+
+
+@pytest.fixture(scope="module")
+def edge_fits():
+    """The HarmBench GCG case: rho's median is -0.3 at every scale, its interval reaches
+    past 0 at scale 2 only; and a rho near 0 whose P(rho > 0) wobbles around 0.5."""
+    base = {"edge": _draws(-0.3, 0.08, 20), "zero": _draws(0.01, 0.1, 21)}
+    wide = {"edge": _draws(-0.3, 0.2, 22), "zero": _draws(-0.01, 0.1, 23)}
+    narrow = {"edge": _draws(-0.3, 0.06, 24), "zero": _draws(0.02, 0.1, 25)}
+    for fits in (base, wide, narrow):
+        fits["cap"] = _draws(0.9, 0.02, 26)
+    return toy_fit(1.0, base), {2.0: toy_fit(2.0, wide), 0.5: toy_fit(0.5, narrow)}
+
+
+def test_sign_verdict_reads_probabilities_not_interval_edges(edge_fits):
+    dt, refits = edge_fits
+    ds = prior_sensitivity(dt, refits, tau=0.5, ci_prob=0.94)
+    edge, zero = ds.sel(benchmark="edge"), ds.sel(benchmark="zero")
+    # the old rule (sign of the HDI) would flip: below 0 at scales 0.5 and 1, covering 0 at 2
+    assert (edge.rho_hdi_high.sel(prior_scale=[0.5, 1.0]) < 0).all()
+    assert edge.rho_hdi_low.sel(prior_scale=2.0) < 0 < edge.rho_hdi_high.sel(prior_scale=2.0)
+    assert (edge.rho_median < 0).all() and (edge.p_positive < 0.4).all()
+    assert edge.rho_sign.values.tolist() == [-1, -1, -1]
+    assert not bool(edge.sign_depends_on_prior)
+    # P(rho > 0) on both sides of 0.5 by less than the margin: no sign favoured, no flip
+    assert (zero.p_positive > 0.4).all() and (zero.p_positive < 0.6).all()
+    assert zero.p_positive.max() > 0.5 > zero.p_positive.min()
+    assert zero.rho_sign.values.tolist() == [0, 0, 0]
+    assert not bool(zero.sign_depends_on_prior)
+    assert ds.attrs["sign_margin"] == 0.1
+    table = sensitivity_table(ds).set_index("benchmark")
+    for scale in (0.5, 1.0, 2.0):
+        for var in ("rho_hdi_low", "rho_hdi_high", "p_positive"):
+            assert table.loc["edge", f"{var}@{scale:g}"] == pytest.approx(
+                float(edge[var].sel(prior_scale=scale))
+            )
+    assert "sign of rho" not in format_sensitivity(ds)
 
 
 def test_table_and_text(toy_fits):
@@ -149,6 +197,7 @@ def test_table_and_text(toy_fits):
     table = sensitivity_table(ds)
     assert list(table["benchmark"]) == ["flip", "sign", "stable", "cap"]  # safety first
     assert {"rho_median@0.5", "p_separable@2", "prior_dependent"} <= set(table.columns)
+    assert {"rho_hdi_low@0.5", "rho_hdi_high@2", "p_positive@1"} <= set(table.columns)
     text = format_sensitivity(ds)
     assert "! separability" in text and "! sign of rho" in text
     assert "2 of 3 benchmarks have a verdict that depends on the prior: flip, sign" in text
@@ -232,6 +281,13 @@ def test_script_refits_with_each_prior_scale(script_run, capsys):
     assert list(table["benchmark"]) == list(expected["benchmark"])
     np.testing.assert_allclose(table["p_separable@2"], expected["p_separable@2"])
     np.testing.assert_allclose(table["rho_median_shift"], expected["rho_median_shift"])
+    for column in ("rho_hdi_low@0.5", "rho_hdi_high@2", "p_positive@1"):
+        np.testing.assert_allclose(table[column], expected[column])
+    for scale in (0.5, 2.0):
+        verdict = (root / "refits" / f"prior_scale_{scale:g}" / "VERDICT").read_text()
+        assert verdict.splitlines()[0] == (
+            "TRUSTED" if diagnostics_of(refits[scale]).trustworthy else "NOT TRUSTED"
+        )
 
 
 def test_wider_prior_allows_more_spread_in_capability_loadings(script_run):

@@ -8,8 +8,12 @@ median of ``rho`` and ``P(separable) = P(|rho| < tau)`` move, and flags benchmar
 verdict depends on the prior:
 
 * the separability verdict ``P(separable) > 0.5`` is not the same at every scale, or
-* the sign verdict of ``rho`` (HDI above 0: ``+``, below 0: ``-``, covering 0: ``0``) is
-  not the same at every scale.
+* the sign of ``rho`` the posterior favours flips: ``P(rho > 0) >= 0.5 + SIGN_MARGIN`` at
+  one scale and ``P(rho > 0) <= 0.5 - SIGN_MARGIN`` at another (``SIGN_MARGIN = 0.1``:
+  odds of at least 3:2 each way). The rule reads probabilities, not an interval edge: a
+  benchmark whose median stays at -0.3 is not flagged because its interval reaches 0 at
+  one scale, and ``P(rho > 0)`` wobbling around 0.5 by sampling noise (a rho near 0 at
+  every scale) is not a flip either. The intervals are reported beside it.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from safetywash.model.data import prepare_data
 
 DEFAULT_SCALES = (0.5, 2.0)
 SEPARABLE_PROBABILITY = 0.5
+#: How far from 0.5 P(rho > 0) must be for the posterior to favour a sign.
+SIGN_MARGIN = 0.1
+SAMPLE_DIMS = ("chain", "draw")
 
 
 def refit_prior_scales(
@@ -97,8 +104,25 @@ def refit_prior_scales(
     return refits
 
 
-def _sign_verdict(low: xr.DataArray, high: xr.DataArray) -> xr.DataArray:
-    return xr.where(low > 0, 1, xr.where(high < 0, -1, 0))
+def favoured_sign(p_positive: xr.DataArray, margin: float = SIGN_MARGIN) -> xr.DataArray:
+    """+1 where ``P(rho > 0) >= 0.5 + margin``, -1 where ``<= 0.5 - margin``, else 0."""
+    return xr.where(p_positive >= 0.5 + margin, 1, xr.where(p_positive <= 0.5 - margin, -1, 0))
+
+
+def _check_same_data(dt: xr.DataTree, fits: Mapping[float, xr.DataTree]) -> None:
+    for scale, other in fits.items():
+        if not np.isclose(fit_config(other).prior_scale, scale):
+            raise ValueError(
+                f"the fit given for scale {scale} has prior_scale {fit_config(other).prior_scale}"
+            )
+        if other["observed_data"].sizes != dt["observed_data"].sizes or not np.array_equal(
+            other["observed_data"]["score"].values, dt["observed_data"]["score"].values
+        ):
+            raise ValueError(f"the fit for prior scale {scale} is not of the same data")
+
+
+def _spread(values: xr.DataArray) -> xr.DataArray:
+    return values.max("prior_scale") - values.min("prior_scale")
 
 
 def prior_sensitivity(
@@ -129,61 +153,54 @@ def prior_sensitivity(
     -------
     xarray.Dataset
         Over ``(benchmark, prior_scale)`` (scales ascending, the reference's included):
-        ``rho_median``, ``rho_hdi_low``, ``rho_hdi_high``, ``p_separable``, ``separable``
-        (``p_separable > 0.5``) and ``rho_sign`` (+1/-1 when the HDI excludes 0, else 0);
-        over ``benchmark``: ``rho_median_shift`` and ``p_separable_shift`` (largest minus
-        smallest over scales), ``separable_depends_on_prior``, ``sign_depends_on_prior``
-        and ``prior_dependent`` (either); over ``prior_scale``: ``trustworthy`` (the
-        fit's convergence verdict). Coordinates ``display_name``, ``role``, ``area``;
-        attrs ``tau``, ``ci_prob``, ``reference_scale``.
+        ``rho_median``, ``rho_hdi_low``, ``rho_hdi_high`` (the ``ci_prob`` interval),
+        ``p_separable``, ``separable`` (``p_separable > 0.5``), ``p_positive``
+        (``P(rho > 0)``) and ``rho_sign`` (:func:`favoured_sign`); over ``benchmark``:
+        ``rho_median_shift`` and ``p_separable_shift`` (largest minus smallest over
+        scales), ``separable_depends_on_prior``, ``sign_depends_on_prior`` (the favoured
+        sign is +1 at one scale and -1 at another) and ``prior_dependent`` (either); over
+        ``prior_scale``: ``trustworthy`` (the fit's convergence verdict). Coordinates
+        ``display_name``, ``role``, ``area``; attrs ``tau``, ``ci_prob``,
+        ``reference_scale``, ``sign_margin``.
     """
     reference = fit_config(dt).prior_scale
     fits = {float(reference): dt, **{float(s): f for s, f in refits.items()}}
-    for scale, other in fits.items():
-        if not np.isclose(fit_config(other).prior_scale, scale):
-            raise ValueError(
-                f"the fit given for scale {scale} has prior_scale {fit_config(other).prior_scale}"
-            )
-        if other["observed_data"].sizes != dt["observed_data"].sizes or not np.array_equal(
-            other["observed_data"]["score"].values, dt["observed_data"]["score"].values
-        ):
-            raise ValueError(f"the fit for prior scale {scale} is not of the same data")
+    _check_same_data(dt, fits)
     scales = sorted(fits)
-    parts = [
-        separability(fits[s], tau=tau, ci_prob=ci_prob, group=group)[
-            ["rho_median", "rho_hdi_low", "rho_hdi_high", "p_separable"]
-        ]
-        for s in scales
-    ]
+    parts = []
+    for s in scales:
+        part = separability(fits[s], tau=tau, ci_prob=ci_prob, group=group)
+        part = part[["rho_median", "rho_hdi_low", "rho_hdi_high", "p_separable"]]
+        part["p_positive"] = (fits[s][group]["rho"] > 0).mean(SAMPLE_DIMS)
+        parts.append(part)
     out = xr.concat(parts, dim=pd.Index(scales, name="prior_scale"), coords="minimal")
     out["separable"] = out["p_separable"] > SEPARABLE_PROBABILITY
-    out["rho_sign"] = _sign_verdict(out["rho_hdi_low"], out["rho_hdi_high"])
-    out["rho_median_shift"] = out["rho_median"].max("prior_scale") - out["rho_median"].min(
-        "prior_scale"
-    )
-    out["p_separable_shift"] = out["p_separable"].max("prior_scale") - out["p_separable"].min(
-        "prior_scale"
-    )
-    out["separable_depends_on_prior"] = out["separable"].any("prior_scale") & ~out["separable"].all(
-        "prior_scale"
-    )
-    out["sign_depends_on_prior"] = out["rho_sign"].max("prior_scale") != out["rho_sign"].min(
-        "prior_scale"
+    out["rho_sign"] = favoured_sign(out["p_positive"])
+    out["rho_median_shift"] = _spread(out["rho_median"])
+    out["p_separable_shift"] = _spread(out["p_separable"])
+    separable = out["separable"]
+    out["separable_depends_on_prior"] = separable.any("prior_scale") & ~separable.all("prior_scale")
+    out["sign_depends_on_prior"] = (out["rho_sign"].max("prior_scale") == 1) & (
+        out["rho_sign"].min("prior_scale") == -1
     )
     out["prior_dependent"] = out["separable_depends_on_prior"] | out["sign_depends_on_prior"]
     out["trustworthy"] = (
         "prior_scale",
         [bool(diagnostics_of(fits[s]).trustworthy) for s in scales],
     )
-    out.attrs.update(tau=tau, ci_prob=ci_prob, reference_scale=float(reference))
+    out.attrs.update(
+        tau=tau, ci_prob=ci_prob, reference_scale=float(reference), sign_margin=SIGN_MARGIN
+    )
     return out
 
 
 def sensitivity_table(ds: xr.Dataset) -> pd.DataFrame:
-    """One row per benchmark: rho median and P(separable) at every scale, shifts, flags.
+    """One row per benchmark: rho, its interval, P(separable) and P(rho > 0) at every
+    scale, shifts, flags.
 
-    Columns ``benchmark``, ``display_name``, ``role``, ``area``, ``rho_median@S`` and
-    ``p_separable@S`` for every scale ``S``, ``rho_median_shift``, ``p_separable_shift``,
+    Columns ``benchmark``, ``display_name``, ``role``, ``area``, then for every scale ``S``
+    ``rho_median@S``, ``rho_hdi_low@S``, ``rho_hdi_high@S``, ``p_separable@S`` and
+    ``p_positive@S``, then ``rho_median_shift``, ``p_separable_shift``,
     ``separable_depends_on_prior``, ``sign_depends_on_prior``, ``prior_dependent``; safety
     benchmarks first, then by area.
     """
@@ -196,7 +213,7 @@ def sensitivity_table(ds: xr.Dataset) -> pd.DataFrame:
         }
     )
     for s in ds["prior_scale"].values:
-        for var in ("rho_median", "p_separable"):
+        for var in ("rho_median", "rho_hdi_low", "rho_hdi_high", "p_separable", "p_positive"):
             frame[f"{var}@{s:g}"] = ds[var].sel(prior_scale=s).values
     for var in (
         "rho_median_shift",

@@ -5,7 +5,10 @@ their expected log predictive density (PSIS-LOO, :func:`arviz.loo`) at one of th
 of :mod:`safetywash.analysis.loo` (``"cell"``, ``"llm"``, ``"llm-marginal"``).
 ``"auto"`` computes every level all fits support and uses the one with the smallest share
 of Pareto k above the PSIS threshold (ties: ``llm-marginal``, then ``cell``, then ``llm``).
-:func:`structure_verdicts` turns the ELPD differences into a verdict per area factor.
+The same fit given twice is refused. Fits that did not pass their convergence diagnostics
+are marked (``trustworthy``) and get no stacking weight unless ``allow_untrusted``.
+:func:`safetywash.analysis.structure_verdicts.structure_verdicts` turns the ELPD
+differences into a verdict per area factor.
 """
 
 from __future__ import annotations
@@ -56,6 +59,41 @@ def check_same_study(fits: Mapping[str, xr.DataTree]) -> None:
             raise FitMismatchError(f"fits {names[0]!r} and {name!r} have different cells")
 
 
+def check_distinct(fits: Mapping[str, xr.DataTree]) -> None:
+    """Raise :class:`FitMismatchError` when two fits are the same fit: same study, model
+    config, sampler settings and seed (the sampler is deterministic, so same draws)."""
+    seen: dict[tuple, str] = {}
+    for name, dt in fits.items():
+        info = fit_info(dt)
+        key = (info.study_sha256, info.model_config, info.sampler_settings, info.seed)
+        if key in seen:
+            raise FitMismatchError(
+                f"fits {seen[key]!r} and {name!r} are the same fit (same study, model config, "
+                "sampler settings and seed): compare fits of different structures"
+            )
+        seen[key] = name
+
+
+def is_trusted(dt: xr.DataTree) -> bool:
+    """Whether a fit passed its convergence diagnostics (False when none are recorded)."""
+    diagnostics = fit_info(dt).diagnostics
+    return diagnostics is not None and diagnostics.trustworthy
+
+
+def _stacking_weights(loos: dict, names: list[str], eligible: list[str]) -> np.ndarray:
+    """Stacking weights of :func:`arviz.compare` over ``eligible`` fits; NaN for the others."""
+    weights = np.full(len(names), np.nan)
+    if len(eligible) == 1:
+        weights[names.index(eligible[0])] = 1.0
+    elif eligible:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = az.compare({n: loos[n] for n in eligible}, round_to="none")
+        for n in eligible:
+            weights[names.index(n)] = float(table.loc[n, "weight"])
+    return weights
+
+
 def _elpd_difference(a, b) -> tuple[float, float]:
     """ELPD of ``a`` minus ``b`` and the SE of the difference, from pointwise values."""
     d = (
@@ -80,6 +118,16 @@ def _levels(fits: Mapping[str, xr.DataTree], method: str) -> list[str]:
             f"{common}); fits with capability='marginal' support 'llm-marginal' only"
         )
     return common if method == "auto" else [method]
+
+
+def _loos(fits: Mapping[str, xr.DataTree], methods: list[str]) -> dict[str, dict]:
+    """PSIS-LOO of every fit at every level: ``{level: {fit name: ELPDData}}``."""
+    loos: dict[str, dict[str, object]] = {m: {} for m in methods}
+    for name, dt in fits.items():
+        reff = relative_efficiency(dt)
+        for m in methods:
+            loos[m][name] = loo_of(dt, m, reff=reff)
+    return loos
 
 
 def _level_used(loos: dict[str, dict], methods: list[str], method: str) -> str:
@@ -130,6 +178,7 @@ def compare_structures(
     *,
     method: str = "auto",
     se_multiple: float = DEFAULT_SE_MULTIPLE,
+    allow_untrusted: bool = False,
 ) -> xr.Dataset:
     """Compare fits of the same study with different factor structures by PSIS-LOO.
 
@@ -143,6 +192,9 @@ def compare_structures(
     se_multiple : float
         A richer structure is *supported* when its ELPD exceeds the simpler one's by more
         than ``se_multiple`` standard errors of the difference.
+    allow_untrusted : bool
+        Give stacking weight to fits that did not pass their diagnostics too (by default
+        their weight is NaN and the weights are stacked over the trusted fits only).
 
     Returns
     -------
@@ -152,28 +204,30 @@ def compare_structures(
         ``good_k``; over ``(fit, other)`` for the level used: ``elpd_diff`` (fit minus
         other) and ``elpd_diff_se`` (and over ``(fit, other, loo_method)`` for every level:
         ``elpd_diff_by_level``, ``elpd_diff_se_by_level``); ``weight`` (fit): stacking
-        weights of :func:`arviz.compare`. Coordinate ``factors`` (fit, comma-separated
-        areas). Attrs ``method`` (the level used), ``method_requested``, ``se_multiple``,
-        ``study_sha256``.
+        weights of :func:`arviz.compare` (NaN for an untrusted fit unless
+        ``allow_untrusted``). Coordinates ``factors`` (fit, comma-separated areas) and
+        ``trustworthy`` (fit). Attrs ``method`` (the level used), ``method_requested``,
+        ``se_multiple``, ``study_sha256``, ``allow_untrusted``.
+
+    Raises
+    ------
+    FitMismatchError
+        Fits of different studies, transforms or levels, or the same fit twice.
     """
     if method not in LOO_METHODS:
         raise ValueError(f"method must be one of {LOO_METHODS}, not {method!r}")
     if len(fits) < 2:
         raise ValueError("give at least two fits to compare")
     check_same_study(fits)
+    check_distinct(fits)
     methods = _levels(fits, method)
     names = list(fits)
-    loos: dict[str, dict[str, object]] = {m: {} for m in methods}
-    for name, dt in fits.items():
-        reff = relative_efficiency(dt)
-        for m in methods:
-            loos[m][name] = loo_of(dt, m, reff=reff)
+    loos = _loos(fits, methods)
     used = _level_used(loos, methods, method)
     diff, diff_se = _differences(loos, names, methods)
     u = methods.index(used)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = az.compare(dict(loos[used]), round_to="none")
+    trusted = [is_trusted(fits[n]) for n in names]
+    eligible = [n for n, ok in zip(names, trusted, strict=True) if ok or allow_untrusted]
     return xr.Dataset(
         {
             **_level_table(loos, names, methods),
@@ -181,207 +235,20 @@ def compare_structures(
             "elpd_diff_se": (("fit", "other"), diff_se[:, :, u]),
             "elpd_diff_by_level": (("fit", "other", "loo_method"), diff),
             "elpd_diff_se_by_level": (("fit", "other", "loo_method"), diff_se),
-            "weight": ("fit", table["weight"].reindex(names).to_numpy(dtype=float)),
+            "weight": ("fit", _stacking_weights(loos[used], names, eligible)),
         },
         coords={
             "fit": names,
             "other": names,
             "loo_method": methods,
             "factors": ("fit", [",".join(fit_config(fits[n]).factors) for n in names]),
+            "trustworthy": ("fit", trusted),
         },
         attrs={
             "method": used,
             "method_requested": method,
             "se_multiple": se_multiple,
             "study_sha256": fit_info(next(iter(fits.values()))).study_sha256,
+            "allow_untrusted": int(allow_untrusted),
         },
     )
-
-
-def _factor_set(ds: xr.Dataset, name: str) -> frozenset[str]:
-    text = str(ds["factors"].sel(fit=name).item())
-    return frozenset(a for a in text.split(",") if a)
-
-
-def _simpler_fit(ds: xr.Dataset, richer: str, area: str) -> str | None:
-    """The fit without ``area``'s factor, else the largest proper subset, else None."""
-    names = [str(n) for n in ds["fit"].values]
-    mine = _factor_set(ds, richer)
-    exact = [n for n in names if _factor_set(ds, n) == mine - {area}]
-    if exact:
-        return exact[0]
-    subsets = [n for n in names if _factor_set(ds, n) < mine]
-    return max(subsets, key=lambda n: len(_factor_set(ds, n))) if subsets else None
-
-
-def _other_levels(ds: xr.Dataset, richer: str, simpler: str) -> dict[str, tuple[float, float]]:
-    """The ELPD difference and its SE at every computed level but the one used."""
-    pair = {"fit": richer, "other": simpler}
-    return {
-        str(m): (
-            float(ds["elpd_diff_by_level"].sel(**pair, loo_method=m)),
-            float(ds["elpd_diff_se_by_level"].sel(**pair, loo_method=m)),
-        )
-        for m in ds["loo_method"].values
-        if m != ds.attrs["method"]
-    }
-
-
-def _verdict_sentence(ds, area, richer, simpler, joint, d, s, others, bad) -> str:
-    used = ds.attrs["method"]
-    k_mult = float(ds.attrs["se_multiple"])
-    supported = d > k_mult * s
-    together = f" (jointly with {', '.join(joint)}: the fits differ by all of them)"
-    sentence = (
-        f"A separate factor for area {area} is {'' if supported else 'not '}supported"
-        f"{together if joint else ''}: ELPD {richer!r} - {simpler!r} = {d:+.1f} "
-        f"(SE {s:.1f}; supported needs > {k_mult:g} SE)"
-    )
-    if not supported and d < -k_mult * s:
-        sentence += "; the simpler structure predicts better"
-    sentence += "."
-    if others:
-        sentence += (
-            " Other LOO levels: "
-            + ", ".join(f"{m} {od:+.1f} (SE {os_:.1f})" for m, (od, os_) in others.items())
-            + "."
-        )
-    if bad:
-        n_points = int(ds["n_points"].sel(loo_method=used))
-        unit = "cells" if used == "cell" else "LLMs"
-        which = ", ".join(f"{v} of {n_points} {unit} in {n!r}" for n, v in bad.items())
-        threshold = float(ds["good_k"].sel(loo_method=used))
-        sentence += (
-            f" Warning: unreliable, Pareto k > {threshold:.2g} for {which}; consider "
-            "k-fold cross-validation (arviz.loo_kfold)."
-        )
-    return sentence
-
-
-def _verdict(ds: xr.Dataset, area: str, richer: str, simpler: str) -> dict:
-    high = ds["n_high_k"].sel(loo_method=ds.attrs["method"])
-    joint = sorted(_factor_set(ds, richer) - _factor_set(ds, simpler) - {area})
-    d = float(ds["elpd_diff"].sel(fit=richer, other=simpler))
-    s = float(ds["elpd_diff_se"].sel(fit=richer, other=simpler))
-    bad = {n: int(high.sel(fit=n)) for n in (richer, simpler) if int(high.sel(fit=n))}
-    others = _other_levels(ds, richer, simpler)
-    return {
-        "area": area,
-        "richer": richer,
-        "simpler": simpler,
-        "joint_with": joint,
-        "elpd_diff": d,
-        "elpd_diff_se": s,
-        "other_levels": {m: {"elpd_diff": v[0], "se": v[1]} for m, v in others.items()},
-        "supported": bool(d > float(ds.attrs["se_multiple"]) * s),
-        "reliable": not bad,
-        "sentence": _verdict_sentence(ds, area, richer, simpler, joint, d, s, others, bad),
-    }
-
-
-def structure_verdicts(ds: xr.Dataset) -> list[dict]:
-    """Plain-language verdicts on each area factor of the richer fits.
-
-    For every fit and every area ``X`` among its factors, the simpler fit compared with is
-    the one whose factors are those of the fit without ``X``; when no such fit was given,
-    the fit with the largest proper subset of its factors (the verdict is then joint for
-    all areas the two differ by). Supported when the ELPD gain exceeds
-    ``se_multiple`` standard errors of the difference.
-
-    Returns
-    -------
-    list of dict
-        Keys ``area``, ``richer``, ``simpler``, ``joint_with`` (other areas the two fits
-        differ by), ``elpd_diff``, ``elpd_diff_se``, ``other_levels`` (the difference and
-        its SE at the other computed LOO levels), ``supported``, ``reliable`` (no
-        Pareto k above the threshold in either fit), ``sentence``.
-    """
-    verdicts = []
-    for richer in [str(n) for n in ds["fit"].values]:
-        for area in sorted(_factor_set(ds, richer)):
-            simpler = _simpler_fit(ds, richer, area)
-            if simpler is not None:
-                verdicts.append(_verdict(ds, area, richer, simpler))
-    return verdicts
-
-
-METHOD_LABELS = {
-    "cell": "leave-one-score-out (per cell)",
-    "llm": "leave-one-LLM-out (summed log-likelihood per LLM)",
-    "llm-marginal": "leave-one-LLM-out with the LLM's latent scores integrated out",
-}
-
-
-def format_structures(ds: xr.Dataset) -> str:
-    """Readable report of :func:`compare_structures` with the verdicts."""
-    used = ds.attrs["method"]
-    names = [str(n) for n in ds["fit"].values]
-    width = max(max(len(n) for n in names), 4) + 2
-    lines = [
-        f"PSIS-LOO used: {METHOD_LABELS[used]} [{used}]"
-        + (
-            " (chosen automatically: fewest high Pareto k)"
-            if ds.attrs["method_requested"] == "auto"
-            else ""
-        ),
-        "",
-        f"{'fit':<{width}}{'factors':<28}{'level':<14}{'elpd':>10}{'SE':>8}{'p_loo':>8}"
-        f"{f'k>{float(ds.good_k.max()):.2f}':>12}",
-    ]
-    for m in [str(v) for v in ds["loo_method"].values]:
-        n_points = int(ds["n_points"].sel(loo_method=m))
-        for n in names:
-            r = ds.sel(fit=n, loo_method=m)
-            marker = " *" if m == used else ""
-            lines.append(
-                f"{n:<{width}}{(str(r.factors.item()) or '-'):<28}{m + marker:<14}"
-                f"{float(r.elpd):>10.1f}{float(r.se):>8.1f}{float(r.p):>8.1f}"
-                f"{f'{int(r.n_high_k)}/{n_points}':>12}"
-            )
-    lines += [
-        "",
-        f"Stacking weights ({used}): "
-        + ", ".join(f"{n} {float(ds.weight.sel(fit=n)):.2f}" for n in names),
-        "",
-    ]
-    verdicts = structure_verdicts(ds)
-    if verdicts:
-        lines += [v["sentence"] for v in verdicts]
-    else:
-        lines.append(
-            "No fit's factors extend another's: no verdict on area factors (compare a fit "
-            "with area factors against one without them)."
-        )
-    return "\n".join(lines)
-
-
-def structures_json(ds: xr.Dataset) -> dict:
-    """JSON-ready dictionary of :func:`compare_structures` with the verdicts."""
-    names = [str(n) for n in ds["fit"].values]
-    methods = [str(m) for m in ds["loo_method"].values]
-    return {
-        "loo_method": ds.attrs["method"],
-        "loo_method_requested": ds.attrs["method_requested"],
-        "se_multiple": float(ds.attrs["se_multiple"]),
-        "study_sha256": ds.attrs["study_sha256"],
-        "fits": [
-            {
-                "name": n,
-                "factors": sorted(_factor_set(ds, n)),
-                "weight": float(ds["weight"].sel(fit=n)),
-                "loo": {
-                    m: {
-                        "elpd": float(ds["elpd"].sel(fit=n, loo_method=m)),
-                        "se": float(ds["se"].sel(fit=n, loo_method=m)),
-                        "p": float(ds["p"].sel(fit=n, loo_method=m)),
-                        "n_high_pareto_k": int(ds["n_high_k"].sel(fit=n, loo_method=m)),
-                        "n_points": int(ds["n_points"].sel(loo_method=m)),
-                        "pareto_k_threshold": float(ds["good_k"].sel(loo_method=m)),
-                    }
-                    for m in methods
-                },
-            }
-            for n in names
-        ],
-        "verdicts": structure_verdicts(ds),
-    }

@@ -23,13 +23,13 @@ from safetywash.analysis.adjusted import (
 from safetywash.analysis.fits import open_fit
 from safetywash.analysis.intervals import CI_PROB, interval_label
 from safetywash.cli.common import (
-    UsageError,
     add_ci_kind_argument,
     add_ci_prob_argument,
+    check_names,
     command_parser,
-    fit_path,
-    output_file,
 )
+from safetywash.cli.paths import fit_path, output_file, writable_run, write_csv
+from safetywash.inference.fitfile import benchmark_table
 
 EXAMPLES = (
     "safetywash adjusted runs/chat",
@@ -61,15 +61,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash adjusted``."""
+    out = args.csv or writable_run(args.run) / "adjusted_scores.csv"
     dt = open_fit(args.run)
     roles = ("safety", "capability") if args.include_capability else ("safety",)
+    meta = benchmark_table(dt)
+    adjustable = meta.index[meta["role"].isin(roles)]
+    where = (
+        "a benchmark of this fit" if args.include_capability else "a safety benchmark of this fit"
+    )
+    check_names(
+        [args.benchmark] if args.benchmark else [], adjustable, "benchmark", "--benchmark", where
+    )
     ds = adjusted_scores(dt, roles=roles, ci_prob=args.ci_prob, ci_kind=args.ci_kind)
-    if args.benchmark and args.benchmark not in ds["benchmark"].values:
-        raise UsageError(f"--benchmark {args.benchmark!r} is not an adjusted benchmark")
     table = adjusted_table(ds)
-    out = args.csv or (args.run if args.run.is_dir() else args.run.parent) / "adjusted_scores.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    write_csv(out, table)
     print(f"wrote {out} ({len(table)} LLM x benchmark cells, {ds.sizes['benchmark']} benchmarks)")
     benchmark = args.benchmark or default_plot_benchmark(ds, dt)
     sub = table[table["benchmark"] == benchmark]

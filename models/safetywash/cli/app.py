@@ -28,6 +28,8 @@ from safetywash.cli.common import CommandParser, UsageError, add_progress_argume
 from safetywash.data.errors import CatalogError, StudyValidationError
 from safetywash.data.registry import DatasetError
 from safetywash.inference.fitfile import FitMismatchError
+from safetywash.inference.netcdf import FitFileError
+from safetywash.report.runfolder import OutputFolderError
 
 #: Subcommand modules, in the order ``safetywash --help`` lists them (the flow of a study).
 COMMANDS = (datasets, baseline, fit, report, compare, adjusted, score_llm, sensitivity, holdout)
@@ -39,6 +41,8 @@ USER_ERRORS = (
     StudyValidationError,
     CatalogError,
     FitMismatchError,
+    FitFileError,
+    OutputFolderError,
     BenchmarkNotInFitError,
     DatasetError,
     FileNotFoundError,

@@ -14,11 +14,10 @@ from safetywash.cli.common import (
     UsageError,
     add_dataset_arguments,
     command_parser,
-    output_file,
     resolve_data_dir_argument,
     resolve_population,
-    write_json,
 )
+from safetywash.cli.paths import output_file, write_csv, write_json
 from safetywash.data.load import load_dataset
 
 EXAMPLES = (
@@ -52,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if study.excluded:
         print(f"Not analysed (catalogued as excluded): {', '.join(study.excluded)}")
     if args.csv:
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        baseline_table(result).to_csv(args.csv, index=False)
+        write_csv(args.csv, baseline_table(result))
         print(f"wrote {args.csv}")
     if args.json:
         write_json(args.json, result.to_json_dict())

@@ -1,42 +1,62 @@
 """Shared command-line plumbing: the parser class, argument checks and common options.
 
-Every check here runs while the arguments are parsed, so a bad value is reported before any
-data is loaded or any sampler starts.
+Every value check here runs while the arguments are parsed, and the checks that need two
+arguments together (a population of a dataset, an output folder and ``--overwrite``) run
+first thing in a command's ``run``: a bad value is reported before any data is loaded or
+any sampler starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable, Sequence
+import difflib
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from safetywash.analysis.intervals import CI_KIND, CI_KINDS
 from safetywash.data.load import default_data_dir
 from safetywash.data.registry import DATA_DIR_ENV, dataset_names
+from safetywash.data.sources.epoch import EPOCH_POPULATIONS
+from safetywash.data.sources.helm import HELM_POPULATIONS
+from safetywash.data.sources.openllm import OPENLLM_POPULATIONS
+from safetywash.data.sources.safetywashing import POPULATIONS
+
+#: Largest seed accepted: every seed derived from it (``seed + 1``, ``seed + 2``, one per
+#: SBC round) must fit the sampler (nutpie takes an unsigned 64-bit integer) and the fit's
+#: integer attrs; ``2**32 - 1`` is numpy's legacy limit, safe everywhere.
+MAX_SEED = 2**32 - 1
+#: The populations each registered dataset's reader declares.
+DATASET_POPULATIONS = {
+    "safetywashing": POPULATIONS,
+    "helm-benchbench": HELM_POPULATIONS,
+    "epoch-benchmark-stitching": EPOCH_POPULATIONS,
+    "open-llm-leaderboard-v1": OPENLLM_POPULATIONS,
+}
 
 __all__ = [
+    "DATASET_POPULATIONS",
+    "MAX_SEED",
     "CommandParser",
     "UsageError",
     "add_ci_kind_argument",
     "add_ci_prob_argument",
     "add_dataset_arguments",
+    "add_overwrite_argument",
     "add_progress_argument",
     "add_sampler_arguments",
     "add_seed_argument",
     "add_tau_argument",
+    "check_names",
+    "closest",
     "command_parser",
     "default_data_dir",
-    "fit_path",
+    "existing_dir",
     "float_between",
-    "input_file",
     "int_at_least",
-    "output_dir",
-    "output_file",
+    "name_of",
     "resolve_data_dir_argument",
     "resolve_population",
-    "run_dir",
-    "write_json",
+    "seed_value",
 ]
 
 
@@ -98,8 +118,8 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- value checks
 
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer no smaller than ``minimum``."""
+def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer no smaller than ``minimum`` (nor above ``maximum``)."""
 
     def parse(text: str) -> int:
         try:
@@ -108,9 +128,60 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
 
     return parse
+
+
+def seed_value(text: str) -> int:
+    """An argparse ``type``: a seed, an integer in ``[0, MAX_SEED]``."""
+    return int_at_least(0, MAX_SEED)(text)
+
+
+def closest(value: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest known names, ignoring case (empty when
+    none is close)."""
+    lowered = {str(k).lower(): str(k) for k in known}
+    near = difflib.get_close_matches(value.lower(), list(lowered), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(lowered[n]) for n in near)}?" if near else ""
+
+
+def name_of(known: Sequence[str], what: str) -> Callable[[str], str]:
+    """An argparse ``type``: one of ``known``, else an error with the close matches."""
+
+    def parse(text: str) -> str:
+        if text not in known:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {text!r}{closest(text, known)} (choose from {', '.join(known)})"
+            )
+        return text
+
+    return parse
+
+
+def check_names(
+    values: Iterable[str], known: Iterable[str], what: str, option: str, where: str = "in this fit"
+) -> None:
+    """Raise :class:`UsageError` for the first of ``values`` not in ``known``."""
+    known = [str(k) for k in known]
+    listed = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+    for value in values:
+        if value not in known:
+            raise UsageError(
+                f"{option}: {what} {value!r} is not {where}{closest(value, known)} "
+                f"({len(known)} known: {listed})"
+            )
+
+
+def existing_dir(text: str) -> Path:
+    """An argparse ``type``: an existing folder."""
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        what = "a file, not a folder" if path.exists() else "no such folder"
+        raise argparse.ArgumentTypeError(f"{path}: {what}")
+    return path
 
 
 def float_between(
@@ -135,52 +206,21 @@ def float_between(
     return parse
 
 
-def output_dir(text: str) -> Path:
-    """An argparse ``type``: a folder to write into (created if missing, not a file)."""
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is an existing file, not a folder")
-    return path
-
-
-def output_file(text: str) -> Path:
-    """An argparse ``type``: a file to write (overwritten if present, not a folder)."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a folder, not a file")
-    return path
-
-
-def input_file(text: str) -> Path:
-    """An argparse ``type``: an existing file to read."""
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {path}")
-    return path
-
-
-def run_dir(text: str) -> Path:
-    """An argparse ``type``: a run folder holding ``posterior.nc``."""
-    path = Path(text)
-    if not (path / "posterior.nc").is_file():
-        raise argparse.ArgumentTypeError(
-            f"no fit in {path}: expected {path / 'posterior.nc'} (written by 'safetywash fit')"
-        )
-    return path
-
-
-def fit_path(text: str) -> Path:
-    """An argparse ``type``: a run folder holding ``posterior.nc``, or a ``.nc`` fit file."""
-    path = Path(text)
-    return path if path.is_file() else run_dir(text)
-
-
 # --------------------------------------------------------------------------- options
 
 
 def add_seed_argument(parser: argparse.ArgumentParser, *, default: int | None, help: str) -> None:
-    """``--seed``: a non-negative integer."""
-    parser.add_argument("--seed", type=int_at_least(0), default=default, help=help)
+    """``--seed``: an integer in ``[0, MAX_SEED]``."""
+    parser.add_argument("--seed", type=seed_value, default=default, help=f"{help}; 0 to {MAX_SEED}")
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite``: replace an existing non-empty output folder."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} if it exists and is not empty (default: refuse)",
+    )
 
 
 def add_sampler_arguments(
@@ -250,7 +290,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, populations: bool 
         )
     parser.add_argument(
         "--data-dir",
-        type=Path,
+        type=existing_dir,
         default=None,
         metavar="DIR",
         help=f"local data directory laid out as <dir>/<dataset>/<path>; default ${DATA_DIR_ENV}, "
@@ -259,20 +299,18 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, populations: bool 
 
 
 def resolve_population(dataset: str, population: str | None) -> str:
-    """The ``--population`` value, or the dataset's default."""
-    if population is not None:
-        return population
-    return "chat" if dataset == "safetywashing" else "all"
+    """The ``--population`` value, or the dataset's default; one the dataset declares."""
+    if population is None:
+        return "chat" if dataset == "safetywashing" else "all"
+    known = DATASET_POPULATIONS.get(dataset)
+    if known is not None and population not in known:
+        raise UsageError(
+            f"--population: unknown population {population!r} for dataset {dataset}"
+            f"{closest(population, known)} (choose from {', '.join(known)})"
+        )
+    return population
 
 
 def resolve_data_dir_argument(value: Path | None) -> Path | None:
     """The ``--data-dir`` value, or :func:`default_data_dir`."""
     return value if value is not None else default_data_dir()
-
-
-def write_json(path: Path, payload, *, ensure_ascii: bool = True) -> None:
-    """Write ``payload`` as indented JSON (UTF-8, trailing newline) and say so."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(payload, indent=2, ensure_ascii=ensure_ascii) + "\n"
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path}")

@@ -10,13 +10,17 @@ Structures (--fits RUN RUN [...]): PSIS-LOO of each fit (per score, per LLM, or 
 with its latent scores integrated out; --loo auto picks the level with fewest high Pareto
 k), Pareto k counts, ELPD differences and, for every area factor of a richer fit, whether a
 separate factor for that area is supported (ELPD gain > --se-multiple standard errors).
-Fits must be of the same study. Run folders (holding posterior.nc) or .nc files are
-accepted.
+Fits must be of the same study and different fits (the same fit twice, by path, by
+content or by identical study, config, sampler settings and seed, is refused). Fits that
+did not pass their convergence diagnostics are marked '!' and get no stacking weight
+unless --allow-untrusted (then a warning says so). Run folders (holding posterior.nc) or
+.nc files are accepted.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from safetywash.analysis.designs import (
@@ -27,12 +31,11 @@ from safetywash.analysis.designs import (
 from safetywash.analysis.fits import open_fit
 from safetywash.analysis.intervals import CI_PROB
 from safetywash.analysis.separability import DEFAULT_TAU
+from safetywash.analysis.structure_verdicts import format_structures, structures_json
 from safetywash.analysis.structures import (
     DEFAULT_SE_MULTIPLE,
     LOO_METHODS,
     compare_structures,
-    format_structures,
-    structures_json,
 )
 from safetywash.cli.common import (
     UsageError,
@@ -40,11 +43,11 @@ from safetywash.cli.common import (
     add_ci_prob_argument,
     add_tau_argument,
     command_parser,
-    fit_path,
     float_between,
-    output_file,
-    write_json,
 )
+from safetywash.cli.paths import fit_path, output_file, write_json
+from safetywash.data.files import sha256_file
+from safetywash.inference.fitfile import fit_info
 
 EXAMPLES = (
     "safetywash compare runs/chat --benchmarks rmsce_mmlu brier_mmlu --json cmp.json",
@@ -75,9 +78,34 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="give stacking weight to fits that did not pass their diagnostics too (--fits)",
+    )
+    parser.add_argument(
         "--json", type=output_file, metavar="FILE", help="write the result as JSON here"
     )
     return parser
+
+
+def fit_file(path: Path) -> Path:
+    """The ``posterior.nc`` of a run folder, or the ``.nc`` file itself."""
+    return path / "posterior.nc" if path.is_dir() else path
+
+
+def check_different_files(paths: list[Path]) -> None:
+    """Refuse the same fit file given twice (same path, or the same bytes)."""
+    seen: dict[object, Path] = {}
+    for path in paths:
+        file = fit_file(path)
+        for key in (("path", file.resolve()), ("sha256", sha256_file(file))):
+            if key in seen:
+                how = "the same file" if key[0] == "path" else "identical copies (same sha256)"
+                raise UsageError(
+                    f"--fits {seen[key]} and {path} are {how}: a fit compared with itself; "
+                    "give fits of different structures"
+                )
+            seen[key] = path
 
 
 def fit_name(path: Path, taken: set[str]) -> str:
@@ -93,29 +121,49 @@ def fit_name(path: Path, taken: set[str]) -> str:
     return name
 
 
+def compare_designs(args: argparse.Namespace) -> dict:
+    """RUN --benchmarks: print the comparison; return its JSON payload."""
+    if args.run is None:
+        raise UsageError("--benchmarks needs the run folder (or .nc file) of a fit")
+    dt = open_fit(args.run)
+    result = compare_benchmarks(
+        dt, args.benchmarks, tau=args.tau, ci_prob=args.ci_prob, ci_kind=args.ci_kind
+    )
+    print(format_benchmark_comparison(result))
+    diagnostics = fit_info(dt).diagnostics
+    if diagnostics is not None and not diagnostics.trustworthy:
+        print(f"warning: {args.run} is NOT TRUSTED: {diagnostics.verdict()}", file=sys.stderr)
+    return benchmark_comparison_json(result)
+
+
+def compare_fits(args: argparse.Namespace) -> dict:
+    """--fits: print the structure comparison; return its JSON payload."""
+    if args.run is not None:
+        raise UsageError("with --fits, give the fits after --fits only")
+    if len(args.fits) < 2:
+        raise UsageError("--fits needs at least two fits")
+    check_different_files(args.fits)
+    taken: set[str] = set()
+    fits = {fit_name(p, taken): open_fit(p) for p in args.fits}
+    result = compare_structures(
+        fits, method=args.loo, se_multiple=args.se_multiple, allow_untrusted=args.allow_untrusted
+    )
+    print(format_structures(result))
+    untrusted = [n for n, ok in zip(fits, result["trustworthy"].values, strict=True) if not ok]
+    if untrusted and args.allow_untrusted:
+        print(
+            f"warning: the stacking weights include untrusted fits ({', '.join(untrusted)}) "
+            "because of --allow-untrusted",
+            file=sys.stderr,
+        )
+    return structures_json(result)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash compare``."""
     if (args.fits is None) == (args.benchmarks is None):
         raise UsageError("give either RUN --benchmarks KEY KEY [...] or --fits RUN RUN [...]")
-    if args.benchmarks is not None:
-        if args.run is None:
-            raise UsageError("--benchmarks needs the run folder (or .nc file) of a fit")
-        dt = open_fit(args.run)
-        result = compare_benchmarks(
-            dt, args.benchmarks, tau=args.tau, ci_prob=args.ci_prob, ci_kind=args.ci_kind
-        )
-        print(format_benchmark_comparison(result))
-        payload = benchmark_comparison_json(result)
-    else:
-        if args.run is not None:
-            raise UsageError("with --fits, give the fits after --fits only")
-        if len(args.fits) < 2:
-            raise UsageError("--fits needs at least two fits")
-        taken: set[str] = set()
-        fits = {fit_name(p, taken): open_fit(p) for p in args.fits}
-        result = compare_structures(fits, method=args.loo, se_multiple=args.se_multiple)
-        print(format_structures(result))
-        payload = structures_json(result)
+    payload = compare_designs(args) if args.benchmarks is not None else compare_fits(args)
     if args.json:
         write_json(args.json, payload, ensure_ascii=False)
     return 0

@@ -16,11 +16,11 @@ from pathlib import Path
 from safetywash.cli.common import (
     UsageError,
     command_parser,
+    existing_dir,
     float_between,
-    output_file,
     resolve_data_dir_argument,
-    write_json,
 )
+from safetywash.cli.paths import output_dir, output_file, write_json
 from safetywash.data.registry import (
     DatasetSpec,
     dataset_names,
@@ -45,11 +45,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help="datasets to download")
     parser.add_argument(
-        "--data-dir", type=Path, metavar="DIR", help="local data directory to check (list)"
+        "--data-dir", type=existing_dir, metavar="DIR", help="local data directory to check (list)"
     )
     parser.add_argument(
         "--cache-dir",
-        type=Path,
+        type=output_dir,
         metavar="DIR",
         help="download cache (default: $SAFETYWASH_CACHE_DIR, else ~/.cache/safetywash)",
     )

@@ -1,15 +1,19 @@
 """Fit the hierarchical latent-factor model to a benchmark study.
 
 Writes OUT/posterior.nc (an ArviZ DataTree: posterior, sample_stats, observed_data,
-constant_data, log_likelihood) and OUT/separability.csv, prints the diagnostics and a
-table grouped by safety area. Exits with status 2 when the fit is not to be trusted
-(R-hat > 1.01, ESS < 400 or divergences), unless --allow-untrusted is given.
+constant_data, log_likelihood; checksummed and compressed), OUT/separability.csv and
+OUT/VERDICT (TRUSTED or NOT TRUSTED and why), prints the diagnostics and a table grouped by
+safety area. OUT is built beside its final place and moved there when complete; an
+existing non-empty OUT is refused before anything runs unless --overwrite is given. An
+untrusted fit (R-hat > 1.01, ESS < 400 or divergences) is still written, for inspection,
+and the command exits with status 2 unless --allow-untrusted is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from safetywash.analysis.baseline import store_paper_baseline
 from safetywash.analysis.intervals import CI_PROB
@@ -18,24 +22,29 @@ from safetywash.cli.common import (
     add_ci_kind_argument,
     add_ci_prob_argument,
     add_dataset_arguments,
+    add_overwrite_argument,
     add_sampler_arguments,
     add_seed_argument,
     add_tau_argument,
     command_parser,
     float_between,
-    output_dir,
+    name_of,
     resolve_data_dir_argument,
     resolve_population,
 )
+from safetywash.cli.paths import output_dir, prepare_output_folder
 from safetywash.data.catalog import SAFETY_AREAS
 from safetywash.data.load import load_dataset
 from safetywash.inference.fitfile import diagnostics_of
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
-from safetywash.report.fit_summary import write_fit_outputs
+from safetywash.report.fit_summary import VERDICT_FILE, write_fit_outputs
+from safetywash.report.runfolder import place_folder, staged_folder
 
 UNTRUSTED_EXIT = 2
+#: What a folder must hold for --overwrite to replace it (a run folder of 'fit').
+RUN_MARKERS = ("posterior.nc", VERDICT_FILE)
 
 EXAMPLES = (
     "safetywash fit --dataset safetywashing --population chat --out runs/chat",
@@ -52,6 +61,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=output_dir, required=True, metavar="DIR", help="output folder"
     )
+    add_overwrite_argument(parser, "the --out folder (a run folder)")
     add_seed_argument(parser, default=0, help="sampler seed (default: %(default)s)")
     add_sampler_arguments(
         parser,
@@ -71,9 +81,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--factors",
         nargs="*",
         default=[],
-        choices=SAFETY_AREAS,
+        type=name_of(SAFETY_AREAS, "safety area"),
         metavar="AREA",
-        help="safety areas that get a factor of their own (default: capability only)",
+        help=f"safety areas that get a factor of their own, of {', '.join(SAFETY_AREAS)} "
+        "(default: capability only)",
     )
     parser.add_argument("--transform", choices=("standardize", "logit"), default="standardize")
     parser.add_argument("--level", choices=("aggregate", "parts"), default="aggregate")
@@ -97,6 +108,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash fit``; 0, or 2 for an untrusted fit."""
     population = resolve_population(args.dataset, args.population)
+    prepare_output_folder(args.out, overwrite=args.overwrite, markers=RUN_MARKERS)
     config = ModelConfig(
         transform=args.transform,
         factors=tuple(args.factors),
@@ -123,14 +135,18 @@ def run(args: argparse.Namespace) -> int:
         progressbar=not args.no_progress,
     )
     dt = store_paper_baseline(dt, study)
-    posterior, table, text = write_fit_outputs(
-        dt, args.out, tau=args.tau, ci_prob=args.ci_prob, ci_kind=args.ci_kind
-    )
+    with staged_folder(args.out) as stage:
+        posterior, table, text = write_fit_outputs(
+            dt, stage, tau=args.tau, ci_prob=args.ci_prob, ci_kind=args.ci_kind
+        )
+        out = place_folder(stage, args.out, overwrite=args.overwrite)
     print(text)
-    print(f"wrote {posterior} and {table}")
+    names = ", ".join(p.name for p in (posterior, table, Path(VERDICT_FILE)))
+    print(f"wrote {out}: {names}")
     diagnostics = diagnostics_of(dt)
     if not diagnostics.trustworthy:
         print(diagnostics.verdict(), file=sys.stderr)
+        print(f"{out} holds this untrusted fit for inspection (see {out / VERDICT_FILE})")
         if not args.allow_untrusted:
             return UNTRUSTED_EXIT
     return 0

@@ -21,10 +21,10 @@ from safetywash.cli.common import (
     add_seed_argument,
     command_parser,
     float_between,
-    output_file,
     resolve_data_dir_argument,
-    write_json,
+    resolve_population,
 )
+from safetywash.cli.paths import output_file, write_json
 from safetywash.data.load import load_dataset
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
@@ -86,9 +86,10 @@ def format_table(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash holdout``."""
+    population = resolve_population(args.dataset, args.population)
     settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed)
     study = load_dataset(
-        args.dataset, args.population, data_dir=resolve_data_dir_argument(args.data_dir)
+        args.dataset, population, data_dir=resolve_data_dir_argument(args.data_dir)
     )
     print(f"Held-out prediction on {study!r}", flush=True)
     result = run_holdout(

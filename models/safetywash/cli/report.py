@@ -4,7 +4,9 @@ Reads RUN/posterior.nc (from 'safetywash fit') and writes RUN/report.md, RUN/rep
 (figures embedded) and figures named <study>_<what>.png/.svg into the figures folder: rho
 forest by area, capability ranking, scores against capability, the posterior predictive
 check of the benchmark correlation matrix and, for fits with area factors, a loadings
-heatmap. The check's replicated scores use the fit's seed + 2.
+heatmap. The check's replicated scores use the fit's seed + 2. The report is replaced
+whole: the figures are made in a staging folder and moved in, then report.html and last
+report.md replace the old ones.
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ matplotlib.use("Agg")
 from safetywash.analysis.intervals import CI_PROB
 from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.cli.common import (
-    UsageError,
     add_ci_kind_argument,
     add_ci_prob_argument,
     add_tau_argument,
+    check_names,
     command_parser,
-    output_dir,
-    run_dir,
 )
+from safetywash.cli.paths import output_dir, run_dir, writable_run
 from safetywash.inference.fitfile import benchmark_table, load_fit
-from safetywash.report.document import write_report
+from safetywash.report.document import FIGURES_FOLDER, write_report
+from safetywash.report.runfolder import clean_leftovers
 
 EXAMPLES = (
     "safetywash report runs/chat",
@@ -62,11 +64,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash report``."""
+    writable_run(args.run)
+    figures = args.figures if args.figures is not None else args.run / FIGURES_FOLDER
+    for folder in (args.run, figures):
+        clean_leftovers(folder, ["report.md", "report.html"])
     dt = load_fit(args.run / "posterior.nc")
-    known = list(benchmark_table(dt).index)
-    unknown = [b for b in args.benchmarks or [] if b not in known]
-    if unknown:
-        raise UsageError(f"benchmark(s) {unknown} are not in this fit; choose from {known}")
+    check_names(args.benchmarks or [], benchmark_table(dt).index, "benchmark", "--benchmarks")
     md, page, report = write_report(
         dt,
         args.run,

@@ -4,9 +4,12 @@ Each round simulates a study (seed = --seed + round), fits it and ranks the true
 every benchmark among 99 thinned posterior draws. Prints one line per round (unless
 --no-progress) and the summary (coverage of the central 50% and 90% intervals, chi-square
 uniformity p-value of the ranks, mean absolute error of the posterior median, untrusted
-fits). With --out, writes OUT/sbc.nc (the per-round, per-benchmark dataset) and
-OUT/summary.json. With --workers or --scheduler, rounds run on a dask cluster; rerunning
-resumes unfinished rounds.
+fits). With --out, writes OUT/sbc.nc (the per-round, per-benchmark dataset, checksummed)
+and OUT/summary.json; OUT is built beside its final place and moved there when complete,
+and an existing non-empty OUT is refused before any round runs unless --overwrite is
+given. With --workers or --scheduler, rounds run on a dask cluster and keep their results
+in --work-dir (default .OUT.rounds beside OUT, moved to OUT/rounds at the end); rerunning
+an interrupted command resumes unfinished rounds.
 """
 
 from __future__ import annotations
@@ -14,21 +17,30 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from safetywash.analysis.calibration import summarize_sbc
 from safetywash.analysis.sbc import RANK_DRAWS, run_sbc
 from safetywash.cli.common import (
+    MAX_SEED,
     UsageError,
+    add_overwrite_argument,
     add_sampler_arguments,
     add_seed_argument,
     command_parser,
     float_between,
     int_at_least,
-    output_dir,
+    name_of,
 )
+from safetywash.cli.paths import output_dir, prepare_output_folder
 from safetywash.data.catalog import SAFETY_AREAS
+from safetywash.inference.netcdf import write_netcdf
 from safetywash.model.config import ModelConfig
 from safetywash.model.simulate import MISSING_MECHANISMS
+from safetywash.report.runfolder import place_folder, staged_folder
+
+#: What a folder must hold for --overwrite to replace it (an output folder of 'sbc').
+SBC_MARKERS = ("sbc.nc", "summary.json")
 
 EXAMPLES = (
     "safetywash sbc --rounds 20 --llms 26 --capability-benchmarks 10 --safety-per-area 3 "
@@ -60,9 +72,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--areas",
         nargs="+",
         default=["alignment", "bias", "calibration", "weaponization"],
-        choices=SAFETY_AREAS,
+        type=name_of(SAFETY_AREAS, "safety area"),
         metavar="AREA",
-        help="safety areas (default: alignment bias calibration weaponization)",
+        help=f"safety areas, of {', '.join(SAFETY_AREAS)} "
+        "(default: alignment bias calibration weaponization)",
     )
     parser.add_argument(
         "--missing",
@@ -77,7 +90,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--factors",
         nargs="*",
         default=[],
-        choices=SAFETY_AREAS,
+        type=name_of(SAFETY_AREAS, "safety area"),
         metavar="AREA",
         help="areas simulated and fitted with a factor of their own",
     )
@@ -86,6 +99,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", type=output_dir, metavar="DIR", help="folder for sbc.nc and summary.json"
     )
+    add_overwrite_argument(parser, "the --out folder")
     parser.add_argument(
         "--workers",
         type=int_at_least(0),
@@ -97,8 +111,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--work-dir",
         type=output_dir,
         metavar="DIR",
-        help="per-round results when distributed (default OUT/rounds); a rerun skips "
-        "finished rounds",
+        help="per-round results when distributed (default .OUT.rounds beside OUT, moved to "
+        "OUT/rounds when done); a rerun skips finished rounds",
     )
     return parser
 
@@ -118,11 +132,38 @@ def print_round(r: int, n_rounds: int, info: dict) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``safetywash sbc``."""
+def check_arguments(args: argparse.Namespace) -> Path | None:
+    """Checks that need several arguments, before any round runs; the work folder."""
     unknown = [f for f in args.factors if f not in args.areas]
     if unknown:
         raise UsageError(f"--factors {unknown} must be among --areas")
+    if args.seed + args.rounds - 1 > MAX_SEED:
+        raise UsageError(
+            f"--seed {args.seed} + --rounds {args.rounds} - 1 exceeds the largest seed "
+            f"{MAX_SEED} (round r uses seed + r)"
+        )
+    if args.out is not None:
+        prepare_output_folder(args.out, overwrite=args.overwrite, markers=SBC_MARKERS)
+    distributed = args.workers > 0 or args.scheduler is not None
+    if args.work_dir is not None or args.out is None or not distributed:
+        return args.work_dir
+    return args.out.parent / f".{args.out.name}.rounds"
+
+
+def save_outputs(ds, text: str, out: Path, work_dir: Path | None, *, overwrite: bool) -> None:
+    """Write OUT/sbc.nc, OUT/summary.json (and OUT/rounds from the default work folder)."""
+    with staged_folder(out) as stage:
+        write_netcdf(ds, stage / "sbc.nc")
+        (stage / "summary.json").write_text(text + "\n", encoding="utf-8")
+        if work_dir is not None and work_dir.name == f".{out.name}.rounds" and work_dir.is_dir():
+            work_dir.rename(stage / "rounds")
+        place_folder(stage, out, overwrite=overwrite)
+    print(f"wrote {out / 'sbc.nc'} and {out / 'summary.json'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``safetywash sbc``."""
+    work_dir = check_arguments(args)
     safety = {area: args.safety_per_area for area in args.areas}
     config = ModelConfig(factors=tuple(args.factors))
     print(
@@ -149,15 +190,12 @@ def run(args: argparse.Namespace) -> int:
         progress=None if args.no_progress else print_round,
         workers=args.workers,
         scheduler=args.scheduler,
-        work_dir=args.work_dir or (args.out / "rounds" if args.out else None),
+        work_dir=work_dir,
     )
     summary = summarize_sbc(ds, bins=args.bins)
     summary["wall_seconds"] = time.perf_counter() - t0
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        ds.to_netcdf(args.out / "sbc.nc", engine="h5netcdf")
-        (args.out / "summary.json").write_text(text + "\n", encoding="utf-8")
-        print(f"wrote {args.out / 'sbc.nc'} and {args.out / 'summary.json'}")
+        save_outputs(ds, text, args.out, work_dir, overwrite=args.overwrite)
     return 0

@@ -23,11 +23,8 @@ from safetywash.cli.common import (
     add_ci_prob_argument,
     add_seed_argument,
     command_parser,
-    fit_path,
-    input_file,
-    output_file,
-    write_json,
 )
+from safetywash.cli.paths import fit_path, input_file, output_file, write_json
 
 EXAMPLES = (
     "safetywash score-llm runs/chat --scores new_llm.csv",

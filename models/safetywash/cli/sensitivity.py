@@ -4,8 +4,13 @@ Refits the fit's study (rebuilt from the fit) with ModelConfig(prior_scale=S) fo
 one fit after another, with the fit's own config and sampler settings unless --draws,
 --tune, --chains or --seed are given (--refit-reference also refits at the fit's own scale,
 so that every fit compared comes from the same code and settings). Prints per benchmark
-rho's median and P(separable) at every scale and flags benchmarks whose verdict
-(P(separable) > 0.5, or the sign of rho's HDI) depends on the prior; writes the table as CSV.
+rho's median and P(separable) at every scale and flags benchmarks whose verdict depends on
+the prior: P(separable) > 0.5 at some scales only, or the sign the posterior favours flips
+(P(rho > 0) >= 0.6 at one scale, <= 0.4 at another). Writes the table as CSV, with rho's
+interval and P(rho > 0) at every scale. --save-fits DIR writes every refit as
+DIR/prior_scale_S/posterior.nc with its VERDICT; DIR is built beside its final place and
+moved there when complete, and an existing non-empty DIR is refused before any refit
+unless --overwrite is given.
 """
 
 from __future__ import annotations
@@ -24,16 +29,27 @@ from safetywash.analysis.sensitivity import (
 from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.cli.common import (
     add_ci_prob_argument,
+    add_overwrite_argument,
     add_sampler_arguments,
     add_seed_argument,
     add_tau_argument,
     command_parser,
-    fit_path,
     float_between,
+)
+from safetywash.cli.paths import (
+    fit_path,
     output_dir,
     output_file,
+    prepare_output_folder,
+    writable_run,
+    write_csv,
 )
 from safetywash.inference.fitfile import fit_sampler_settings, save_fit
+from safetywash.report.fit_summary import write_verdict
+from safetywash.report.runfolder import place_folder, staged_folder
+
+#: What a folder must hold for --overwrite to replace it (refits saved by this command).
+SAVED_FITS_MARKERS = ("prior_scale_*",)
 
 EXAMPLES = (
     "safetywash sensitivity runs/chat",
@@ -61,6 +77,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--csv", type=output_file, metavar="FILE", help="CSV (default RUN/prior_sensitivity.csv)"
     )
     parser.add_argument("--save-fits", type=output_dir, metavar="DIR", help="save refits here")
+    add_overwrite_argument(parser, "the --save-fits folder")
     add_sampler_arguments(parser, draws=None, tune=None, chains=None, default_note="the fit's")
     add_seed_argument(parser, default=None, help="sampler seed (default: the fit's)")
     add_tau_argument(parser, DEFAULT_TAU)
@@ -76,8 +93,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def save_refits(refits: dict, folder, *, overwrite: bool) -> None:
+    """Write every refit (posterior.nc and VERDICT) into ``folder``, built whole."""
+    with staged_folder(folder) as stage:
+        for scale, refit in refits.items():
+            save_fit(refit, stage / f"prior_scale_{scale:g}" / "posterior.nc")
+            write_verdict(refit, stage / f"prior_scale_{scale:g}")
+        place_folder(stage, folder, overwrite=overwrite)
+    for scale in refits:
+        print(f"wrote {folder / f'prior_scale_{scale:g}' / 'posterior.nc'}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash sensitivity``."""
+    out = args.csv or writable_run(args.run) / "prior_sensitivity.csv"
+    if args.save_fits:
+        prepare_output_folder(
+            args.save_fits,
+            overwrite=args.overwrite,
+            markers=SAVED_FITS_MARKERS,
+            option="--save-fits",
+        )
     dt = open_fit(args.run)
     settings = fit_sampler_settings(
         dt, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed
@@ -91,15 +127,9 @@ def run(args: argparse.Namespace) -> int:
         progressbar=not args.no_progress,
     )
     if args.save_fits:
-        for scale, refit in refits.items():
-            path = save_fit(refit, args.save_fits / f"prior_scale_{scale:g}" / "posterior.nc")
-            print(f"wrote {path}")
+        save_refits(refits, args.save_fits, overwrite=args.overwrite)
     result = prior_sensitivity(dt, refits, tau=args.tau, ci_prob=args.ci_prob)
     print(format_sensitivity(result, only_safety=not args.include_capability))
-    out = args.csv or (args.run if args.run.is_dir() else args.run.parent) / (
-        "prior_sensitivity.csv"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sensitivity_table(result).to_csv(out, index=False)
+    write_csv(out, sensitivity_table(result))
     print(f"wrote {out}")
     return 0

@@ -14,7 +14,6 @@ and the score transform (:data:`safetywash.model.transform.TRANSFORM_VARIABLES`)
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from safetywash.data.catalog import CATALOG_COLUMNS
 from safetywash.data.files import atomic_write
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.diagnostics import Diagnostics
+from safetywash.inference.netcdf import read_tree, write_netcdf
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData
@@ -308,6 +308,9 @@ def study_from_fit(dt: xr.DataTree) -> BenchmarkStudy:
 def save_fit(dt: xr.DataTree, path: str | Path) -> Path:
     """Write a fit to NetCDF atomically (a temp file in the same folder, then rename).
 
+    Every numeric array is compressed and carries an HDF5 checksum
+    (:mod:`safetywash.inference.netcdf`), which :func:`load_fit` verifies.
+
     Parameters
     ----------
     dt : xarray.DataTree
@@ -324,7 +327,7 @@ def save_fit(dt: xr.DataTree, path: str | Path) -> Path:
     missing = [a for a in REQUIRED_ATTRS if a not in dt.attrs]
     if missing:
         raise ValueError(f"not a safetywash fit: attrs {missing} are missing")
-    return atomic_write(path, functools.partial(dt.to_netcdf, engine="h5netcdf"))
+    return atomic_write(path, lambda tmp: write_netcdf(dt, tmp))
 
 
 def load_fit(
@@ -350,13 +353,21 @@ def load_fit(
     Returns
     -------
     xarray.DataTree
-        Loaded into memory (the file is closed).
+        Loaded into memory (the file is closed; every checksum verified).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    safetywash.inference.netcdf.FitFileError
+        The file is not HDF5, is truncated or its data is damaged (a checksum fails).
+    FitMismatchError
+        The file is not a safetywash fit, or not the one asked for.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no fit at {path}")
-    with xr.open_datatree(path, engine="h5netcdf") as opened:
-        dt = opened.load()
+    dt = read_tree(path)
     missing = [a for a in REQUIRED_ATTRS if a not in dt.attrs]
     if missing:
         raise FitMismatchError(f"{path} is not a safetywash fit (attrs {missing} missing)")

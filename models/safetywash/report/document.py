@@ -10,6 +10,10 @@ rendering from :mod:`safetywash.report.render`.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +25,7 @@ from safetywash.analysis.baseline import PAPER_CAPABILITY_BENCHMARKS
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label, percent
 from safetywash.analysis.ppc import DEFAULT_MAX_DRAWS, correlation_ppc
 from safetywash.analysis.separability import DEFAULT_TAU, area_loadings
+from safetywash.data.files import atomic_write
 from safetywash.inference.fitfile import (
     benchmark_table,
     diagnostics_of,
@@ -44,6 +49,7 @@ from safetywash.report.render import (
     render_html,
     render_markdown,
 )
+from safetywash.report.runfolder import partial_prefix
 from safetywash.report.style import area_label, save_figure
 from safetywash.report.tables import (
     capability_rows,
@@ -347,7 +353,9 @@ def write_report(
     """Build the report of a fit and write ``report.md`` and ``report.html`` into ``out_dir``.
 
     The figures go to ``out_dir/figures`` unless ``figures_dir`` is given. Other keyword
-    arguments go to :func:`build_report`.
+    arguments go to :func:`build_report`. Nothing is half written: the figures are made in
+    a staging folder inside the figures folder and moved in when all exist, then
+    ``report.html`` and last ``report.md`` replace the old ones in one step each.
 
     Returns
     -------
@@ -355,8 +363,33 @@ def write_report(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = build_report(dt, figures_dir=figures_dir, report_dir=out_dir, **kwargs)
-    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    md_path.write_text(report.markdown, encoding="utf-8")
-    html_path.write_text(report.html, encoding="utf-8")
+    final = out_dir / FIGURES_FOLDER if figures_dir is None else Path(figures_dir)
+    final.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=partial_prefix("report"), dir=final))
+    try:
+        report = build_report(dt, figures_dir=stage, report_dir=out_dir, **kwargs)
+        _move_figures(report, final)
+        report.markdown = render_markdown(report.blocks, base=out_dir)
+        html_path = atomic_write(out_dir / "report.html", _text_writer(report.html))
+        md_path = atomic_write(out_dir / "report.md", _text_writer(report.markdown))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return md_path, html_path, report
+
+
+def _text_writer(text: str):
+    return lambda tmp: Path(tmp).write_text(text, encoding="utf-8")
+
+
+def _move_figures(report: Report, folder: Path) -> None:
+    """Move a report's staged figure files into ``folder`` and point the report at them."""
+    for files in report.figures.values():
+        for path in files:
+            os.replace(path, folder / path.name)
+    report.figures = {w: tuple(folder / p.name for p in pair) for w, pair in report.figures.items()}
+    report.blocks = [
+        dataclasses.replace(b, png=folder / b.png.name, svg=folder / b.svg.name)
+        if isinstance(b, FigureBlock)
+        else b
+        for b in report.blocks
+    ]

@@ -1,4 +1,9 @@
-"""The outputs of one fit run: posterior file, separability CSV and a printed summary."""
+"""The outputs of one fit run: posterior file, separability CSV, verdict file and a summary.
+
+Every run folder holds ``VERDICT``: ``TRUSTED`` or ``NOT TRUSTED`` on its first line, then
+the failed diagnostics one per line and the full verdict sentence (the same diagnostics
+are in the fit's attrs), so an untrusted fit kept for inspection says so on disk.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,24 @@ from safetywash.analysis.separability import (
     separability,
     separability_table,
 )
+from safetywash.inference.diagnostics import Diagnostics
 from safetywash.inference.fitfile import diagnostics_of, save_fit
+
+#: File name of a run folder's trust verdict.
+VERDICT_FILE = "VERDICT"
+
+
+def verdict_text(diagnostics: Diagnostics) -> str:
+    """The ``VERDICT`` file's text: ``TRUSTED``/``NOT TRUSTED``, the reasons, the sentence."""
+    head = "TRUSTED" if diagnostics.trustworthy else "NOT TRUSTED"
+    return "\n".join([head, *diagnostics.problems, "", diagnostics.verdict()]) + "\n"
+
+
+def write_verdict(dt: xr.DataTree, out_dir: str | Path) -> Path:
+    """Write ``out_dir/VERDICT`` from the diagnostics stored in a fit."""
+    path = Path(out_dir) / VERDICT_FILE
+    path.write_text(verdict_text(diagnostics_of(dt)), encoding="utf-8")
+    return path
 
 
 def write_fit_outputs(
@@ -25,13 +47,14 @@ def write_fit_outputs(
     ci_prob: float = CI_PROB,
     ci_kind: str = CI_KIND,
 ) -> tuple[Path, Path, str]:
-    """Save ``posterior.nc`` and ``separability.csv`` into ``out_dir``; return a summary.
+    """Save ``posterior.nc``, ``separability.csv`` and ``VERDICT`` into ``out_dir``.
 
     ``ci_prob`` and ``ci_kind`` set the intervals of the table and the summary.
 
     Returns
     -------
     posterior_path, table_path, text
+        The paths written and the printed summary.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -40,6 +63,7 @@ def write_fit_outputs(
     table = separability_table(summary, fitted_baseline(dt))
     table_path = out_dir / "separability.csv"
     table.to_csv(table_path, index=False)
+    write_verdict(dt, out_dir)
     areas = area_loadings(dt, ci_prob=ci_prob, ci_kind=ci_kind)
     text = format_separability(table, tau, ci_prob=ci_prob, ci_kind=ci_kind)
     lines = [diagnostics_of(dt).verdict(), "", text]

@@ -453,6 +453,20 @@ def test_console_output_shows_given_scores_against_their_prediction(small_truth)
     assert ": above " in format_new_llm(score_new_llm(dt, row, seed=0))
 
 
+def test_script_names_a_non_utf8_score_file(small_truth, tmp_path, capsys):
+    study, _, dt = small_truth
+    save_fit(dt, tmp_path / "posterior.nc")
+    row = study.to_wide().iloc[2]
+    csv = tmp_path / "latin.csv"
+    csv.write_bytes(f"benchmark,value\n\ncap00,{row['cap00']}\n# caf\xe9,1\n".encode("latin-1"))
+    assert _script()([str(tmp_path), "--scores", str(csv)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    assert "latin.csv" in err[0] and "line 4" in err[0] and "UTF-8" in err[0]
+    assert _script()([str(tmp_path), "--scores", str(csv), "--encoding", "latin-1"]) == 2
+    assert "unknown benchmark '# café'" in capsys.readouterr().err
+
+
 def test_script_reports_bad_input(small_truth, tmp_path, capsys):
     _, _, dt = small_truth
     save_fit(dt, tmp_path / "posterior.nc")

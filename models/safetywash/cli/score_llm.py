@@ -49,6 +49,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_seed_argument(parser, default=0, help="seed of the posterior draws (default: %(default)s)")
     parser.add_argument("--name", default="the new LLM", help="name used in the report")
     parser.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="text encoding of the score file, e.g. latin-1 or cp1252 (default: %(default)s)",
+    )
+    parser.add_argument(
         "--json", type=output_file, metavar="FILE", help="write the result as JSON here"
     )
     return parser
@@ -57,7 +62,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash score-llm``."""
     dt = open_fit(args.run)
-    scores = validate_new_scores(read_new_scores(args.scores), dt, source=str(args.scores))
+    scores = validate_new_scores(
+        read_new_scores(args.scores, encoding=args.encoding), dt, source=str(args.scores)
+    )
     result = score_new_llm(
         dt, scores, population=args.population, ci_prob=args.ci_prob, seed=args.seed
     )

@@ -280,8 +280,7 @@ def no_work(monkeypatch):
 
 
 def test_every_readable_dataset_declares_its_populations():
-    from safetywash.cli.common import DATASET_POPULATIONS
-    from safetywash.data.load import READERS
+    from safetywash.data.load import DATASET_POPULATIONS, READERS
 
     assert set(DATASET_POPULATIONS) == set(READERS)
     assert all(DATASET_POPULATIONS.values())

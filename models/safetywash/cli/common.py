@@ -9,32 +9,20 @@ any sampler starts.
 from __future__ import annotations
 
 import argparse
-import difflib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from safetywash.analysis.intervals import CI_KIND, CI_KINDS
-from safetywash.data.load import default_data_dir
+from safetywash.data.load import DATASET_POPULATIONS, default_data_dir, default_population
+from safetywash.data.names import nearest_names
 from safetywash.data.registry import DATA_DIR_ENV, dataset_names
-from safetywash.data.sources.epoch import EPOCH_POPULATIONS
-from safetywash.data.sources.helm import HELM_POPULATIONS
-from safetywash.data.sources.openllm import OPENLLM_POPULATIONS
-from safetywash.data.sources.safetywashing import POPULATIONS
 
 #: Largest seed accepted: every seed derived from it (``seed + 1``, ``seed + 2``, one per
 #: SBC round) must fit the sampler (nutpie takes an unsigned 64-bit integer) and the fit's
 #: integer attrs; ``2**32 - 1`` is numpy's legacy limit, safe everywhere.
 MAX_SEED = 2**32 - 1
-#: The populations each registered dataset's reader declares.
-DATASET_POPULATIONS = {
-    "safetywashing": POPULATIONS,
-    "helm-benchbench": HELM_POPULATIONS,
-    "epoch-benchmark-stitching": EPOCH_POPULATIONS,
-    "open-llm-leaderboard-v1": OPENLLM_POPULATIONS,
-}
 
 __all__ = [
-    "DATASET_POPULATIONS",
     "MAX_SEED",
     "CommandParser",
     "UsageError",
@@ -143,9 +131,8 @@ def seed_value(text: str) -> int:
 def closest(value: str, known: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest known names, ignoring case (empty when
     none is close)."""
-    lowered = {str(k).lower(): str(k) for k in known}
-    near = difflib.get_close_matches(value.lower(), list(lowered), n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(lowered[n]) for n in near)}?" if near else ""
+    near = nearest_names(value, known, ignore_case=True)
+    return f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
 
 
 def name_of(known: Sequence[str], what: str) -> Callable[[str], str]:
@@ -301,7 +288,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, populations: bool 
 def resolve_population(dataset: str, population: str | None) -> str:
     """The ``--population`` value, or the dataset's default; one the dataset declares."""
     if population is None:
-        return "chat" if dataset == "safetywashing" else "all"
+        return default_population(dataset)
     known = DATASET_POPULATIONS.get(dataset)
     if known is not None and population not in known:
         raise UsageError(

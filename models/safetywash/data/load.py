@@ -10,10 +10,10 @@ from safetywash.data.download import DATA_DIR_ENV, fetch_files, resolve_data_dir
 from safetywash.data.errors import DatasetError
 from safetywash.data.files import SOURCE_ROOT, StrPath
 from safetywash.data.registry import dataset_spec
-from safetywash.data.sources.epoch import read_epoch_benchmark_stitching
-from safetywash.data.sources.helm import read_helm_benchbench
-from safetywash.data.sources.openllm import read_open_llm_leaderboard_v1
-from safetywash.data.sources.safetywashing import read_safetywashing
+from safetywash.data.sources.epoch import EPOCH_POPULATIONS, read_epoch_benchmark_stitching
+from safetywash.data.sources.helm import HELM_POPULATIONS, read_helm_benchbench
+from safetywash.data.sources.openllm import OPENLLM_POPULATIONS, read_open_llm_leaderboard_v1
+from safetywash.data.sources.safetywashing import POPULATIONS, read_safetywashing
 from safetywash.data.study import BenchmarkStudy
 
 #: Dataset name -> reader taking (root directory, population).
@@ -23,6 +23,21 @@ READERS: dict[str, Callable[..., BenchmarkStudy]] = {
     "epoch-benchmark-stitching": read_epoch_benchmark_stitching,
     "open-llm-leaderboard-v1": read_open_llm_leaderboard_v1,
 }
+
+#: Dataset name -> the populations its reader accepts.
+DATASET_POPULATIONS: dict[str, tuple[str, ...]] = {
+    "safetywashing": tuple(POPULATIONS),
+    "helm-benchbench": tuple(HELM_POPULATIONS),
+    "epoch-benchmark-stitching": tuple(EPOCH_POPULATIONS),
+    "open-llm-leaderboard-v1": tuple(OPENLLM_POPULATIONS),
+}
+
+
+def default_population(name: str) -> str:
+    """The population the commands fit when none is named: chat LLMs for Safetywashing (the
+    paper's headline table), the one population ``"all"`` for the other datasets."""
+    return "chat" if name == "safetywashing" else "all"
+
 
 #: ``../shared/data`` beside the project root, used when it exists and nothing else is set.
 SHARED_DATA_DIR = SOURCE_ROOT.parent / "shared" / "data"

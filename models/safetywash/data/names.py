@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,8 +40,27 @@ def close_matches(value: str, known: Collection[str], *, n: int = 3, cutoff: flo
     str
         A suffix for an error message.
     """
-    near = difflib.get_close_matches(value, sorted(known), n=n, cutoff=cutoff)
+    near = nearest_names(value, known, n=n, cutoff=cutoff)
     return f"; close matches: {near}" if near else ""
+
+
+def nearest_names(
+    value: str,
+    known: Iterable[str],
+    *,
+    n: int = 3,
+    cutoff: float = 0.6,
+    ignore_case: bool = False,
+) -> list[str]:
+    """The known names most like ``value``, best first (:func:`difflib.get_close_matches`).
+
+    With ``ignore_case`` the comparison is on lower case and the names come back as spelled
+    in ``known``.
+    """
+    spelled = {(str(k).lower() if ignore_case else str(k)): str(k) for k in known}
+    probe = value.lower() if ignore_case else value
+    near = difflib.get_close_matches(probe, sorted(spelled), n=n, cutoff=cutoff)
+    return [spelled[k] for k in near]
 
 
 def control_character(text: str) -> str | None:

@@ -78,6 +78,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cold_cache import child_env  # a sibling module of this script
+
 SAMPLERS = ("nutpie", "pymc")
 #: Share of simulated benchmarks that measure capability; the rest are safety benchmarks.
 CAPABILITY_SHARE = 0.4
@@ -312,11 +314,7 @@ def run_child(case: Case, sampler: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_fit_") as tmp:
         tmp_path = Path(tmp)
         out = tmp_path / "result.json"
-        env = dict(os.environ)
-        if args.cold_cache:
-            flags = env.get("PYTENSOR_FLAGS", "")
-            compiledir = f"base_compiledir={tmp_path / 'pytensor'}"
-            env["PYTENSOR_FLAGS"] = f"{flags},{compiledir}" if flags else compiledir
+        env = child_env(tmp_path, args.cold_cache)
         log_path = tmp_path / "log.txt"
         with open(log_path, "w") as log:
             sink = None if args.verbose else log

@@ -46,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_fit  # a sibling script, not a package
+from cold_cache import child_env
 from safetywash.inference.diagnostics import MAX_RHAT, MIN_ESS  # no PyMC here
 from safetywash.inference.settings import SamplerSettings
 
@@ -218,16 +219,6 @@ def child_command(name: str, seed: int, opts: dict, out: Path) -> list[str]:
         if opts[flag] is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(opts[flag])]
     return cmd
-
-
-def child_env(tmp: Path, cold_cache: bool) -> dict:
-    """The environment of a fit; with ``cold_cache``, empty PyTensor and Numba caches."""
-    env = dict(os.environ)
-    if cold_cache:
-        flags = [env.get("PYTENSOR_FLAGS", ""), f"base_compiledir={tmp / 'pytensor'}"]
-        env["PYTENSOR_FLAGS"] = ",".join(f for f in flags if f)
-        env["NUMBA_CACHE_DIR"] = str(tmp / "numba")
-    return env
 
 
 def run_child(name: str, seed: int, opts: dict) -> dict:

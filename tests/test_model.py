@@ -13,7 +13,9 @@ from scipy import stats
 from safetywash.model.build import build_model
 from safetywash.model.config import ModelConfig, Priors
 from safetywash.model.data import (
+    Pooling,
     initial_point,
+    pooling,
     prepare_data,
     zero_sum_by_group,
     zero_sum_by_group_inverse,
@@ -116,13 +118,19 @@ def test_initial_point_follows_the_data(small):
     assert np.corrcoef(data.initial_capability, truth["capability"].values)[0, 1] > 0.8
     # Every safety loading starts with the sign of its true loading when that is clear.
     true = truth["loading"].to_series().reindex(data.safety_keys).to_numpy()
-    slope = start.get("safety_loading")
-    if slope is None:
-        area_mean = start["area_loading_mean"][data.safety_area_idx]
-        slope = area_mean + start["safety_loading_sd"] * start["safety_loading_z"]
+    slope = _at_start(model, start, "safety_loading")
     clear = np.abs(true) > 0.3
     assert (np.sign(slope[clear]) == np.sign(true[clear])).all()
     assert (start["factor_anchor_loading"] > 0).all()
+
+
+def _at_start(model: pm.Model, start: dict, name: str) -> np.ndarray:
+    """A model variable evaluated at start values given on the variables' own scale."""
+    for rv_name, value in start.items():
+        model.set_initval(model[rv_name], value)
+    (out,) = model.replace_rvs_by_values([model[name]])
+    fn = model.compile_fn(out, inputs=model.value_vars, on_unused_input="ignore")
+    return fn(model.initial_point())
 
 
 @pytest.mark.parametrize("population", ["chat", "base"])
@@ -149,6 +157,12 @@ def test_priors_are_saved_with_the_config_and_scaled_by_prior_scale():
     old = json.loads(ModelConfig().to_json())
     del old["priors"]
     assert ModelConfig.from_json(json.dumps(old)) == ModelConfig()
+    # A retired prior field of an earlier version is ignored when read.
+    old = json.loads(config.to_json())
+    old["priors"]["area_loading_mean_scale"] = 0.7
+    assert ModelConfig.from_json(json.dumps(old)) == config
+    with pytest.raises(TypeError):
+        Priors(area_loading_mean_scale=0.7)
     assert ModelConfig(priors={"intercept_sd": 2.0}).priors.intercept_sd == 2.0
     scaled = config.scaled_priors
     for name in Priors.SCALED:
@@ -164,7 +178,8 @@ def test_model_reads_its_priors_from_the_config(small):
     priors = Priors(
         capability_loading_log_mean_loc=0.3,
         capability_loading_log_sd_scale=0.2,
-        area_loading_mean_scale=0.9,
+        safety_loading_mean_scale=0.9,
+        area_loading_sd_scale=0.4,
         safety_loading_sd_scale=0.3,
         residual_log_mean_loc=-1.5,
         residual_log_sd_scale=0.7,
@@ -177,7 +192,8 @@ def test_model_reads_its_priors_from_the_config(small):
     expected = {
         "capability_loading_log_mean": stats.norm(0.3, 0.5 * s).logpdf(x),
         "capability_loading_log_sd": stats.halfnorm(scale=0.2 * s).logpdf(x),
-        "area_loading_mean": stats.norm(0, 0.9 * s).logpdf(x),
+        "safety_loading_mean": stats.norm(0, 0.9 * s).logpdf(x),
+        "area_loading_sd": stats.gamma(a=2, scale=0.4 * s).logpdf(x),
         "safety_loading_sd": stats.halfnorm(scale=0.3 * s).logpdf(x),
         "residual_log_mean": stats.norm(-1.5, 0.5 * s).logpdf(x),
         "residual_log_sd": stats.halfnorm(scale=0.7 * s).logpdf(x),
@@ -191,6 +207,73 @@ def test_model_reads_its_priors_from_the_config(small):
         got = np.asarray(pm.logp(rv, value).eval())
         # (PyTensor keeps scales exact in float32 as float32 constants: ~1e-8 relative.)
         np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)
+
+
+def test_auto_pooling_centres_capability_loadings_only_when_each_is_pinned():
+    # Safetywashing's shape: 26 LLMs, 20 capability and 18 safety benchmarks in 3 areas.
+    safety = {"bias": 6, "calibration": 6, "truthfulness": 6}
+    few = prepare_data(simulate(26, 20, safety, seed=1)[0])
+    assert pooling(few) == Pooling(capability=False, safety=True)
+    many = prepare_data(simulate(120, 20, safety, seed=1)[0])
+    assert pooling(many) == Pooling(capability=True, safety=True)
+    forced = ModelConfig(capability_loadings="centered", safety_loadings="noncentered")
+    assert pooling(few, forced) == Pooling(capability=True, safety=False)
+    assert "capability_loading_z" in build_model(few.study).named_vars
+    assert "capability_loading_log" in build_model(many.study).named_vars
+
+
+def test_area_means_are_pooled_across_areas():
+    # Areas of 6, 2 and 1 benchmarks: every area mean is Normal(safety_loading_mean,
+    # area_loading_sd), written non-centred.
+    study, _ = simulate(20, 3, {"bias": 6, "calibration": 2, "truthfulness": 1}, seed=4)
+    priors = Priors(safety_loading_mean_scale=0.9, area_loading_sd_scale=0.4)
+    config = ModelConfig(prior_scale=1.5, priors=priors)
+    assert list(prepare_data(study, config).areas) == ["bias", "calibration", "truthfulness"]
+    model = build_model(study, config)
+    top, sd, z = 0.3, 0.25, np.array([0.8, -1.2, 0.4])
+    point = {"safety_loading_mean": top, "area_loading_sd_log__": np.log(sd), "area_loading_z": z}
+    names = ["safety_loading_mean", "area_loading_sd", "area_loading_z"]
+    logp = model.compile_logp(vars=[model[n] for n in names], jacobian=False)
+    want = (
+        stats.norm(0, 0.9 * 1.5).logpdf(top)
+        + stats.gamma(a=2, scale=0.4 * 1.5).logpdf(sd)
+        + stats.norm(0, 1).logpdf(z).sum()
+    )
+    assert float(logp({**model.initial_point(), **point})) == pytest.approx(want, rel=1e-6)
+    start = {"safety_loading_mean": top, "area_loading_sd": sd, "area_loading_z": z}
+    np.testing.assert_allclose(_at_start(model, start, "area_loading_mean"), top + sd * z)
+    # The safety loadings of each area scatter around its mean.
+    loadings = {"safety_loading_sd": 0.5, "safety_loading_z": np.linspace(-1, 1, 9)}
+    got = _at_start(model, start | loadings, "safety_loading")
+    area = np.repeat([0, 1, 2], [6, 2, 1])
+    np.testing.assert_allclose(got, (top + sd * z)[area] + 0.5 * np.linspace(-1, 1, 9))
+
+
+def test_prior_truth_draws_area_means_around_a_common_mean():
+    # Tight within-area and across-area spreads: every safety loading is the common mean.
+    tight = Priors(area_loading_sd_scale=1e-9, safety_loading_sd_scale=1e-9)
+    _, truth = simulate(8, 2, {"bias": 2, "calibration": 1}, truth="prior", priors=tight, seed=5)
+    safety = truth["loading"].values[2:]
+    np.testing.assert_allclose(safety, safety[0], atol=1e-7)
+    # Default priors: two areas' loadings share the common mean, so across draws they have
+    # variance mean_scale^2 + E[area sd^2] + E[within sd^2] and covariance mean_scale^2.
+    priors = Priors()
+    draws = np.array(
+        [
+            simulate(6, 1, {"bias": 1, "calibration": 1}, truth="prior", seed=s)[1][
+                "loading"
+            ].values[1:]
+            for s in range(600)
+        ]
+    )
+    cov = np.cov(draws.T)
+    # (E[HalfNormal(scale)^2] = scale^2, E[Gamma(2, scale)^2] = 6 scale^2.)
+    within = priors.safety_loading_sd_scale**2
+    spread = 6 * priors.area_loading_sd_scale**2
+    want_var = priors.safety_loading_mean_scale**2 + spread + within
+    want_cov = priors.safety_loading_mean_scale**2
+    assert abs(np.diag(cov) / want_var - 1).max() < 0.25  # about 3 standard errors
+    assert abs(cov[0, 1] - want_cov) < 0.12  # 4 standard errors; independent areas: 0
 
 
 def test_prior_truth_is_drawn_from_the_config_priors():

@@ -13,7 +13,8 @@ cell mean, SD and ``rho`` come from :mod:`safetywash.model.likelihood`). ``theta
 LLM's latent capability (standard scale; populations may differ in mean and spread),
 ``lambda`` the capability loading (positive and partially pooled for capability benchmarks,
 which fixes the sign of ``theta``; free in sign and pooled within the safety area for safety
-benchmarks), ``sigma`` the residual scale, and the optional ``eta``/``gamma`` area factors
+benchmarks, the area means pooled in turn across areas, so a thin area borrows strength from
+the others), ``sigma`` the residual scale, and the optional ``eta``/``gamma`` area factors
 (confirmatory: only a factor area's own benchmarks load on it; its best-observed
 benchmark's loading is positive). Every prior hyperparameter is read from
 ``ModelConfig.priors`` (:class:`safetywash.model.config.Priors`).
@@ -27,7 +28,7 @@ import pytensor.tensor as pt
 
 from safetywash.data.study import BenchmarkStudy
 from safetywash.model.config import ModelConfig, Priors
-from safetywash.model.data import ModelData, centered_pooling, prepare_data, zero_sum_by_group
+from safetywash.model.data import ModelData, pooling, prepare_data, zero_sum_by_group
 from safetywash.model.likelihood import (
     capability_correlation,
     cell_mean,
@@ -36,7 +37,8 @@ from safetywash.model.likelihood import (
 )
 
 #: Variables in the sampler's coordinates: standardised offsets, log-scale copies of
-#: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading``. Fits keep them out
+#: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading`` and
+#: ``area_loading_mean``. Fits keep them out
 #: of ``posterior`` (see :func:`safetywash.inference.sampling.fit`); every one is a function
 #: of the interpretable variables that stay, except the radial direction of
 #: ``capability_z``, which the model normalises away.
@@ -45,6 +47,7 @@ SAMPLER_SPACE_VARIABLES = (
     "capability_loading_z",
     "capability_loading_log",
     "safety_loading_z",
+    "area_loading_z",
     "log_residual_sd",
     "factor_anchor_loading",
     "factor_free_loading",
@@ -160,26 +163,26 @@ def _loadings(data: ModelData, config: ModelConfig, priors: Priors):
     bench_pos = {k: i for i, k in enumerate(data.coords["benchmark"])}
     cap_pos = np.array([bench_pos[k] for k in data.capability_keys], dtype=np.int64)
     safe_pos = np.array([bench_pos[k] for k in data.safety_keys], dtype=np.int64)
+    pool = pooling(data, config)
     cap_log_mean = pm.Normal(
         "capability_loading_log_mean",
         priors.capability_loading_log_mean_loc,
         priors.capability_loading_log_mean_scale,
     )
     cap_log_sd = pm.HalfNormal("capability_loading_log_sd", priors.capability_loading_log_sd_scale)
-    if not centered_pooling(config.capability_loadings, data, len(data.capability_keys) - 1):
-        u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
-        cap_log = cap_log_mean + cap_log_sd * u
-    else:
+    if pool.capability:
         cap_log = pm.Normal(
             "capability_loading_log", cap_log_mean, cap_log_sd, dims="capability_benchmark"
         )
+    else:
+        u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
+        cap_log = cap_log_mean + cap_log_sd * u
     loading = pt.zeros(len(bench_pos))
     loading = pt.set_subtensor(loading[cap_pos], pt.exp(cap_log))
     if data.safety_keys:
-        area_mean = pm.Normal("area_loading_mean", 0.0, priors.area_loading_mean_scale, dims="area")
+        area_mean = _area_means(priors)
         safety_sd = pm.HalfNormal("safety_loading_sd", priors.safety_loading_sd_scale)
-        dof = len(data.safety_keys) - len(data.areas)
-        if centered_pooling(config.safety_loadings, data, dof):
+        if pool.safety:
             safety_loading = pm.Normal(
                 "safety_loading",
                 area_mean[data.safety_area_idx],
@@ -195,6 +198,20 @@ def _loadings(data: ModelData, config: ModelConfig, priors: Priors):
             )
         loading = pt.set_subtensor(loading[safe_pos], safety_loading)
     return pm.Deterministic("loading", loading, dims="benchmark")
+
+
+def _area_means(priors: Priors):
+    """Mean safety loading of every area, pooled across areas around ``safety_loading_mean``.
+
+    Non-centred: there are at most eight safety areas, too few to pin their spread
+    ``area_loading_sd`` away from 0, and a thin area's mean is mostly prior. (Centring the
+    areas of five or more benchmarks put a funnel at ``area_loading_sd`` near 0.03 on
+    Safetywashing chat: divergences on 8 of 16 seeds.)
+    """
+    top = pm.Normal("safety_loading_mean", 0.0, priors.safety_loading_mean_scale)
+    spread = pm.Gamma("area_loading_sd", alpha=2.0, beta=1.0 / priors.area_loading_sd_scale)
+    z = pm.Normal("area_loading_z", 0.0, 1.0, dims="area")
+    return pm.Deterministic("area_loading_mean", top + spread * z, dims="area")
 
 
 def _residuals(priors: Priors):

@@ -45,8 +45,20 @@ class Priors:
         the capability benchmarks (default: loadings around 0.8).
     capability_loading_log_sd_scale : float
         ``capability_loading_log_sd ~ HalfNormal(scale)``: their spread on the log scale.
-    area_loading_mean_scale : float
-        ``area_loading_mean ~ Normal(0, scale)`` per safety area.
+    safety_loading_mean_scale : float
+        ``safety_loading_mean ~ Normal(0, scale)``: the mean capability loading of the safety
+        areas (one level above the area means).
+    area_loading_sd_scale : float
+        ``area_loading_sd ~ Gamma(shape=2, scale)``: spread of the area means around it,
+        ``area_loading_mean ~ Normal(safety_loading_mean, area_loading_sd)`` per safety area.
+        An area with one or two benchmarks is thus pulled towards the other areas rather than
+        towards 0. Shape 2 makes the prior density vanish at 0 (a boundary-avoiding prior for
+        a group SD estimated from few groups, Chung et al. 2013): safety areas are known to
+        differ in how they relate to capability, and with at most eight areas a prior with
+        its mode at 0 (a half-normal) let chains linger near equal area means (one chain
+        of 16 seeds on Safetywashing chat spent 5% of its draws below 0.03). The defaults
+        keep the marginal prior of an area mean as wide as the single ``Normal(0, 0.7)``
+        of earlier versions: variance 0.5**2 + E[sd**2] = 0.25 + 6 * 0.2**2 = 0.49.
     safety_loading_sd_scale : float
         ``safety_loading_sd ~ HalfNormal(scale)``: spread of safety loadings in an area.
     residual_log_mean_loc, residual_log_mean_scale : float
@@ -65,7 +77,8 @@ class Priors:
     capability_loading_log_mean_loc: float = float(np.log(0.8))
     capability_loading_log_mean_scale: float = 0.5
     capability_loading_log_sd_scale: float = 0.5
-    area_loading_mean_scale: float = 0.7
+    safety_loading_mean_scale: float = 0.5
+    area_loading_sd_scale: float = 0.2
     safety_loading_sd_scale: float = 0.5
     residual_log_mean_loc: float = float(np.log(0.5))
     residual_log_mean_scale: float = 0.5
@@ -77,12 +90,17 @@ class Priors:
     SCALED = (
         "capability_loading_log_mean_scale",
         "capability_loading_log_sd_scale",
-        "area_loading_mean_scale",
+        "safety_loading_mean_scale",
+        "area_loading_sd_scale",
         "safety_loading_sd_scale",
         "residual_log_mean_scale",
         "residual_log_sd_scale",
         "factor_loading_scale",
     )
+
+    #: Fields of earlier versions, ignored when a saved configuration is read
+    #: (``area_loading_mean_scale``: the one prior of the area means before they were pooled).
+    RETIRED = ("area_loading_mean_scale",)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -114,13 +132,19 @@ class ModelConfig:
         Fit aggregates (default) or their parts; never both, so no score counts twice.
     capability_loadings, safety_loadings : {"auto", "noncentered", "centered"}
         Parameterisation of the pooled loadings. Centred pooling has a funnel when the
-        pooled SD is poorly determined and can approach 0 (few benchmarks, few
-        observations each); non-centred has a ridge between the group mean and the
-        offsets when the data pin each loading down. ``"auto"`` centres a group when its
-        benchmarks have on average at least :data:`CENTER_FROM_OBSERVATIONS` observed LLMs
-        (each loading is pinned down), or when the pooled SD has at least
-        :data:`CENTER_FROM_DEGREES_OF_FREEDOM` degrees of freedom (benchmarks minus group
-        means), so that it cannot collapse towards 0.
+        pooled SD is comparable with the uncertainty of each member, so that its posterior
+        reaches towards 0; non-centred has a ridge between the group mean and the offsets
+        when the data pin each member down. ``"auto"`` centres a group when its benchmarks
+        have on average at least :data:`CENTER_FROM_OBSERVATIONS` observed LLMs (each
+        loading is pinned down). Safety loadings are also centred when their pooled SD has
+        at least :data:`CENTER_FROM_DEGREES_OF_FREEDOM` degrees of freedom (benchmarks
+        minus areas): they spread widely within areas (SD about 0.45 on Safetywashing,
+        three times the error of one loading at 26 LLMs), so their SD stays away from 0.
+        Capability loadings are not: benchmarks of one factor load alike (SD of the log
+        loadings about 0.2 on Safetywashing, the error of one log loading at 26 LLMs), so
+        however many there are, centring them puts a funnel in the posterior
+        (Safetywashing chat: divergences at an SD near 0.02 on 5 of 16 seeds). The area
+        means are always non-centred (at most eight areas share their spread).
     prior_scale : float
         Multiplies the scales of the hyperpriors on loadings and residuals
         (:attr:`Priors.SCALED`; prior sensitivity: 0.5 narrower, 2 wider).
@@ -180,5 +204,6 @@ class ModelConfig:
         """Inverse of :meth:`to_json` (a config without ``priors`` gets the defaults)."""
         values = json.loads(text)
         values["factors"] = tuple(values.get("factors", ()))
-        values["priors"] = Priors(**values.get("priors", {}))
+        priors = values.get("priors", {})
+        values["priors"] = Priors(**{k: v for k, v in priors.items() if k not in Priors.RETIRED})
         return cls(**values)

@@ -270,8 +270,9 @@ def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[st
         )
     slopes = _data_loadings(data, theta)
     pos = {k: j for j, k in enumerate(data.coords["benchmark"])}
+    pool = pooling(data, config)
     cap = np.log(np.clip([slopes[pos[k]] for k in data.capability_keys], 0.05, None))
-    if centered_pooling(config.capability_loadings, data, len(data.capability_keys) - 1):
+    if pool.capability:
         start["capability_loading_log"] = cap
     else:
         start["capability_loading_log_mean"] = np.asarray(cap.mean())
@@ -280,19 +281,29 @@ def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[st
         start["capability_loading_z"] = (cap - cap.mean()) / spread
     if data.safety_keys:
         safe = np.array([slopes[pos[k]] for k in data.safety_keys])
-        area_mean = np.array(
-            [safe[data.safety_area_idx == a].mean() for a in range(len(data.areas))]
-        )
-        dev = safe - area_mean[data.safety_area_idx]
-        spread = max(dev.std(), 0.1)
-        start["area_loading_mean"] = area_mean
-        start["safety_loading_sd"] = np.asarray(spread)
-        if centered_pooling(config.safety_loadings, data, len(data.safety_keys) - len(data.areas)):
-            start["safety_loading"] = safe
-        else:
-            start["safety_loading_z"] = dev / spread
+        start.update(_safety_start(data, safe, pool))
     if data.factor_keys:
         start.update(_factor_start(data, theta, slopes, pos))
+    return start
+
+
+def _safety_start(data: ModelData, safe: np.ndarray, pool: Pooling) -> dict[str, np.ndarray]:
+    """Safety loadings, their area means and the level above, from the data slopes."""
+    area_mean = np.array([safe[data.safety_area_idx == a].mean() for a in range(len(data.areas))])
+    dev = safe - area_mean[data.safety_area_idx]
+    spread = max(dev.std(), 0.1)
+    top = area_mean.mean()
+    area_spread = max(area_mean.std(), 0.1)
+    start = {
+        "safety_loading_mean": np.asarray(top),
+        "area_loading_sd": np.asarray(area_spread),
+        "safety_loading_sd": np.asarray(spread),
+        "area_loading_z": (area_mean - top) / area_spread,
+    }
+    if pool.safety:
+        start["safety_loading"] = safe
+    else:
+        start["safety_loading_z"] = dev / spread
     return start
 
 
@@ -326,12 +337,32 @@ def _factor_start(data: ModelData, theta, slopes, pos) -> dict[str, np.ndarray]:
     return start
 
 
-def centered_pooling(choice: str, data: ModelData, degrees_of_freedom: int) -> bool:
-    """Whether to centre a pooled group of loadings (see ``ModelConfig``)."""
-    if choice != "auto":
-        return choice == "centered"
-    per_benchmark = len(data.y) / len(data.coords["benchmark"])
-    return (
-        per_benchmark >= CENTER_FROM_OBSERVATIONS
-        or degrees_of_freedom >= CENTER_FROM_DEGREES_OF_FREEDOM
+@dataclass(frozen=True)
+class Pooling:
+    """Which pooled groups the model centres (see ``ModelConfig.capability_loadings``).
+
+    Attributes
+    ----------
+    capability, safety : bool
+        Centre the capability loadings / the safety loadings. (Area means are always
+        non-centred: :func:`safetywash.model.build.build_model`.)
+    """
+
+    capability: bool
+    safety: bool
+
+
+def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
+    """The parameterisation of every pooled group for a study and a config."""
+    config = config or ModelConfig()
+    pinned = len(data.y) / len(data.coords["benchmark"]) >= CENTER_FROM_OBSERVATIONS
+    capability = (
+        config.capability_loadings == "centered" if config.capability_loadings != "auto" else pinned
     )
+    dof = len(data.safety_keys) - len(data.areas)
+    safety = (
+        config.safety_loadings == "centered"
+        if config.safety_loadings != "auto"
+        else pinned or dof >= CENTER_FROM_DEGREES_OF_FREEDOM
+    )
+    return Pooling(capability=capability, safety=safety)

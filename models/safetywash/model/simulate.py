@@ -44,7 +44,7 @@ class TruthDesign:
     population_mean_sd: float = 1.0
     population_log_sd_sd: float = 0.3
     capability_loading_log_sd: float = 0.25
-    area_loading_mean_sd: float = 0.6
+    area_loading_sd: float = 0.6
     safety_loading_sd: float = 0.25
     residual_log_sd: float = 0.3
     factor_loading_mean: float = 0.8
@@ -209,13 +209,17 @@ def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, prio
             priors.capability_loading_log_mean_loc, priors.capability_loading_log_mean_scale
         )
         cap_log_sd = abs(rng.normal(0, priors.capability_loading_log_sd_scale))
-        area_sd = priors.area_loading_mean_scale
     else:
         cap_log_mean = priors.capability_loading_log_mean_loc
         cap_log_sd = design.capability_loading_log_sd
-        area_sd = design.area_loading_mean_sd
     cap_loading = np.exp(rng.normal(cap_log_mean, cap_log_sd, n_capability))
-    area_mean = rng.normal(0, area_sd, len(area_names))
+    if truth == "prior":
+        top = rng.normal(0, priors.safety_loading_mean_scale)
+        area_sd = rng.gamma(2.0, priors.area_loading_sd_scale)
+    else:
+        # The prior's location of safety_loading_mean (Normal(0, scale)).
+        top, area_sd = 0.0, design.area_loading_sd
+    area_mean = rng.normal(top, area_sd, len(area_names))
     safety_sd = (
         abs(rng.normal(0, priors.safety_loading_sd_scale))
         if truth == "prior"

@@ -19,8 +19,7 @@ TRANSFORMS = ("standardize", "logit")
 PARAMETERISATIONS = ("auto", "noncentered", "centered")
 CAPABILITY_MODES = ("sampled", "marginal")
 LEVELS = ("aggregate", "parts")
-CENTER_FROM_OBSERVATIONS = 100
-CENTER_FROM_DEGREES_OF_FREEDOM = 15
+CENTER_FROM_INFORMATIVENESS = 1.5
 MIN_BENCHMARKS_PER_FACTOR = 3
 
 
@@ -44,7 +43,11 @@ class Priors:
         ``capability_loading_log_mean ~ Normal(loc, scale)``: mean log capability loading of
         the capability benchmarks (default: loadings around 0.8).
     capability_loading_log_sd_scale : float
-        ``capability_loading_log_sd ~ HalfNormal(scale)``: their spread on the log scale.
+        ``capability_loading_log_sd ~ Gamma(shape=2, scale)``: their spread on the log
+        scale (boundary-avoiding, see ``safety_loading_sd_scale``). Capability benchmarks
+        differ in how well they measure capability; with the half-normal of earlier
+        versions, non-centred chains could dive to spreads near 0.005 and linger there
+        (Safetywashing chat with a calibration factor, one chain of 4: R-hat 1.012).
     safety_loading_mean_scale : float
         ``safety_loading_mean ~ Normal(0, scale)``: the mean capability loading of the safety
         areas (one level above the area means).
@@ -52,15 +55,19 @@ class Priors:
         ``area_loading_sd ~ Gamma(shape=2, scale)``: spread of the area means around it,
         ``area_loading_mean ~ Normal(safety_loading_mean, area_loading_sd)`` per safety area.
         An area with one or two benchmarks is thus pulled towards the other areas rather than
-        towards 0. Shape 2 makes the prior density vanish at 0 (a boundary-avoiding prior for
-        a group SD estimated from few groups, Chung et al. 2013): safety areas are known to
-        differ in how they relate to capability, and with at most eight areas a prior with
-        its mode at 0 (a half-normal) let chains linger near equal area means (one chain
-        of 16 seeds on Safetywashing chat spent 5% of its draws below 0.03). The defaults
-        keep the marginal prior of an area mean as wide as the single ``Normal(0, 0.7)``
-        of earlier versions: variance 0.5**2 + E[sd**2] = 0.25 + 6 * 0.2**2 = 0.49.
+        towards 0. The defaults keep the marginal prior of an area mean as wide as the single
+        ``Normal(0, 0.7)`` of earlier versions: variance 0.5**2 + E[sd**2] = 0.25 + 6 * 0.2**2.
     safety_loading_sd_scale : float
-        ``safety_loading_sd ~ HalfNormal(scale)``: spread of safety loadings in an area.
+        ``safety_loading_sd ~ Gamma(shape=2, scale)``: spread of safety loadings in an area.
+
+        Both spreads of the safety loadings have shape 2, a prior whose density vanishes at
+        0 (boundary-avoiding, Chung et al. 2013, for a group SD estimated from few groups):
+        safety areas, and benchmarks within an area, are known to differ in how they relate
+        to capability, and with at most eight areas, often of two or three benchmarks, a
+        prior with its mode at 0 (the half-normal of earlier versions) let chains linger at
+        spreads near 0.01, where they mix slowly (Safetywashing chat: one chain of 16 seeds
+        spent 5% of its draws below 0.03; simulated studies with areas of two benchmarks:
+        R-hat up to 1.03). Scale 0.2 keeps E[sd] = 0.4 and E[sd**2] near the half-normal's.
     residual_log_mean_loc, residual_log_mean_scale : float
         ``residual_log_mean ~ Normal(loc, scale)`` (default: residual SDs around 0.5).
     residual_log_sd_scale : float
@@ -76,10 +83,10 @@ class Priors:
     population_log_sd_sd: float = 0.5
     capability_loading_log_mean_loc: float = float(np.log(0.8))
     capability_loading_log_mean_scale: float = 0.5
-    capability_loading_log_sd_scale: float = 0.5
+    capability_loading_log_sd_scale: float = 0.2
     safety_loading_mean_scale: float = 0.5
     area_loading_sd_scale: float = 0.2
-    safety_loading_sd_scale: float = 0.5
+    safety_loading_sd_scale: float = 0.2
     residual_log_mean_loc: float = float(np.log(0.5))
     residual_log_mean_scale: float = 0.5
     residual_log_sd_scale: float = 0.5
@@ -131,20 +138,15 @@ class ModelConfig:
     level : {"aggregate", "parts"}
         Fit aggregates (default) or their parts; never both, so no score counts twice.
     capability_loadings, safety_loadings : {"auto", "noncentered", "centered"}
-        Parameterisation of the pooled loadings. Centred pooling has a funnel when the
-        pooled SD is comparable with the uncertainty of each member, so that its posterior
-        reaches towards 0; non-centred has a ridge between the group mean and the offsets
-        when the data pin each member down. ``"auto"`` centres a group when its benchmarks
-        have on average at least :data:`CENTER_FROM_OBSERVATIONS` observed LLMs (each
-        loading is pinned down). Safety loadings are also centred when their pooled SD has
-        at least :data:`CENTER_FROM_DEGREES_OF_FREEDOM` degrees of freedom (benchmarks
-        minus areas): they spread widely within areas (SD about 0.45 on Safetywashing,
-        three times the error of one loading at 26 LLMs), so their SD stays away from 0.
-        Capability loadings are not: benchmarks of one factor load alike (SD of the log
-        loadings about 0.2 on Safetywashing, the error of one log loading at 26 LLMs), so
-        however many there are, centring them puts a funnel in the posterior
-        (Safetywashing chat: divergences at an SD near 0.02 on 5 of 16 seeds). The area
-        means are always non-centred (at most eight areas share their spread).
+        Parameterisation of the pooled loadings (:mod:`safetywash.model.pooling`).
+        ``"auto"`` centres a group when the low end of its members' spread (estimated from
+        their least-squares slopes) is at least :data:`CENTER_FROM_INFORMATIVENESS` times
+        their typical standard error: each member is pinned down by its data and the
+        pooled SD stays away from 0. Otherwise the group is non-centred. On Safetywashing
+        chat (26 LLMs) the safety loadings score 1.96 and are centred; the capability
+        loadings, which load alike (their log-scale spread is within the error of one
+        log loading), score 0 and are not: centring them put a funnel at a pooled SD near
+        0.02 (divergences on 5 of 16 seeds).
     prior_scale : float
         Multiplies the scales of the hyperpriors on loadings and residuals
         (:attr:`Priors.SCALED`; prior sensitivity: 0.5 narrower, 2 wider).

@@ -7,8 +7,7 @@ uncertainty of each member, so that its posterior reaches towards 0; non-centred
 ridge between ``sd`` and the offsets when the data pin every member far more tightly than
 the group spreads. Which one suits a group is read off the data
 (:func:`informativeness`): how far the members' least-squares estimates surely spread,
-over their typical standard error. The area means are always non-centred (at most eight safety areas
-share their spread, see :func:`safetywash.model.build.build_model`).
+over their typical standard error.
 """
 
 from __future__ import annotations
@@ -38,8 +37,13 @@ class Pooling:
     capability, safety : bool
         Centre the capability loadings / the safety loadings.
     area : bool
-        Centre each area's average loading (non-centred safety loadings only, when the
-        areas' averages are informative: they differ by more than their errors).
+        With non-centred safety loadings, centre each area's average loading (``"auto"``
+        only). The average is what the data see of an area, and its prior SD,
+        ``sqrt(area_loading_sd**2 + safety_loading_sd**2 / n)``, is kept away from 0 by
+        the boundary-avoiding priors of both spreads, so centring it leaves no funnel.
+        (Simulated studies with areas of 1 to 4 benchmarks: non-centred averages left
+        ``safety_loading_mean`` at bulk ESS 276-322 or R-hat 1.012-1.026 on 4 of 12
+        fits; centred, all 12 trusted.)
     """
 
     capability: bool
@@ -118,20 +122,14 @@ def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
     cap = np.array([pos[k] for k in data.capability_keys], dtype=np.int64)
     safe = np.array([pos[k] for k in data.safety_keys], dtype=np.int64)
     floor = np.clip(slope[cap], MIN_SLOPE, None)
-    area_idx = data.safety_area_idx
-    sizes = np.bincount(area_idx, minlength=len(data.areas))
-    average = np.bincount(area_idx, weights=slope[safe], minlength=len(data.areas)) / sizes
-    average_se = np.sqrt(np.bincount(area_idx, weights=se[safe] ** 2)) / sizes
     ratio = {
         "capability": informativeness(np.log(floor), se[cap] / floor, np.zeros_like(cap)),
-        "safety": informativeness(slope[safe], se[safe], area_idx),
-        "area": informativeness(average, average_se, np.zeros_like(sizes)),
+        "safety": informativeness(slope[safe], se[safe], data.safety_area_idx),
     }
     choice = {"capability": config.capability_loadings, "safety": config.safety_loadings}
     centred = {
         name: c == "centered" if c != "auto" else ratio[name] >= CENTER_FROM_INFORMATIVENESS
         for name, c in choice.items()
     }
-    auto_area = config.safety_loadings == "auto" and not centred["safety"]
-    area = auto_area and ratio["area"] >= CENTER_FROM_INFORMATIVENESS
+    area = config.safety_loadings == "auto" and not centred["safety"]
     return Pooling(**centred, area=area)

@@ -70,8 +70,7 @@ def simulate(
     Capability is standardised within each population of the drawn study (mean 0, SD 1)
     and then given its population's mean and spread: the scale on which the sampled model
     defines ``rho`` (the marginal model's population SD of 1 differs from it by sampling
-    noise of order 1/sqrt(n)). Area factors are likewise centred and uncorrelated with
-    capability within the study, as the model's are.
+    noise of order 1/sqrt(n)); area factors are centred and uncorrelated with it.
 
     Parameters
     ----------

@@ -507,6 +507,38 @@ def test_two_factor_model_recovers_bias_rho():
     assert diag.max_rhat < 1.05, diag.verdict()
 
 
+# --------------------------------------------------------------------------- thin areas
+
+#: Areas of one and two benchmarks beside two of four.
+THIN_AREAS = {"machine_ethics": 4, "bias": 4, "alignment": 2, "truthfulness": 1, "calibration": 1}
+
+
+@pytest.mark.slow
+def test_thin_areas_fit_trusted_and_cover_rho():
+    """Truth drawn from the priors (area means around a common mean), 30 LLMs: every fit is
+    trusted at the default settings and the 90% intervals of rho cover the truth, in the
+    thin areas too."""
+    thin = ("alignment", "truthfulness", "calibration")
+    covered, covered_thin, n_thin, total = 0, 0, 0, 0
+    for seed in range(4):
+        study, truth = simulate(30, 8, THIN_AREAS, missing=0.1, truth="prior", seed=seed)
+        dt = fit(study, None, SamplerSettings(seed=seed), progressbar=False)
+        diag = diagnostics_of(dt)
+        assert diag.trustworthy, f"seed {seed}: {diag.verdict()}"
+        keys = _posterior(dt)["benchmark"].values
+        low, high = _rho_interval(dt, 0.9)
+        inside = (low <= truth["rho"].sel(benchmark=keys).values) & (
+            truth["rho"].sel(benchmark=keys).values <= high
+        )
+        in_thin = np.array([k.startswith(thin) for k in keys])
+        covered, total = covered + inside.sum(), total + len(keys)
+        covered_thin, n_thin = covered_thin + inside[in_thin].sum(), n_thin + in_thin.sum()
+    # 90% intervals; rho errors within a fit are correlated through capability, and over
+    # these four studies 80% of the truths fall inside (as many in thin areas as elsewhere).
+    assert covered >= 0.75 * total, (covered, total)
+    assert covered_thin >= 0.75 * n_thin, (covered_thin, n_thin)
+
+
 # --------------------------------------------------------------------------- (g) SBC
 
 

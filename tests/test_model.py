@@ -19,6 +19,7 @@ from safetywash.model.data import (
     zero_sum_by_group_inverse,
 )
 from safetywash.model.likelihood import capability_conditional, marginal_loglik_by_llm
+from safetywash.model.pooling import Pooling, informativeness, loading_estimates, pooling
 from safetywash.model.simulate import simulate
 
 
@@ -116,13 +117,19 @@ def test_initial_point_follows_the_data(small):
     assert np.corrcoef(data.initial_capability, truth["capability"].values)[0, 1] > 0.8
     # Every safety loading starts with the sign of its true loading when that is clear.
     true = truth["loading"].to_series().reindex(data.safety_keys).to_numpy()
-    slope = start.get("safety_loading")
-    if slope is None:
-        area_mean = start["area_loading_mean"][data.safety_area_idx]
-        slope = area_mean + start["safety_loading_sd"] * start["safety_loading_z"]
+    slope = _at_start(model, start, "safety_loading")
     clear = np.abs(true) > 0.3
     assert (np.sign(slope[clear]) == np.sign(true[clear])).all()
     assert (start["factor_anchor_loading"] > 0).all()
+
+
+def _at_start(model: pm.Model, start: dict, name: str) -> np.ndarray:
+    """A model variable evaluated at start values given on the variables' own scale."""
+    for rv_name, value in start.items():
+        model.set_initval(model[rv_name], value)
+    (out,) = model.replace_rvs_by_values([model[name]])
+    fn = model.compile_fn(out, inputs=model.value_vars, on_unused_input="ignore")
+    return fn(model.initial_point())
 
 
 @pytest.mark.parametrize("population", ["chat", "base"])
@@ -149,6 +156,12 @@ def test_priors_are_saved_with_the_config_and_scaled_by_prior_scale():
     old = json.loads(ModelConfig().to_json())
     del old["priors"]
     assert ModelConfig.from_json(json.dumps(old)) == ModelConfig()
+    # A retired prior field of an earlier version is ignored when read.
+    old = json.loads(config.to_json())
+    old["priors"]["area_loading_mean_scale"] = 0.7
+    assert ModelConfig.from_json(json.dumps(old)) == config
+    with pytest.raises(TypeError):
+        Priors(area_loading_mean_scale=0.7)
     assert ModelConfig(priors={"intercept_sd": 2.0}).priors.intercept_sd == 2.0
     scaled = config.scaled_priors
     for name in Priors.SCALED:
@@ -164,7 +177,8 @@ def test_model_reads_its_priors_from_the_config(small):
     priors = Priors(
         capability_loading_log_mean_loc=0.3,
         capability_loading_log_sd_scale=0.2,
-        area_loading_mean_scale=0.9,
+        safety_loading_mean_scale=0.9,
+        area_loading_sd_scale=0.4,
         safety_loading_sd_scale=0.3,
         residual_log_mean_loc=-1.5,
         residual_log_sd_scale=0.7,
@@ -176,9 +190,10 @@ def test_model_reads_its_priors_from_the_config(small):
     x = 0.37
     expected = {
         "capability_loading_log_mean": stats.norm(0.3, 0.5 * s).logpdf(x),
-        "capability_loading_log_sd": stats.halfnorm(scale=0.2 * s).logpdf(x),
-        "area_loading_mean": stats.norm(0, 0.9 * s).logpdf(x),
-        "safety_loading_sd": stats.halfnorm(scale=0.3 * s).logpdf(x),
+        "capability_loading_log_sd": stats.gamma(a=2, scale=0.2 * s).logpdf(x),
+        "safety_loading_mean": stats.norm(0, 0.9 * s).logpdf(x),
+        "area_loading_sd": stats.gamma(a=2, scale=0.4 * s).logpdf(x),
+        "safety_loading_sd": stats.gamma(a=2, scale=0.3 * s).logpdf(x),
         "residual_log_mean": stats.norm(-1.5, 0.5 * s).logpdf(x),
         "residual_log_sd": stats.halfnorm(scale=0.7 * s).logpdf(x),
         "intercept": stats.norm(0, 3.0).logpdf(x),
@@ -191,6 +206,205 @@ def test_model_reads_its_priors_from_the_config(small):
         got = np.asarray(pm.logp(rv, value).eval())
         # (PyTensor keeps scales exact in float32 as float32 constants: ~1e-8 relative.)
         np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)
+
+
+def test_informativeness_is_the_low_end_of_the_spread_over_the_error():
+    rng = np.random.default_rng(0)
+    group = np.repeat([0, 1, 2], [30, 25, 1])  # a singleton group adds no degree of freedom
+    se = rng.uniform(0.05, 0.15, len(group))
+    true = np.array([0.5, -0.3, 2.0])[group] + rng.normal(0, 0.4, len(group))
+    estimate = true + rng.normal(0, se)
+    # DerSimonian-Laird, written out group by group.
+    q = scale = 0.0
+    for g in range(3):
+        w = 1 / se[group == g] ** 2
+        x = estimate[group == g]
+        q += np.sum(w * (x - np.sum(w * x) / w.sum()) ** 2)
+        scale += w.sum() - np.sum(w**2) / w.sum()
+    dof = len(group) - 3
+    tau = np.sqrt((q - dof) / scale)
+    assert tau == pytest.approx(0.4, rel=0.25)
+    want = tau * np.sqrt(stats.chi2.ppf(0.05, dof) / dof) / np.median(se)
+    assert informativeness(estimate, se, group) == pytest.approx(want, rel=1e-12)
+    # Members that agree within their errors, or no degree of freedom: nothing to centre.
+    same = np.full(len(group), 0.5) + rng.normal(0, se)
+    assert informativeness(same, se, np.zeros_like(group)) < 0.5
+    assert informativeness(estimate[:3], se[:3], np.arange(3)) == 0.0
+
+
+def test_slopes_and_errors_match_least_squares(small):
+    study, _ = small
+    data = prepare_data(study)
+    theta = np.linspace(-1.5, 1.5, study.n_llms)
+    slope, se = loading_estimates(data, theta)
+    for b in range(len(data.coords["benchmark"])):
+        cells = data.benchmark_idx == b
+        fit = stats.linregress(theta[data.llm_idx[cells]], data.y[cells])
+        assert slope[b] == pytest.approx(fit.slope, abs=1e-9)
+        assert se[b] == pytest.approx(fit.stderr, rel=1e-6)
+
+
+def test_auto_pooling_follows_how_informative_each_group_is():
+    # Capability loadings alike (spread 0.02 on the log scale) and safety loadings spread
+    # widely within their areas: the first group non-centred, the second centred.
+    safety = {"bias": 8, "calibration": 8, "truthfulness": 8}
+    study, truth = simulate(
+        80, 16, safety, loadings={f"cap{j:02d}": 0.8 + 0.02 * (j % 2) for j in range(16)}, seed=1
+    )
+    data = prepare_data(study)
+    true = truth["loading"].sel(benchmark=data.safety_keys).values.reshape(3, 8)
+    assert (true - true.mean(axis=1, keepdims=True)).std() > 0.2
+    assert pooling(data) == Pooling(capability=False, safety=True)
+    forced = ModelConfig(capability_loadings="centered", safety_loadings="noncentered")
+    assert pooling(data, forced) == Pooling(capability=True, safety=False)
+    names = build_model(study).named_vars
+    assert "capability_loading_z" in names and "capability_loading_log" not in names
+    assert "safety_loading" in names and "safety_loading_z" not in names
+    names = build_model(study, forced).named_vars
+    assert "capability_loading_log" in names and "safety_loading_z" in names
+    # Two benchmarks per area, areas far apart: loadings within an area non-centred, the
+    # areas' averages centred.
+    study, _ = simulate(60, 8, {"alignment": 2, "bias": 2, "calibration": 2}, seed=3)
+    assert pooling(prepare_data(study)) == Pooling(capability=False, safety=False, area=True)
+    assert "area_loading_average" in build_model(study).named_vars
+
+
+AREAS_6_2_1 = {"bias": 6, "calibration": 2, "truthfulness": 1}
+
+
+def _area_model(safety_loadings: str):
+    study, _ = simulate(20, 3, AREAS_6_2_1, seed=4)
+    priors = Priors(safety_loading_mean_scale=0.9, area_loading_sd_scale=0.4)
+    config = ModelConfig(prior_scale=1.5, priors=priors, safety_loadings=safety_loadings)
+    assert list(prepare_data(study, config).areas) == list(AREAS_6_2_1)
+    return build_model(study, config)
+
+
+def test_area_means_are_pooled_across_areas():
+    # Areas of 6, 2 and 1 benchmarks; centred safety loadings around non-centred area means.
+    model = _area_model("centered")
+    top, sd, within, z = 0.3, 0.25, 0.5, np.array([0.8, -1.2, 0.4])
+    loadings = np.linspace(-1, 1, 9)
+    area = np.repeat([0, 1, 2], [6, 2, 1])
+    point = {
+        "safety_loading_mean": top,
+        "area_loading_sd_log__": np.log(sd),
+        "safety_loading_sd_log__": np.log(within),
+        "area_loading_z": z,
+        "safety_loading": loadings,
+    }
+    names = [
+        "safety_loading_mean",
+        "area_loading_sd",
+        "safety_loading_sd",
+        "area_loading_z",
+        "safety_loading",
+    ]
+    logp = model.compile_logp(vars=[model[n] for n in names], jacobian=False)
+    want = (
+        stats.norm(0, 0.9 * 1.5).logpdf(top)
+        + stats.gamma(a=2, scale=0.4 * 1.5).logpdf(sd)
+        + stats.gamma(a=2, scale=0.2 * 1.5).logpdf(within)
+        + stats.norm(0, 1).logpdf(z).sum()
+        + stats.norm((top + sd * z)[area], within).logpdf(loadings).sum()
+    )
+    assert float(logp({**model.initial_point(), **point})) == pytest.approx(want, rel=1e-6)
+    start = {"safety_loading_mean": top, "area_loading_sd": sd, "area_loading_z": z}
+    np.testing.assert_allclose(_at_start(model, start, "area_loading_mean"), top + sd * z)
+
+
+def test_noncentred_area_form_has_the_hierarchical_prior():
+    # Non-centred: (area_loading_z, area_loading_aux, safety_loading_z) map onto the
+    # standardised area means and within-area offsets of the hierarchy by a rotation, so
+    # i.i.d. standard normals give exactly its prior.
+    model = _area_model("noncentered")
+    assert model["safety_loading_z"].shape.eval()[0] == 9 - 3
+    top, sd, within = 0.3, 0.25, 0.5
+    area = np.repeat([0, 1, 2], [6, 2, 1])
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        u, v, w = rng.normal(size=3), rng.normal(size=3), rng.normal(size=6)
+        start = {"safety_loading_mean": top, "area_loading_sd": sd, "safety_loading_sd": within}
+        start |= {"area_loading_z": u, "area_loading_aux": v, "safety_loading_z": w}
+        mean = _at_start(model, start, "area_loading_mean")
+        loading = _at_start(model, start, "safety_loading")
+        standard = np.concatenate([(mean - top) / sd, (loading - mean[area]) / within])
+        assert np.sum(standard**2) == pytest.approx(np.sum(u**2) + np.sum(v**2) + np.sum(w**2))
+    # The single benchmark of an area is its average: no offset of its own.
+    start["safety_loading_z"] = np.zeros(6)
+    single = _at_start(model, start, "safety_loading")[-1]
+    assert single == pytest.approx(top + np.sqrt(sd**2 + within**2) * u[2])
+
+
+def test_area_factor_is_centred_and_uncorrelated_with_capability(small):
+    study, _ = small
+    model = build_model(study, ModelConfig(factors=("bias",)))
+    rng = np.random.default_rng(3)
+    start = {
+        "capability_z": rng.normal(size=model["capability_z"].shape.eval()),
+        "area_factor_z": rng.normal(size=model["area_factor_z"].shape.eval()),
+    }
+    eta = _at_start(model, start, "area_factor")[:, 0]
+    theta = _at_start(model, start, "capability")
+    assert abs(eta.mean()) < 1e-12
+    assert abs(np.dot(theta - theta.mean(), eta)) < 1e-9
+    # The rest of the raw draw is kept as it is.
+    raw = start["area_factor_z"][:, 0] - start["area_factor_z"][:, 0].mean()
+    assert np.corrcoef(raw, eta)[0, 1] > 0.9
+
+
+def test_centred_area_averages_have_the_hierarchical_prior():
+    # Informative area averages with non-centred loadings: each area's average is sampled,
+    # Normal(top, sqrt(sd^2 + within^2 / n)), and its mean follows by the same rotation.
+    study, _ = simulate(60, 8, {"alignment": 2, "bias": 2, "calibration": 3}, seed=3)
+    config = ModelConfig()
+    assert pooling(prepare_data(study), config).area
+    model = build_model(study, config)
+    top, sd, within = 0.3, 0.25, 0.5
+    n = np.array([2, 2, 3])
+    average, aux = np.array([0.9, -0.2, 0.4]), np.array([0.5, -1.0, 0.3])
+    point = {
+        "safety_loading_mean": top,
+        "area_loading_sd_log__": np.log(sd),
+        "safety_loading_sd_log__": np.log(within),
+        "area_loading_average": average,
+    }
+    logp = model.compile_logp(vars=[model["area_loading_average"]], jacobian=False)
+    r = np.sqrt(sd**2 + within**2 / n)
+    want = stats.norm(top, r).logpdf(average).sum()
+    assert float(logp({**model.initial_point(), **point})) == pytest.approx(want, rel=1e-6)
+    start = {"safety_loading_mean": top, "area_loading_sd": sd, "safety_loading_sd": within}
+    start |= {"area_loading_average": average, "area_loading_aux": aux}
+    u = (average - top) / r
+    want = top + sd * (sd * u + within / np.sqrt(n) * aux) / r
+    np.testing.assert_allclose(_at_start(model, start, "area_loading_mean"), want)
+
+
+def test_prior_truth_draws_area_means_around_a_common_mean():
+    # Tight within-area and across-area spreads: every safety loading is the common mean.
+    tight = Priors(area_loading_sd_scale=1e-9, safety_loading_sd_scale=1e-9)
+    _, truth = simulate(8, 2, {"bias": 2, "calibration": 1}, truth="prior", priors=tight, seed=5)
+    safety = truth["loading"].values[2:]
+    np.testing.assert_allclose(safety, safety[0], atol=1e-7)
+    # Default priors: two areas' loadings share the common mean, so across draws they have
+    # variance mean_scale^2 + E[area sd^2] + E[within sd^2] and covariance mean_scale^2.
+    priors = Priors()
+    draws = np.array(
+        [
+            simulate(6, 1, {"bias": 1, "calibration": 1}, truth="prior", seed=s)[1][
+                "loading"
+            ].values[1:]
+            for s in range(600)
+        ]
+    )
+    cov = np.cov(draws.T)
+    # (E[Gamma(2, scale)^2] = 6 scale^2.)
+    within = 6 * priors.safety_loading_sd_scale**2
+    spread = 6 * priors.area_loading_sd_scale**2
+    want_var = priors.safety_loading_mean_scale**2 + spread + within
+    want_cov = priors.safety_loading_mean_scale**2
+    assert abs(np.diag(cov) / want_var - 1).max() < 0.25  # about 3 standard errors
+    assert abs(cov[0, 1] - want_cov) < 0.12  # 4 standard errors; independent areas: 0
 
 
 def test_prior_truth_is_drawn_from_the_config_priors():
@@ -207,7 +421,7 @@ def test_prior_truth_is_drawn_from_the_config_priors():
     np.testing.assert_allclose(truth["loading"].values[:4], 1.3, rtol=1e-6)
     np.testing.assert_allclose(truth["residual_sd"].values, 0.2, rtol=1e-6)
     # With the default priors the log capability loading is Normal(loc, scale) plus a
-    # HalfNormal(sd_scale)-scaled normal: mean loc and variance scale^2 + sd_scale^2.
+    # Gamma(2, sd_scale)-scaled normal: mean loc and variance scale^2 + 6 sd_scale^2.
     priors = Priors()
     logs = np.array(
         [
@@ -216,7 +430,7 @@ def test_prior_truth_is_drawn_from_the_config_priors():
         ]
     )
     want_var = (
-        priors.capability_loading_log_mean_scale**2 + priors.capability_loading_log_sd_scale**2
+        priors.capability_loading_log_mean_scale**2 + 6 * priors.capability_loading_log_sd_scale**2
     )
     assert abs(logs.mean() - priors.capability_loading_log_mean_loc) < 4 * np.sqrt(want_var / 300)
     assert abs(logs.var() / want_var - 1) < 0.25
@@ -239,3 +453,6 @@ def test_prior_truth_factor_follows_the_model_sign_rule(seed):
         truth["loading"] ** 2 + truth["factor_loading"] ** 2 + truth["residual_sd"] ** 2
     )
     np.testing.assert_allclose(truth["rho"].values, rho.values, rtol=1e-12)
+    # As in the model, the factor is centred and uncorrelated with capability in-sample.
+    eta, theta = truth["area_factor"].values[:, 0], truth["capability"].values
+    assert abs(eta.mean()) < 1e-12 and abs(np.dot(theta - theta.mean(), eta)) < 1e-9

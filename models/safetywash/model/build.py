@@ -13,7 +13,8 @@ cell mean, SD and ``rho`` come from :mod:`safetywash.model.likelihood`). ``theta
 LLM's latent capability (standard scale; populations may differ in mean and spread),
 ``lambda`` the capability loading (positive and partially pooled for capability benchmarks,
 which fixes the sign of ``theta``; free in sign and pooled within the safety area for safety
-benchmarks), ``sigma`` the residual scale, and the optional ``eta``/``gamma`` area factors
+benchmarks, the area means pooled in turn across areas, so a thin area borrows strength from
+the others), ``sigma`` the residual scale, and the optional ``eta``/``gamma`` area factors
 (confirmatory: only a factor area's own benchmarks load on it; its best-observed
 benchmark's loading is positive). Every prior hyperparameter is read from
 ``ModelConfig.priors`` (:class:`safetywash.model.config.Priors`).
@@ -27,25 +28,32 @@ import pytensor.tensor as pt
 
 from safetywash.data.study import BenchmarkStudy
 from safetywash.model.config import ModelConfig, Priors
-from safetywash.model.data import ModelData, centered_pooling, prepare_data, zero_sum_by_group
+from safetywash.model.data import ModelData, prepare_data, zero_sum_by_group
 from safetywash.model.likelihood import (
     capability_correlation,
     cell_mean,
     cell_sd,
     marginal_loglik_by_llm,
 )
+from safetywash.model.pooling import Pooling, pooling
 
 #: Variables in the sampler's coordinates: standardised offsets, log-scale copies of
-#: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading``. Fits keep them out
+#: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading`` and
+#: ``area_loading_mean``. Fits keep them out
 #: of ``posterior`` (see :func:`safetywash.inference.sampling.fit`); every one is a function
 #: of the interpretable variables that stay, except the radial direction of
-#: ``capability_z``, which the model normalises away.
+#: ``capability_z`` and two directions of ``area_factor_z`` per factor, which the model
+#: normalises or projects away.
 SAMPLER_SPACE_VARIABLES = (
     "capability_z",
     "capability_loading_z",
     "capability_loading_log",
     "safety_loading_z",
+    "area_loading_z",
+    "area_loading_aux",
+    "area_loading_average",
     "log_residual_sd",
+    "area_factor_z",
     "factor_anchor_loading",
     "factor_free_loading",
 )
@@ -83,7 +91,8 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         pop_idx = pm.Data("population_idx", data.population_idx, dims="llm")
         pop_mean, pop_sd = _population(priors, len(data.populations))
         theta = None if marginal else _capability(data, pop_mean, pop_sd, pop_idx)
-        loading = _loadings(data, config, priors)
+        pool = pooling(data, config)
+        loading = _loadings(data, pool, priors)
         sigma, intercept = _residuals(priors)
 
         if marginal:
@@ -102,7 +111,7 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
             pm.Potential("score_marginal", loglik.sum())
             gamma_b = None
         else:
-            gamma_b, eta = _area_factors(data, priors) if data.factor_keys else (None, None)
+            gamma_b, eta = _area_factors(data, priors, theta) if data.factor_keys else (None, None)
             mu = cell_mean(
                 intercept,
                 loading,
@@ -154,7 +163,7 @@ def _capability(data: ModelData, pop_mean, pop_sd, pop_idx):
     return pm.Deterministic("capability", theta, dims="llm")
 
 
-def _loadings(data: ModelData, config: ModelConfig, priors: Priors):
+def _loadings(data: ModelData, pool: Pooling, priors: Priors):
     """Capability loadings (positive, pooled on the log scale) and safety loadings (free in
     sign, pooled within their area), as the ``loading`` of every benchmark."""
     bench_pos = {k: i for i, k in enumerate(data.coords["benchmark"])}
@@ -165,36 +174,76 @@ def _loadings(data: ModelData, config: ModelConfig, priors: Priors):
         priors.capability_loading_log_mean_loc,
         priors.capability_loading_log_mean_scale,
     )
-    cap_log_sd = pm.HalfNormal("capability_loading_log_sd", priors.capability_loading_log_sd_scale)
-    if not centered_pooling(config.capability_loadings, data, len(data.capability_keys) - 1):
-        u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
-        cap_log = cap_log_mean + cap_log_sd * u
-    else:
+    cap_log_sd = pm.Gamma(
+        "capability_loading_log_sd", alpha=2.0, beta=1.0 / priors.capability_loading_log_sd_scale
+    )
+    if pool.capability:
         cap_log = pm.Normal(
             "capability_loading_log", cap_log_mean, cap_log_sd, dims="capability_benchmark"
         )
+    else:
+        u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
+        cap_log = cap_log_mean + cap_log_sd * u
     loading = pt.zeros(len(bench_pos))
     loading = pt.set_subtensor(loading[cap_pos], pt.exp(cap_log))
     if data.safety_keys:
-        area_mean = pm.Normal("area_loading_mean", 0.0, priors.area_loading_mean_scale, dims="area")
-        safety_sd = pm.HalfNormal("safety_loading_sd", priors.safety_loading_sd_scale)
-        dof = len(data.safety_keys) - len(data.areas)
-        if centered_pooling(config.safety_loadings, data, dof):
-            safety_loading = pm.Normal(
-                "safety_loading",
-                area_mean[data.safety_area_idx],
-                safety_sd,
-                dims="safety_benchmark",
-            )
-        else:
-            v = pm.Normal("safety_loading_z", 0.0, 1.0, dims="safety_benchmark")
-            safety_loading = pm.Deterministic(
-                "safety_loading",
-                area_mean[data.safety_area_idx] + safety_sd * v,
-                dims="safety_benchmark",
-            )
-        loading = pt.set_subtensor(loading[safe_pos], safety_loading)
+        loading = pt.set_subtensor(loading[safe_pos], _safety_loadings(data, pool, priors))
     return pm.Deterministic("loading", loading, dims="benchmark")
+
+
+def _safety_loadings(data: ModelData, pool: Pooling, priors: Priors):
+    """Safety loadings, pooled within their areas, whose means are pooled across areas.
+
+    ``area_loading_mean ~ Normal(safety_loading_mean, area_loading_sd)`` and
+    ``safety_loading ~ Normal(area_loading_mean, safety_loading_sd)``. Centred loadings sit
+    around non-centred area means: there are at most eight safety areas, too few to pin
+    ``area_loading_sd`` away from 0 (centring the areas of five or more benchmarks put a
+    funnel at ``area_loading_sd`` near 0.03 on Safetywashing chat, divergences on 8 of 16
+    seeds). Non-centred loadings are written as each area's average and the deviations
+    from it, so that a thin area's between- and within-area parts do not trade off
+    (:func:`_area_rotation`).
+    """
+    top = pm.Normal("safety_loading_mean", 0.0, priors.safety_loading_mean_scale)
+    spread = pm.Gamma("area_loading_sd", alpha=2.0, beta=1.0 / priors.area_loading_sd_scale)
+    safety_sd = pm.Gamma("safety_loading_sd", alpha=2.0, beta=1.0 / priors.safety_loading_sd_scale)
+    area_idx = data.safety_area_idx
+    if pool.safety:
+        z = pm.Normal("area_loading_z", 0.0, 1.0, dims="area")
+        area_mean = pm.Deterministic("area_loading_mean", top + spread * z, dims="area")
+        return pm.Normal("safety_loading", area_mean[area_idx], safety_sd, dims="safety_benchmark")
+    average, area_mean = _area_rotation(data, pool.area, top, spread, safety_sd)
+    pm.Deterministic("area_loading_mean", area_mean, dims="area")
+    loading = average[area_idx]
+    n_free = len(data.safety_keys) - len(data.areas)
+    if n_free:
+        w = pm.Normal("safety_loading_z", 0.0, 1.0, shape=n_free)
+        loading = loading + safety_sd * zero_sum_by_group(w, area_idx, len(data.areas), xp=pt)
+    return pm.Deterministic("safety_loading", loading, dims="safety_benchmark")
+
+
+def _area_rotation(data: ModelData, centred: bool, top, spread, safety_sd):
+    """Each area's average safety loading and its mean.
+
+    With ``n`` benchmarks in an area, their average is ``top + r * u`` with
+    ``r = sqrt(spread**2 + safety_sd**2 / n)`` and ``u`` standard normal (sampled as ``u``,
+    or centred as the average itself when the averages are informative:
+    :func:`safetywash.model.pooling.pooling`), and the area mean is
+    ``top + spread * (spread * u + safety_sd / sqrt(n) * v) / r``: an orthonormal rotation
+    of the area's standardised mean and mean within-area offset, so the pair has exactly
+    the hierarchical prior. ``v`` does not enter the likelihood (it carries the area
+    mean's own uncertainty given its benchmarks' average).
+    """
+    sizes = np.bincount(data.safety_area_idx, minlength=len(data.areas)).astype(float)
+    within = safety_sd / np.sqrt(sizes)
+    r = pt.sqrt(spread**2 + within**2)
+    if centred:
+        average = pm.Normal("area_loading_average", top, r, dims="area")
+        u = (average - top) / r
+    else:
+        u = pm.Normal("area_loading_z", 0.0, 1.0, dims="area")
+        average = top + r * u
+    v = pm.Normal("area_loading_aux", 0.0, 1.0, dims="area")
+    return average, top + spread * (spread * u + within * v) / r
 
 
 def _residuals(priors: Priors):
@@ -209,11 +258,25 @@ def _residuals(priors: Priors):
     return sigma, intercept
 
 
-def _area_factors(data: ModelData, priors: Priors):
-    """Area factors ``eta`` (llm, factor) and every benchmark's loading on its factor."""
+def _area_factors(data: ModelData, priors: Priors, theta):
+    """Area factors ``eta`` (llm, factor) and every benchmark's loading on its factor.
+
+    Each factor has mean 0 and is uncorrelated with capability within the study: its
+    components along a constant and along ``theta`` are projected out. Otherwise they
+    trade off exactly against the factor benchmarks' intercepts and capability loadings
+    (``eta + c + d * theta`` with ``alpha - c * gamma`` and ``lambda - d * gamma`` leaves
+    every cell mean unchanged): ridges along which chains mix slowly (Safetywashing chat
+    with a calibration factor: R-hat above 1.01 on half of eight seeds). The projected-out
+    coordinates carry no information (their draws are the prior's).
+    """
     bench_pos = {k: i for i, k in enumerate(data.coords["benchmark"])}
     fpos = np.array([bench_pos[k] for k in data.factor_keys], dtype=np.int64)
-    eta = pm.Normal("area_factor", 0.0, 1.0, dims=("llm", "factor"))
+    raw = pm.Normal("area_factor_z", 0.0, 1.0, dims=("llm", "factor"))
+    raw = raw - raw.mean(axis=0)
+    centred = theta - theta.mean()
+    along = (centred @ raw) / (centred @ centred)
+    eta = raw - centred[:, None] * along[None, :]
+    eta = pm.Deterministic("area_factor", eta, dims=("llm", "factor"))
     free = ~data.factor_anchor
     gamma = pt.zeros(len(data.factor_keys))
     anchor_loading = pm.HalfNormal(

@@ -19,8 +19,7 @@ TRANSFORMS = ("standardize", "logit")
 PARAMETERISATIONS = ("auto", "noncentered", "centered")
 CAPABILITY_MODES = ("sampled", "marginal")
 LEVELS = ("aggregate", "parts")
-CENTER_FROM_OBSERVATIONS = 100
-CENTER_FROM_DEGREES_OF_FREEDOM = 15
+CENTER_FROM_INFORMATIVENESS = 1.5
 MIN_BENCHMARKS_PER_FACTOR = 3
 
 
@@ -44,11 +43,31 @@ class Priors:
         ``capability_loading_log_mean ~ Normal(loc, scale)``: mean log capability loading of
         the capability benchmarks (default: loadings around 0.8).
     capability_loading_log_sd_scale : float
-        ``capability_loading_log_sd ~ HalfNormal(scale)``: their spread on the log scale.
-    area_loading_mean_scale : float
-        ``area_loading_mean ~ Normal(0, scale)`` per safety area.
+        ``capability_loading_log_sd ~ Gamma(shape=2, scale)``: their spread on the log
+        scale (boundary-avoiding, see ``safety_loading_sd_scale``). Capability benchmarks
+        differ in how well they measure capability; with the half-normal of earlier
+        versions, non-centred chains could dive to spreads near 0.005 and linger there
+        (Safetywashing chat with a calibration factor, one chain of 4: R-hat 1.012).
+    safety_loading_mean_scale : float
+        ``safety_loading_mean ~ Normal(0, scale)``: the mean capability loading of the safety
+        areas (one level above the area means).
+    area_loading_sd_scale : float
+        ``area_loading_sd ~ Gamma(shape=2, scale)``: spread of the area means around it,
+        ``area_loading_mean ~ Normal(safety_loading_mean, area_loading_sd)`` per safety area.
+        An area with one or two benchmarks is thus pulled towards the other areas rather than
+        towards 0. The defaults keep the marginal prior of an area mean as wide as the single
+        ``Normal(0, 0.7)`` of earlier versions: variance 0.5**2 + E[sd**2] = 0.25 + 6 * 0.2**2.
     safety_loading_sd_scale : float
-        ``safety_loading_sd ~ HalfNormal(scale)``: spread of safety loadings in an area.
+        ``safety_loading_sd ~ Gamma(shape=2, scale)``: spread of safety loadings in an area.
+
+        Both spreads of the safety loadings have shape 2, a prior whose density vanishes at
+        0 (boundary-avoiding, Chung et al. 2013, for a group SD estimated from few groups):
+        safety areas, and benchmarks within an area, are known to differ in how they relate
+        to capability, and with at most eight areas, often of two or three benchmarks, a
+        prior with its mode at 0 (the half-normal of earlier versions) let chains linger at
+        spreads near 0.01, where they mix slowly (Safetywashing chat: one chain of 16 seeds
+        spent 5% of its draws below 0.03; simulated studies with areas of two benchmarks:
+        R-hat up to 1.03). Scale 0.2 keeps E[sd] = 0.4 and E[sd**2] near the half-normal's.
     residual_log_mean_loc, residual_log_mean_scale : float
         ``residual_log_mean ~ Normal(loc, scale)`` (default: residual SDs around 0.5).
     residual_log_sd_scale : float
@@ -64,9 +83,10 @@ class Priors:
     population_log_sd_sd: float = 0.5
     capability_loading_log_mean_loc: float = float(np.log(0.8))
     capability_loading_log_mean_scale: float = 0.5
-    capability_loading_log_sd_scale: float = 0.5
-    area_loading_mean_scale: float = 0.7
-    safety_loading_sd_scale: float = 0.5
+    capability_loading_log_sd_scale: float = 0.2
+    safety_loading_mean_scale: float = 0.5
+    area_loading_sd_scale: float = 0.2
+    safety_loading_sd_scale: float = 0.2
     residual_log_mean_loc: float = float(np.log(0.5))
     residual_log_mean_scale: float = 0.5
     residual_log_sd_scale: float = 0.5
@@ -77,12 +97,17 @@ class Priors:
     SCALED = (
         "capability_loading_log_mean_scale",
         "capability_loading_log_sd_scale",
-        "area_loading_mean_scale",
+        "safety_loading_mean_scale",
+        "area_loading_sd_scale",
         "safety_loading_sd_scale",
         "residual_log_mean_scale",
         "residual_log_sd_scale",
         "factor_loading_scale",
     )
+
+    #: Fields of earlier versions, ignored when a saved configuration is read
+    #: (``area_loading_mean_scale``: the one prior of the area means before they were pooled).
+    RETIRED = ("area_loading_mean_scale",)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -113,14 +138,15 @@ class ModelConfig:
     level : {"aggregate", "parts"}
         Fit aggregates (default) or their parts; never both, so no score counts twice.
     capability_loadings, safety_loadings : {"auto", "noncentered", "centered"}
-        Parameterisation of the pooled loadings. Centred pooling has a funnel when the
-        pooled SD is poorly determined and can approach 0 (few benchmarks, few
-        observations each); non-centred has a ridge between the group mean and the
-        offsets when the data pin each loading down. ``"auto"`` centres a group when its
-        benchmarks have on average at least :data:`CENTER_FROM_OBSERVATIONS` observed LLMs
-        (each loading is pinned down), or when the pooled SD has at least
-        :data:`CENTER_FROM_DEGREES_OF_FREEDOM` degrees of freedom (benchmarks minus group
-        means), so that it cannot collapse towards 0.
+        Parameterisation of the pooled loadings (:mod:`safetywash.model.pooling`).
+        ``"auto"`` centres a group when the low end of its members' spread (estimated from
+        their least-squares slopes) is at least :data:`CENTER_FROM_INFORMATIVENESS` times
+        their typical standard error: each member is pinned down by its data and the
+        pooled SD stays away from 0. Otherwise the group is non-centred. On Safetywashing
+        chat (26 LLMs) the safety loadings score 1.96 and are centred; the capability
+        loadings, which load alike (their log-scale spread is within the error of one
+        log loading), score 0 and are not: centring them put a funnel at a pooled SD near
+        0.02 (divergences on 5 of 16 seeds).
     prior_scale : float
         Multiplies the scales of the hyperpriors on loadings and residuals
         (:attr:`Priors.SCALED`; prior sensitivity: 0.5 narrower, 2 wider).
@@ -180,5 +206,6 @@ class ModelConfig:
         """Inverse of :meth:`to_json` (a config without ``priors`` gets the defaults)."""
         values = json.loads(text)
         values["factors"] = tuple(values.get("factors", ()))
-        values["priors"] = Priors(**values.get("priors", {}))
+        priors = values.get("priors", {})
+        values["priors"] = Priors(**{k: v for k, v in priors.items() if k not in Priors.RETIRED})
         return cls(**values)

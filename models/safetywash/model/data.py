@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 
 from safetywash.data.study import BenchmarkStudy
-from safetywash.model.config import (
-    CENTER_FROM_DEGREES_OF_FREEDOM,
-    CENTER_FROM_OBSERVATIONS,
-    MIN_BENCHMARKS_PER_FACTOR,
-    ModelConfig,
+from safetywash.model.config import MIN_BENCHMARKS_PER_FACTOR, ModelConfig
+from safetywash.model.pooling import (
+    MIN_SLOPE,
+    Pooling,
+    loading_estimates,
+    pooling,
+    start_capability,
 )
 from safetywash.model.transform import ScoreTransform
 
@@ -236,18 +238,6 @@ def zero_sum_by_group_inverse(z: np.ndarray, group_idx: np.ndarray, n_groups: in
     return z[free] + norm[group_idx[free]]
 
 
-def _data_loadings(data: ModelData, theta: np.ndarray) -> np.ndarray:
-    """Least-squares slope of every benchmark's scores on a capability estimate."""
-    b, i = data.benchmark_idx, data.llm_idx
-    frame = pd.DataFrame({"b": b, "y": data.y, "t": theta[i]})
-    frame["ty"], frame["tt"] = frame["t"] * frame["y"], frame["t"] ** 2
-    sums = frame.groupby("b")[["t", "y", "ty", "tt"]].sum()
-    n = frame.groupby("b").size()
-    cov = sums["ty"] / n - sums["t"] * sums["y"] / n**2
-    var = (sums["tt"] / n - (sums["t"] / n) ** 2).clip(lower=1e-6)
-    return (cov / var).reindex(range(len(data.coords["benchmark"]))).fillna(0.0).to_numpy()
-
-
 def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[str, np.ndarray]:
     """Data-driven start values that put every chain in the mode the data point to.
 
@@ -259,19 +249,17 @@ def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[st
     or an area factor with its anchor loading near 0 and the others flipped).
     """
     config = config or ModelConfig()
-    theta = data.initial_capability.copy()
-    for p in range(len(data.populations)):
-        members = data.population_idx == p
-        theta[members] = theta[members] - theta[members].mean()
+    theta = start_capability(data)
     start: dict[str, np.ndarray] = {}
     if config.capability != "marginal":
         start["capability_z"] = zero_sum_by_group_inverse(
             theta, data.population_idx, len(data.populations)
         )
-    slopes = _data_loadings(data, theta)
+    slopes, _ = loading_estimates(data, theta)
     pos = {k: j for j, k in enumerate(data.coords["benchmark"])}
-    cap = np.log(np.clip([slopes[pos[k]] for k in data.capability_keys], 0.05, None))
-    if centered_pooling(config.capability_loadings, data, len(data.capability_keys) - 1):
+    pool = pooling(data, config)
+    cap = np.log(np.clip([slopes[pos[k]] for k in data.capability_keys], MIN_SLOPE, None))
+    if pool.capability:
         start["capability_loading_log"] = cap
     else:
         start["capability_loading_log_mean"] = np.asarray(cap.mean())
@@ -280,19 +268,41 @@ def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[st
         start["capability_loading_z"] = (cap - cap.mean()) / spread
     if data.safety_keys:
         safe = np.array([slopes[pos[k]] for k in data.safety_keys])
-        area_mean = np.array(
-            [safe[data.safety_area_idx == a].mean() for a in range(len(data.areas))]
-        )
-        dev = safe - area_mean[data.safety_area_idx]
-        spread = max(dev.std(), 0.1)
-        start["area_loading_mean"] = area_mean
-        start["safety_loading_sd"] = np.asarray(spread)
-        if centered_pooling(config.safety_loadings, data, len(data.safety_keys) - len(data.areas)):
-            start["safety_loading"] = safe
-        else:
-            start["safety_loading_z"] = dev / spread
+        start.update(_safety_start(data, safe, pool))
     if data.factor_keys:
         start.update(_factor_start(data, theta, slopes, pos))
+    return start
+
+
+def _safety_start(data: ModelData, safe: np.ndarray, pool: Pooling) -> dict[str, np.ndarray]:
+    """Safety loadings, their area means and the level above, from the data slopes."""
+    n_areas = len(data.areas)
+    sizes = np.bincount(data.safety_area_idx, minlength=n_areas)
+    area_mean = np.bincount(data.safety_area_idx, weights=safe, minlength=n_areas) / sizes
+    dev = safe - area_mean[data.safety_area_idx]
+    spread = max(dev.std(), 0.1)
+    top = area_mean.mean()
+    area_spread = max(area_mean.std(), 0.1)
+    start = {
+        "safety_loading_mean": np.asarray(top),
+        "area_loading_sd": np.asarray(area_spread),
+        "safety_loading_sd": np.asarray(spread),
+    }
+    if pool.safety:
+        start["area_loading_z"] = (area_mean - top) / area_spread
+        start["safety_loading"] = safe
+        return start
+    # The non-centred form's coordinates (safetywash.model.build): each area's average,
+    # standardised, and the within-area offsets in zero-sum coordinates. (area_loading_aux
+    # is left to the jitter: nutpie refuses a start where a gradient is exactly 0.)
+    if pool.area:
+        start["area_loading_average"] = area_mean
+    else:
+        start["area_loading_z"] = (area_mean - top) / np.sqrt(area_spread**2 + spread**2 / sizes)
+    if len(safe) > n_areas:
+        start["safety_loading_z"] = zero_sum_by_group_inverse(
+            dev / spread, data.safety_area_idx, n_areas
+        )
     return start
 
 
@@ -318,20 +328,9 @@ def _factor_start(data: ModelData, theta, slopes, pos) -> dict[str, np.ndarray]:
         gamma[data.factor_idx == f] = load
     anchor = data.factor_anchor
     start = {
-        "area_factor": eta,
+        "area_factor_z": eta,
         "factor_anchor_loading": np.clip(gamma[anchor], 0.05, None),
     }
     if (~anchor).any():
         start["factor_free_loading"] = gamma[~anchor]
     return start
-
-
-def centered_pooling(choice: str, data: ModelData, degrees_of_freedom: int) -> bool:
-    """Whether to centre a pooled group of loadings (see ``ModelConfig``)."""
-    if choice != "auto":
-        return choice == "centered"
-    per_benchmark = len(data.y) / len(data.coords["benchmark"])
-    return (
-        per_benchmark >= CENTER_FROM_OBSERVATIONS
-        or degrees_of_freedom >= CENTER_FROM_DEGREES_OF_FREEDOM
-    )

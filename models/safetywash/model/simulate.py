@@ -44,7 +44,7 @@ class TruthDesign:
     population_mean_sd: float = 1.0
     population_log_sd_sd: float = 0.3
     capability_loading_log_sd: float = 0.25
-    area_loading_mean_sd: float = 0.6
+    area_loading_sd: float = 0.6
     safety_loading_sd: float = 0.25
     residual_log_sd: float = 0.3
     factor_loading_mean: float = 0.8
@@ -70,7 +70,7 @@ def simulate(
     Capability is standardised within each population of the drawn study (mean 0, SD 1)
     and then given its population's mean and spread: the scale on which the sampled model
     defines ``rho`` (the marginal model's population SD of 1 differs from it by sampling
-    noise of order 1/sqrt(n)).
+    noise of order 1/sqrt(n)); area factors are centred and uncorrelated with it.
 
     Parameters
     ----------
@@ -118,7 +118,7 @@ def simulate(
         params["loading"][keys.index(key)] = value
     members = [[i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
     members = [[n_capability + i for i in m] for m in members]
-    gamma, eta = _factor_truth(rng, n_llms, len(keys), members, truth, priors)
+    gamma, eta = _factor_truth(rng, theta, len(keys), members, truth, priors)
     y = _scores(rng, theta, params, gamma, eta, members)
 
     observed = _observation_mask(rng, theta, len(keys), missing, mechanism)
@@ -208,16 +208,20 @@ def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, prio
         cap_log_mean = rng.normal(
             priors.capability_loading_log_mean_loc, priors.capability_loading_log_mean_scale
         )
-        cap_log_sd = abs(rng.normal(0, priors.capability_loading_log_sd_scale))
-        area_sd = priors.area_loading_mean_scale
+        cap_log_sd = rng.gamma(2.0, priors.capability_loading_log_sd_scale)
     else:
         cap_log_mean = priors.capability_loading_log_mean_loc
         cap_log_sd = design.capability_loading_log_sd
-        area_sd = design.area_loading_mean_sd
     cap_loading = np.exp(rng.normal(cap_log_mean, cap_log_sd, n_capability))
-    area_mean = rng.normal(0, area_sd, len(area_names))
+    if truth == "prior":
+        top = rng.normal(0, priors.safety_loading_mean_scale)
+        area_sd = rng.gamma(2.0, priors.area_loading_sd_scale)
+    else:
+        # The prior's location of safety_loading_mean (Normal(0, scale)).
+        top, area_sd = 0.0, design.area_loading_sd
+    area_mean = rng.normal(top, area_sd, len(area_names))
     safety_sd = (
-        abs(rng.normal(0, priors.safety_loading_sd_scale))
+        rng.gamma(2.0, priors.safety_loading_sd_scale)
         if truth == "prior"
         else design.safety_loading_sd
     )
@@ -236,13 +240,17 @@ def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, prio
     }
 
 
-def _factor_truth(rng, n_llms: int, n_bench: int, members, truth: str, priors: Priors):
-    """Area-factor loadings (per benchmark, 0 outside factor areas) and factor scores."""
+def _factor_truth(rng, theta, n_bench: int, members, truth: str, priors: Priors):
+    """Area-factor loadings (per benchmark, 0 outside factor areas) and factor scores,
+    centred and uncorrelated with capability within the study, as in the model."""
     gamma = np.zeros(n_bench)
     if not members:
         return gamma, None
     design = TruthDesign()
-    eta = rng.normal(0, 1, (n_llms, len(members)))
+    eta = rng.normal(0, 1, (len(theta), len(members)))
+    eta -= eta.mean(axis=0)
+    centred = theta - theta.mean()
+    eta -= np.outer(centred, centred @ eta / (centred @ centred))
     for cols in members:
         if truth == "prior":
             gamma[cols] = rng.normal(0, priors.factor_loading_scale, len(cols))

@@ -1,0 +1,135 @@
+"""How each pooled group of loadings is parameterised: centred or non-centred (no PyMC here).
+
+A pooled group (the capability loadings on the log scale; the safety loadings within their
+areas) can be written centred, ``x_b ~ Normal(mean, sd)``, or non-centred,
+``x_b = mean + sd * z_b``. Centred has a funnel when ``sd`` is comparable with the
+uncertainty of each member, so that its posterior reaches towards 0; non-centred has a
+ridge between ``sd`` and the offsets when the data pin every member far more tightly than
+the group spreads. Which one suits a group is read off the data
+(:func:`informativeness`): how far the members' least-squares estimates surely spread,
+over their typical standard error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from safetywash.model.config import CENTER_FROM_INFORMATIVENESS, ModelConfig
+
+if TYPE_CHECKING:
+    from safetywash.model.data import ModelData
+
+#: Slopes are floored here before taking logs (a capability benchmark's loading is positive).
+MIN_SLOPE = 0.05
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """Which pooled groups the model centres (see ``ModelConfig.capability_loadings``).
+
+    Attributes
+    ----------
+    capability, safety : bool
+        Centre the capability loadings / the safety loadings.
+    area : bool
+        With non-centred safety loadings, centre each area's average loading (``"auto"``
+        only). The average is what the data see of an area, and its prior SD,
+        ``sqrt(area_loading_sd**2 + safety_loading_sd**2 / n)``, is kept away from 0 by
+        the boundary-avoiding priors of both spreads, so centring it leaves no funnel.
+        (Simulated studies with areas of 1 to 4 benchmarks: non-centred averages left
+        ``safety_loading_mean`` at bulk ESS 276-322 or R-hat 1.012-1.026 on 4 of 12
+        fits; centred, all 12 trusted.)
+    """
+
+    capability: bool
+    safety: bool
+    area: bool = False
+
+
+def start_capability(data: ModelData) -> np.ndarray:
+    """The data-driven capability estimate, centred within each population."""
+    theta = data.initial_capability.copy()
+    for p in range(len(data.populations)):
+        members = data.population_idx == p
+        theta[members] = theta[members] - theta[members].mean()
+    return theta
+
+
+def loading_estimates(data: ModelData, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares slope of every benchmark's scores on a capability estimate, and its
+    standard error (slope 0 and an infinite error for a benchmark with under 3 scores)."""
+    b, i = data.benchmark_idx, data.llm_idx
+    frame = pd.DataFrame({"b": b, "y": data.y, "t": theta[i]})
+    frame["ty"], frame["tt"], frame["yy"] = frame["t"] * frame["y"], frame["t"] ** 2, data.y**2
+    sums = frame.groupby("b")[["t", "y", "ty", "tt", "yy"]].sum()
+    n = frame.groupby("b").size()
+    cov = sums["ty"] / n - sums["t"] * sums["y"] / n**2
+    var = (sums["tt"] / n - (sums["t"] / n) ** 2).clip(lower=1e-6)
+    slope = cov / var
+    fitted = n > 2
+    resid = (sums["yy"] / n - (sums["y"] / n) ** 2 - slope * cov).clip(lower=0.0)
+    resid = resid * n / (n - 2).where(fitted, 1)
+    se = np.sqrt(resid / (n * var)).where(fitted, np.inf)
+    every = range(len(data.coords["benchmark"]))
+    return (
+        slope.reindex(every).fillna(0.0).to_numpy(),
+        se.reindex(every).fillna(np.inf).to_numpy(),
+    )
+
+
+def informativeness(estimate: np.ndarray, se: np.ndarray, group: np.ndarray) -> float:
+    """How far a pooled group's members surely differ, in units of their typical standard
+    error.
+
+    The spread of the true values around their group means is estimated by
+    DerSimonian and Laird's method of moments (each member weighted by its precision, so
+    poorly measured members count little), taken at the low end of its plausible range
+    (times sqrt(chi2_dof(0.05) / dof), dof = members - groups: few members leave the
+    spread poorly determined) and divided by the median standard error. 0 without a
+    degree of freedom.
+
+    Well above 1, each member is pinned down by its data and the pooled SD stays away from
+    0: the group is best centred. Below, the pooled SD can approach the members' own
+    uncertainty and the group is best non-centred.
+    """
+    keep = np.isfinite(se) & (se > 0)
+    estimate, se, group = estimate[keep], se[keep], group[keep]
+    sizes = np.bincount(group) if len(group) else np.zeros(0, dtype=np.int64)
+    dof = len(group) - np.count_nonzero(sizes)
+    if dof < 1:
+        return 0.0
+    w = 1.0 / se**2
+    wsum = np.bincount(group, weights=w)
+    means = np.bincount(group, weights=w * estimate) / np.where(wsum > 0, wsum, 1.0)
+    q = float(np.sum(w * (estimate - means[group]) ** 2))
+    used = sizes > 0
+    scale = float(w.sum() - np.sum(np.bincount(group, weights=w**2)[used] / wsum[used]))
+    spread = np.sqrt(max(q - dof, 0.0) / scale)
+    low = spread * np.sqrt(stats.chi2.ppf(0.05, dof) / dof)
+    return float(low / np.median(se))
+
+
+def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
+    """The parameterisation of every pooled group for a study and a config."""
+    config = config or ModelConfig()
+    slope, se = loading_estimates(data, start_capability(data))
+    pos = {k: j for j, k in enumerate(data.coords["benchmark"])}
+    cap = np.array([pos[k] for k in data.capability_keys], dtype=np.int64)
+    safe = np.array([pos[k] for k in data.safety_keys], dtype=np.int64)
+    floor = np.clip(slope[cap], MIN_SLOPE, None)
+    ratio = {
+        "capability": informativeness(np.log(floor), se[cap] / floor, np.zeros_like(cap)),
+        "safety": informativeness(slope[safe], se[safe], data.safety_area_idx),
+    }
+    choice = {"capability": config.capability_loadings, "safety": config.safety_loadings}
+    centred = {
+        name: c == "centered" if c != "auto" else ratio[name] >= CENTER_FROM_INFORMATIVENESS
+        for name, c in choice.items()
+    }
+    area = config.safety_loadings == "auto" and not centred["safety"]
+    return Pooling(**centred, area=area)

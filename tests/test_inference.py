@@ -39,6 +39,7 @@ from safetywash.analysis.calibration import (
 from safetywash.analysis.sbc import run_sbc
 from safetywash.inference.diagnostics import fit_diagnostics
 from safetywash.inference.fitfile import (
+    FIT_FORMAT,
     UNCONSTRAINED_GROUP,
     FitMismatchError,
     benchmark_table,
@@ -361,6 +362,16 @@ def test_load_refuses_other_study_or_config(random_fit, tmp_path):
         load_fit(path, config=ModelConfig(prior_scale=2.0))
     with pytest.raises(FitMismatchError):
         load_fit(path, config=ModelConfig(transform="logit"))
+
+
+def test_load_refuses_older_fit_format(random_fit, tmp_path):
+    _, _, dt = random_fit
+    old = dt.copy()
+    del old.attrs["fit_format"]  # fits written before the attr existed are format 1
+    path = save_fit(old, tmp_path / "old.nc")
+    with pytest.raises(FitMismatchError, match=f"format-1 fit; .* reads format {FIT_FORMAT}"):
+        load_fit(path, check_version=False)
+    assert int(load_fit(save_fit(dt, tmp_path / "new.nc")).attrs["fit_format"]) == FIT_FORMAT
 
 
 def test_interrupted_save_leaves_nothing(random_fit, tmp_path, monkeypatch):

@@ -34,6 +34,9 @@ from safetywash.model.data import ModelData
 from safetywash.model.transform import ScoreTransform
 
 REQUIRED_ATTRS = ("safetywash_version", "model_config", "study_sha256", "seed")
+#: Raised when a saved config or variable changes meaning (2: Gamma loading spreads,
+#: pooled area means); fits without the attr are format 1.
+FIT_FORMAT = 2
 #: Group of the sampler-space draws kept out of ``posterior``.
 UNCONSTRAINED_GROUP = "unconstrained_posterior"
 #: ``constant_data`` name of every LLM column of a study.
@@ -92,6 +95,7 @@ class FitInfo:
         settings = dataclasses.asdict(self.sampler_settings)
         attrs = {
             "safetywash_version": self.version,
+            "fit_format": FIT_FORMAT,
             "model_config": self.model_config.to_json(),
             "sampler_settings": json.dumps(settings, sort_keys=True),
             "study_sha256": self.study_sha256,
@@ -371,6 +375,12 @@ def load_fit(
     missing = [a for a in REQUIRED_ATTRS if a not in dt.attrs]
     if missing:
         raise FitMismatchError(f"{path} is not a safetywash fit (attrs {missing} missing)")
+    saved_format = int(dt.attrs.get("fit_format", 1))
+    if saved_format != FIT_FORMAT:
+        raise FitMismatchError(
+            f"{path} is a format-{saved_format} fit; this safetywash ({__version__}) reads "
+            f"format {FIT_FORMAT} (the model or its saved variables changed meaning); refit it"
+        )
     if check_version and dt.attrs["safetywash_version"] != __version__:
         raise FitMismatchError(
             f"{path} was written by safetywash {dt.attrs['safetywash_version']}, this is "

@@ -30,6 +30,7 @@ PYMC_FREE = (
     "safetywash.inference.diagnostics",
     "safetywash.analysis.baseline",
     "safetywash.analysis.separability",
+    "safetywash.analysis.troubles",
     "safetywash.analysis.designs",
     "safetywash.analysis.structures",
     "safetywash.analysis.structure_verdicts",

@@ -101,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(None if argv is None else list(argv))
         except SystemExit as done:  # --help
             return done.code if isinstance(done.code, int) else 0
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         return args.handler(args)
     except USER_ERRORS as err:
         print(f"error: {one_line(err)}", file=sys.stderr)

@@ -12,12 +12,18 @@ and the command exits with status 2 unless --allow-untrusted is given.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+import xarray as xr
 
 from safetywash.analysis.baseline import store_paper_baseline
 from safetywash.analysis.intervals import CI_PROB
 from safetywash.analysis.separability import DEFAULT_TAU
+from safetywash.analysis.troubles import RETRY_FLAGS, fit_troubles, suggested_flags
 from safetywash.cli.common import (
     add_ci_kind_argument,
     add_ci_prob_argument,
@@ -102,6 +108,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-untrusted", action="store_true", help="exit 0 even when the diagnostics fail"
     )
+    parser.add_argument(
+        "--no-retry",
+        action="store_true",
+        help="do not retry an untrusted fit once with --tune 2000 --target-accept 0.99 "
+        "(the retry happens only at the default --tune and --target-accept)",
+    )
     return parser
 
 
@@ -127,17 +139,12 @@ def run(args: argparse.Namespace) -> int:
         args.dataset, population, data_dir=resolve_data_dir_argument(args.data_dir)
     )
     print(f"Fitting {study!r}\n  config {config.to_json()}", flush=True)
-    dt = fit(
-        study,
-        config,
-        settings,
-        posterior_predictive=args.posterior_predictive,
-        progressbar=not args.no_progress,
-    )
+    dt = fit_with_retry(study, config, settings, args)
     dt = store_paper_baseline(dt, study)
+    notes = trouble_notes(dt, getattr(args, "argv", None))
     with staged_folder(args.out) as stage:
         posterior, table, text = write_fit_outputs(
-            dt, stage, tau=args.tau, ci_prob=args.ci_prob, ci_kind=args.ci_kind
+            dt, stage, tau=args.tau, ci_prob=args.ci_prob, ci_kind=args.ci_kind, notes=notes
         )
         out = place_folder(stage, args.out, overwrite=args.overwrite)
     print(text)
@@ -146,7 +153,89 @@ def run(args: argparse.Namespace) -> int:
     diagnostics = diagnostics_of(dt)
     if not diagnostics.trustworthy:
         print(diagnostics.verdict(), file=sys.stderr)
+        for line in notes:
+            print(line, file=sys.stderr)
         print(f"{out} holds this untrusted fit for inspection (see {out / VERDICT_FILE})")
         if not args.allow_untrusted:
             return UNTRUSTED_EXIT
     return 0
+
+
+def fit_with_retry(study, config, settings: SamplerSettings, args) -> xr.DataTree:
+    """Fit; when the fit fails its diagnostics at the default tuning, retry once.
+
+    The retry (longer tuning, higher target acceptance: :data:`RETRY_FLAGS`) is announced
+    and recorded in the fit's attrs (``retried_after``: the first attempt's diagnostics).
+    """
+    dt = fit(
+        study,
+        config,
+        settings,
+        posterior_predictive=args.posterior_predictive,
+        progressbar=not args.no_progress,
+    )
+    first = diagnostics_of(dt)
+    defaults = SamplerSettings()
+    at_defaults = (settings.tune, settings.target_accept) == (defaults.tune, defaults.target_accept)
+    if first.trustworthy or args.no_retry or not at_defaults:
+        return dt
+    retry = replace(
+        settings,
+        tune=int(RETRY_FLAGS["--tune"]),
+        target_accept=float(RETRY_FLAGS["--target-accept"]),
+    )
+    flags = " ".join(f"{k} {v}" for k, v in RETRY_FLAGS.items())
+    print(
+        f"The fit is not trusted ({'; '.join(first.problems)}); retrying once with {flags} "
+        "(recorded in the fit; --no-retry turns this off)",
+        flush=True,
+    )
+    dt = fit(
+        study,
+        config,
+        retry,
+        posterior_predictive=args.posterior_predictive,
+        progressbar=not args.no_progress,
+    )
+    dt.attrs["retried_after"] = json.dumps(
+        {"first_attempt": first.to_dict(), "retry_flags": RETRY_FLAGS}, sort_keys=True
+    )
+    return dt
+
+
+def trouble_notes(dt: xr.DataTree, argv: list[str] | None) -> list[str]:
+    """What VERDICT and the terminal say beyond the figures: a retry, causes, a command."""
+    notes = []
+    if "retried_after" in dt.attrs:
+        first = json.loads(dt.attrs["retried_after"])["first_attempt"]
+        notes.append(
+            "Retried once with --tune 2000 --target-accept 0.99 after a first attempt with "
+            f"max R-hat {first['max_rhat']:.3f}, min bulk ESS {first['min_ess_bulk']:.0f}, "
+            f"{first['divergences']} divergences."
+        )
+    troubles = fit_troubles(dt)
+    if not troubles:
+        return notes
+    notes.append("Likely causes:")
+    notes.extend(f"  {t.line()}" for t in troubles)
+    flags = suggested_flags(troubles)
+    if "retried_after" in dt.attrs:
+        tried = {k: v for k, v in flags.items() if RETRY_FLAGS.get(k) == v}
+        flags = {k: v for k, v in flags.items() if k not in tried} or {}
+        flags = flags or {"--tune": "4000", "--draws": "2000", "--target-accept": "0.99"}
+    if flags and argv is not None:
+        notes.append(f"Try: {suggested_command(argv, flags)}")
+    return notes
+
+
+def suggested_command(argv: list[str], flags: dict[str, str]) -> str:
+    """``safetywash <argv>`` with ``flags`` set (replacing their values) and ``--overwrite``."""
+    words = list(argv)
+    for flag, value in {**flags, "--overwrite": ""}.items():
+        if flag in words:
+            at = words.index(flag)
+            if value:
+                words[at + 1] = value
+        else:
+            words += [flag, value] if value else [flag]
+    return "safetywash " + " ".join(shlex.quote(w) for w in words)

@@ -7,6 +7,7 @@ are in the fit's attrs), so an untrusted fit kept for inspection says so on disk
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import xarray as xr
@@ -26,16 +27,20 @@ from safetywash.inference.fitfile import diagnostics_of, save_fit
 VERDICT_FILE = "VERDICT"
 
 
-def verdict_text(diagnostics: Diagnostics) -> str:
-    """The ``VERDICT`` file's text: ``TRUSTED``/``NOT TRUSTED``, the reasons, the sentence."""
+def verdict_text(diagnostics: Diagnostics, notes: Sequence[str] = ()) -> str:
+    """The ``VERDICT`` file's text: ``TRUSTED``/``NOT TRUSTED``, the reasons, the sentence.
+
+    ``notes`` (likely causes, the command to try, a retry made) follow the sentence.
+    """
     head = "TRUSTED" if diagnostics.trustworthy else "NOT TRUSTED"
-    return "\n".join([head, *diagnostics.problems, "", diagnostics.verdict()]) + "\n"
+    extra = ["", *notes] if notes else []
+    return "\n".join([head, *diagnostics.problems, "", diagnostics.verdict(), *extra]) + "\n"
 
 
-def write_verdict(dt: xr.DataTree, out_dir: str | Path) -> Path:
-    """Write ``out_dir/VERDICT`` from the diagnostics stored in a fit."""
+def write_verdict(dt: xr.DataTree, out_dir: str | Path, notes: Sequence[str] = ()) -> Path:
+    """Write ``out_dir/VERDICT`` from the diagnostics stored in a fit (and ``notes``)."""
     path = Path(out_dir) / VERDICT_FILE
-    path.write_text(verdict_text(diagnostics_of(dt)), encoding="utf-8")
+    path.write_text(verdict_text(diagnostics_of(dt), notes), encoding="utf-8")
     return path
 
 
@@ -46,10 +51,12 @@ def write_fit_outputs(
     tau: float,
     ci_prob: float = CI_PROB,
     ci_kind: str = CI_KIND,
+    notes: Sequence[str] = (),
 ) -> tuple[Path, Path, str]:
     """Save ``posterior.nc``, ``separability.csv`` and ``VERDICT`` into ``out_dir``.
 
-    ``ci_prob`` and ``ci_kind`` set the intervals of the table and the summary.
+    ``ci_prob`` and ``ci_kind`` set the intervals of the table and the summary; ``notes``
+    go into ``VERDICT`` after the verdict (see :func:`verdict_text`).
 
     Returns
     -------
@@ -63,7 +70,7 @@ def write_fit_outputs(
     table = separability_table(summary, fitted_baseline(dt))
     table_path = out_dir / "separability.csv"
     table.to_csv(table_path, index=False)
-    write_verdict(dt, out_dir)
+    write_verdict(dt, out_dir, notes)
     areas = area_loadings(dt, ci_prob=ci_prob, ci_kind=ci_kind)
     text = format_separability(table, tau, ci_prob=ci_prob, ci_kind=ci_kind)
     lines = [diagnostics_of(dt).verdict(), "", text]

@@ -1,0 +1,168 @@
+"""Why an untrusted fit failed and what to run: causes read off the fit, the retry in `fit`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fit_trees import BAD_DIAGNOSTICS, GOOD_DIAGNOSTICS, simulated_fit_tree
+from safetywash.analysis.troubles import (
+    FEW_OBSERVATIONS,
+    RETRY_FLAGS,
+    fit_troubles,
+    suggested_flags,
+)
+from safetywash.cli import fit as fit_command
+from safetywash.cli.app import main
+from safetywash.inference.fitfile import FitInfo, cell_index, fit_info
+
+
+def _subjects(troubles):
+    return [t.subject for t in troubles]
+
+
+def test_trusted_fit_has_no_troubles():
+    assert fit_troubles(simulated_fit_tree(diagnostics=GOOD_DIAGNOSTICS)) == []
+
+
+def test_plain_sampler_trouble_asks_for_longer_tuning():
+    troubles = fit_troubles(simulated_fit_tree(safety={"bias": 3, "calibration": 3}))
+    assert troubles[-1].subject == BAD_DIAGNOSTICS.worst_rhat
+    assert troubles[-1].flags == RETRY_FLAGS
+    assert "R-hat 1.300, 3 divergences" in troubles[-1].line()
+
+
+def test_heywood_case_is_named_with_its_remedy():
+    dt = simulated_fit_tree()
+    key = str(dt["posterior"]["benchmark"].values[0])
+    rho = dt["posterior"]["rho"].values
+    rho[..., 0] = 0.995
+    dt["posterior"]["residual_sd"].values[..., 0] = 0.05
+    troubles = fit_troubles(dt)
+    heywood = [t for t in troubles if t.subject == f"residual SD of {key}"]
+    assert len(heywood) == 1
+    assert "Heywood case" in heywood[0].problem and "0.995" in heywood[0].problem
+    assert "residual SD median 0.05" in heywood[0].problem
+    assert suggested_flags(troubles)["--capability-mode"] == "marginal"
+    others = [t for t in troubles if t.subject.startswith("residual SD of ")]
+    assert others == heywood  # simulated rho are far below the threshold
+
+
+def test_thin_areas_and_few_observations():
+    dt = simulated_fit_tree(safety={"bias": 1, "calibration": 2, "alignment": 3})
+    subjects = _subjects(fit_troubles(dt))
+    assert "area bias" in subjects and "area calibration" in subjects
+    assert "area alignment" not in subjects
+    line = next(t.line() for t in fit_troubles(dt) if t.subject == "area bias")
+    assert "has 1 benchmark:" in line
+    # drop cells of one benchmark until it has fewer than the threshold
+    _, bench_idx = cell_index(dt)
+    counts = np.bincount(bench_idx)
+    assert counts.min() >= FEW_OBSERVATIONS  # the simulated study is complete
+    sparse = simulated_fit_tree(n_llms=FEW_OBSERVATIONS - 1)
+    few = [t for t in fit_troubles(sparse) if t.subject.startswith("benchmark ")]
+    assert len(few) == sparse["posterior"].sizes["benchmark"]
+    assert f"has {FEW_OBSERVATIONS - 1} observations" in few[0].problem
+
+
+def test_scores_crowding_a_bound():
+    dt = simulated_fit_tree()
+    const = dt["constant_data"].to_dataset()
+    key = str(const["benchmark"].values[2])
+    _, bench_idx = cell_index(dt)
+    raw = const["raw_value"].values.copy()
+    mine = np.flatnonzero(bench_idx == 2)
+    raw[mine] = np.linspace(0.0, 1.0, mine.size)
+    raw[mine[: mine.size // 3]] = 0.99  # a third at the ceiling
+    lower = const["benchmark_lower"].values.copy()
+    upper = const["benchmark_upper"].values.copy()
+    lower[2], upper[2] = 0.0, 1.0
+    dt["constant_data"] = const.assign(
+        raw_value=(const["raw_value"].dims, raw),
+        benchmark_lower=(const["benchmark_lower"].dims, lower),
+        benchmark_upper=(const["benchmark_upper"].dims, upper),
+    )
+    crowded = [t for t in fit_troubles(dt) if t.subject == f"benchmark {key}"]
+    assert len(crowded) == 1 and crowded[0].flags == {"--transform": "logit"}
+    assert "within 5% of a bound" in crowded[0].problem
+
+
+def test_suggested_command_replaces_values_and_adds_overwrite():
+    argv = ["fit", "--population", "chat", "--tune", "500", "--out", "runs/x"]
+    text = fit_command.suggested_command(argv, {"--tune": "2000", "--target-accept": "0.99"})
+    assert text == (
+        "safetywash fit --population chat --tune 2000 --out runs/x --target-accept 0.99 --overwrite"
+    )
+
+
+def _tree_with(diagnostics, seed=0):
+    dt = simulated_fit_tree(diagnostics=diagnostics, seed=seed)
+    return dt
+
+
+def test_fit_retries_once_at_defaults_and_records_it(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def fake_fit(study, config, settings, **kwargs):
+        calls.append(settings)
+        return _tree_with(BAD_DIAGNOSTICS if len(calls) == 1 else GOOD_DIAGNOSTICS)
+
+    monkeypatch.setattr(fit_command, "fit", fake_fit)
+    monkeypatch.setattr(fit_command, "load_dataset", lambda *a, **k: _study())
+    monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
+    status = main(["fit", "--out", str(tmp_path / "run"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert [(s.tune, s.target_accept) for s in calls] == [(1000, 0.95), (2000, 0.99)]
+    assert "retrying once with --tune 2000 --target-accept 0.99" in out
+    verdict = (tmp_path / "run" / "VERDICT").read_text()
+    assert verdict.startswith("TRUSTED") and "Retried once" in verdict
+
+
+def test_no_retry_when_asked_or_settings_chosen(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def fake_fit(study, config, settings, **kwargs):
+        calls.append(settings)
+        return _tree_with(BAD_DIAGNOSTICS)
+
+    monkeypatch.setattr(fit_command, "fit", fake_fit)
+    monkeypatch.setattr(fit_command, "load_dataset", lambda *a, **k: _study())
+    monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
+    status = main(["fit", "--out", str(tmp_path / "a"), "--no-retry", "--no-progress"])
+    assert status == 2 and len(calls) == 1
+    err = capsys.readouterr().err
+    assert "Likely causes:" in err
+    assert f"Try: safetywash fit --out {tmp_path / 'a'} --no-retry --no-progress" in err
+    calls.clear()
+    status = main(["fit", "--out", str(tmp_path / "b"), "--tune", "300", "--no-progress"])
+    assert status == 2 and len(calls) == 1
+    assert "--tune 2000" in (tmp_path / "b" / "VERDICT").read_text()
+
+
+def test_retry_that_still_fails_escalates(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(fit_command, "fit", lambda *a, **k: _tree_with(BAD_DIAGNOSTICS))
+    monkeypatch.setattr(fit_command, "load_dataset", lambda *a, **k: _study())
+    monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
+    assert main(["fit", "--out", str(tmp_path / "c"), "--no-progress"]) == 2
+    verdict = (tmp_path / "c" / "VERDICT").read_text()
+    assert "Retried once" in verdict
+    assert "--tune 4000 --draws 2000 --target-accept 0.99 --overwrite" in verdict
+
+
+def _study():
+    from safetywash.model.simulate import simulate
+
+    return simulate(24, 4, {"bias": 3, "calibration": 3}, seed=0)[0]
+
+
+def test_fit_info_ignores_the_retry_record():
+    dt = _tree_with(GOOD_DIAGNOSTICS)
+    dt.attrs["retried_after"] = json.dumps({"first_attempt": {}, "retry_flags": RETRY_FLAGS})
+    assert isinstance(fit_info(dt), FitInfo)
+
+
+@pytest.mark.parametrize("flag", ["--no-retry"])
+def test_fit_help_documents_the_retry(flag, capsys):
+    assert main(["fit", "--help"]) == 0
+    assert flag in capsys.readouterr().out

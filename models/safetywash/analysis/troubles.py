@@ -102,10 +102,11 @@ def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:
         sd_text = f", residual SD median {sd[key]:.2f}" if key in sd else ""
         out.append(
             Trouble(
-                subject=f"residual SD of {key}",
-                problem=f"near 0 (|rho| median {rho[key]:.3f}{sd_text}): a Heywood case, "
-                f"{key} is treated as an almost perfect measure of capability; giving its "
-                "number of items (n_items) in the benchmark metadata puts a noise floor under it",
+                subject=str(key),
+                problem=f"|rho| median {rho[key]:.3f}{sd_text}: treated as an almost perfect "
+                "measure of capability (towards a Heywood case, residual SD -> 0, where the "
+                "sampler stalls); its number of items (n_items) in the benchmark metadata "
+                "puts a measurement-noise floor under its residual",
                 flags={"--capability-mode": "marginal", **RETRY_FLAGS},
             )
         )

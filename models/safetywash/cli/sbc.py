@@ -1,26 +1,32 @@
 """Simulation-based calibration of the latent-factor model's capability correlations (rho).
 
-Each round simulates a study (seed = --seed + round), fits it and ranks the true rho of
-every benchmark among 99 thinned posterior draws. Prints one line per round (unless
---no-progress) and the summary (coverage of the central 50% and 90% intervals, chi-square
-uniformity p-value of the ranks, mean absolute error of the posterior median, untrusted
-fits). With --out, writes OUT/sbc.nc (the per-round, per-benchmark dataset, checksummed)
-and OUT/summary.json; OUT is built beside its final place and moved there when complete,
-and an existing non-empty OUT is refused before any round runs unless --overwrite is
-given. With --workers or --scheduler, rounds run on a dask cluster and keep their results
-in --work-dir (default .OUT.rounds beside OUT, moved to OUT/rounds at the end); rerunning
-an interrupted command resumes unfinished rounds.
+Each round draws parameters from the model's priors and scores from its likelihood (seed =
+--seed + round; the LLMs, benchmarks and observed cells are drawn once, with --seed, and
+kept in every round), fits them (the model is compiled once per structure and refitted)
+and ranks the true rho of every benchmark among 99 thinned posterior draws. Prints one line
+per round (unless --no-progress) and the summary: coverage of the central 50% and 90%
+intervals, chi-square uniformity p-value of the ranks and mean absolute error of the
+posterior median, overall and for capability and safety benchmarks; untrusted fits;
+compiled models; wall time (--json: the summary as JSON, progress to stderr). With --out,
+writes OUT/sbc.nc (the per-round, per-benchmark dataset, checksummed) and
+OUT/summary.json; OUT is built beside its final place and moved there when complete, and
+an existing non-empty OUT is refused before any round runs unless --overwrite is given.
+With --workers or --scheduler, rounds run on a dask cluster and keep their results in
+--work-dir (default .OUT.rounds beside OUT, moved to OUT/rounds at the end); rerunning an
+interrupted command resumes unfinished rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from safetywash.analysis.calibration import summarize_sbc
-from safetywash.analysis.sbc import RANK_DRAWS, run_sbc
+from safetywash.analysis.sbc import DATA_SCALES, RANK_DRAWS, run_sbc
 from safetywash.cli.common import (
     MAX_SEED,
     UsageError,
@@ -45,6 +51,7 @@ SBC_MARKERS = ("sbc.nc", "summary.json")
 EXAMPLES = (
     "safetywash sbc --rounds 20 --llms 26 --capability-benchmarks 10 --safety-per-area 3 "
     "--areas alignment bias calibration weaponization --draws 500 --tune 500 --out runs/sbc",
+    "safetywash sbc --rounds 100 --missing 0.6 --out runs/sbc_sparse",
     "safetywash sbc --rounds 100 --missing 0.3 --mechanism era --out runs/sbc_era",
     "safetywash sbc --rounds 20 --factors bias --safety-per-area 4 --out runs/sbc_bias",
     "safetywash sbc --rounds 100 --workers 2 --out runs/sbc100",
@@ -94,12 +101,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="AREA",
         help="areas simulated and fitted with a factor of their own",
     )
+    parser.add_argument(
+        "--data-scale",
+        choices=DATA_SCALES,
+        default="model",
+        help="fit the simulated scores on the model scale their prior draws live on "
+        "(default), or standardised per benchmark first as a real study is (approximate)",
+    )
     parser.add_argument("--rank-draws", type=count, default=RANK_DRAWS)
     parser.add_argument("--bins", type=count, default=10, help="rank histogram bins")
     parser.add_argument(
         "--out", type=output_dir, metavar="DIR", help="folder for sbc.nc and summary.json"
     )
     add_overwrite_argument(parser, "the --out folder")
+    parser.add_argument(
+        "--json", action="store_true", help="print the summary as JSON (progress to stderr)"
+    )
     parser.add_argument(
         "--workers",
         type=int_at_least(0),
@@ -117,19 +134,47 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def print_round(r: int, n_rounds: int, info: dict) -> None:
+def print_round(r: int, n_rounds: int, info: dict, *, file=None) -> None:
     """One line per finished round (the progress callback of :func:`run_sbc`)."""
     if "message" in info:  # from the distributed runner, as rounds finish
-        print(info["message"], flush=True)
+        print(info["message"], flush=True, file=file)
         return
     flag = "ok" if info["trustworthy"] else "UNTRUSTED: " + "; ".join(info["problems"])
+    compiled = " compiled" if info.get("compiled") else ""
     print(
-        f"round {r + 1:>3}/{n_rounds} seed {info['seed']:>5}  {info['seconds']:5.1f} s  "
+        f"round {r + 1:>3}/{n_rounds} seed {info['seed']:>5}  {info['seconds']:5.1f} s{compiled}  "
         f"cov50 {info['coverage50']:.2f} cov90 {info['coverage90']:.2f} "
         f"mae {info['mae']:.3f}  rhat {info['max_rhat']:.3f} ess {info['min_ess']:.0f} "
         f"div {info['divergences']}  {flag}",
         flush=True,
+        file=file,
     )
+
+
+def summary_text(summary: dict) -> str:
+    """The summary as a few readable lines: calibration overall and by role, trust, time."""
+    lines = [
+        f"SBC of rho: {summary['n_rounds']} rounds x {summary['n_benchmarks']} benchmarks, "
+        f"ranks among {summary['rank_draws']} draws, {summary['bins']} bins",
+        f"{'':<12}{'coverage50':>11}{'coverage90':>11}{'rank p':>9}{'mean rank':>10}{'mae':>8}",
+    ]
+    rows = {"all": summary, **summary.get("by_role", {})}
+    for name, f in rows.items():
+        lines.append(
+            f"{name:<12}{f['coverage50']:>11.3f}{f['coverage90']:>11.3f}"
+            f"{f['uniformity_p']:>9.3f}{f['mean_rank']:>10.3f}{f['mae_median']:>8.3f}"
+        )
+    lines.append(
+        f"untrusted fits: {summary['n_untrusted']} of {summary['n_rounds']} (max R-hat "
+        f"{summary['max_rhat']:.3f}, min ESS {summary['min_ess']:.0f}, divergences "
+        f"{summary['divergences']}); flipped chains: {summary['n_flipped']}"
+    )
+    if "n_compiles" in summary:
+        lines.append(
+            f"compiled models: {summary['n_compiles']} for {summary['n_structures']} structure(s)"
+        )
+    lines.append(f"wall time: {summary['wall_seconds']:.1f} s")
+    return "\n".join(lines)
 
 
 def check_arguments(args: argparse.Namespace) -> Path | None:
@@ -150,7 +195,9 @@ def check_arguments(args: argparse.Namespace) -> Path | None:
     return args.out.parent / f".{args.out.name}.rounds"
 
 
-def save_outputs(ds, text: str, out: Path, work_dir: Path | None, *, overwrite: bool) -> None:
+def save_outputs(
+    ds, text: str, out: Path, work_dir: Path | None, *, overwrite: bool, file=None
+) -> None:
     """Write OUT/sbc.nc, OUT/summary.json (and OUT/rounds from the default work folder)."""
     with staged_folder(out) as stage:
         write_netcdf(ds, stage / "sbc.nc")
@@ -158,7 +205,7 @@ def save_outputs(ds, text: str, out: Path, work_dir: Path | None, *, overwrite: 
         if work_dir is not None and work_dir.name == f".{out.name}.rounds" and work_dir.is_dir():
             work_dir.rename(stage / "rounds")
         place_folder(stage, out, overwrite=overwrite)
-    print(f"wrote {out / 'sbc.nc'} and {out / 'summary.json'}")
+    print(f"wrote {out / 'sbc.nc'} and {out / 'summary.json'}", file=file)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,12 +213,14 @@ def run(args: argparse.Namespace) -> int:
     work_dir = check_arguments(args)
     safety = {area: args.safety_per_area for area in args.areas}
     config = ModelConfig(factors=tuple(args.factors))
+    log = sys.stderr if args.json else sys.stdout
     print(
         f"SBC: {args.rounds} rounds, {args.llms} LLMs x ({args.capability_benchmarks} "
         f"capability + {args.safety_per_area} x {len(args.areas)} safety), missing "
         f"{args.missing} ({args.mechanism}), draws {args.draws}, tune {args.tune}, "
-        f"seed {args.seed}",
+        f"seed {args.seed}, scores on the {args.data_scale} scale",
         flush=True,
+        file=log,
     )
     t0 = time.perf_counter()
     ds = run_sbc(
@@ -187,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         chains=args.chains,
         rank_draws=args.rank_draws,
-        progress=None if args.no_progress else print_round,
+        data_scale=args.data_scale,
+        progress=None if args.no_progress else partial(print_round, file=log),
         workers=args.workers,
         scheduler=args.scheduler,
         work_dir=work_dir,
@@ -195,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize_sbc(ds, bins=args.bins)
     summary["wall_seconds"] = time.perf_counter() - t0
     text = json.dumps(summary, indent=2)
-    print(text)
+    print(text if args.json else summary_text(summary), flush=True)
     if args.out is not None:
-        save_outputs(ds, text, args.out, work_dir, overwrite=args.overwrite)
+        save_outputs(ds, text, args.out, work_dir, overwrite=args.overwrite, file=log)
     return 0

@@ -4,7 +4,12 @@ Two kinds of truth (``simulate(truth=...)``):
 
 * ``"prior"``: every parameter is drawn from the model's own priors
   (:class:`safetywash.model.config.Priors`, the same definitions the builder uses),
-  hyperparameters included: the truth for simulation-based calibration.
+  hyperparameters included: the truth for simulation-based calibration. The priors act on
+  the model scale, so the scores are too (stored oriented, times -1 for lower-is-better
+  benchmarks): they are a draw from the model only when fitted on that scale, without the
+  per-benchmark standardisation a fit of a study applies by default (standardising by the
+  study's own mean and SD rescales every benchmark so that its loading and residual SD
+  no longer come from the prior the model puts on them).
 * ``"design"`` (default): a fixed, well-identified design for recovery tests. Locations come
   from the priors (capability loadings log-normal around ``exp(capability_loading_log_mean_loc)``
   = 0.8, residual SDs around ``exp(residual_log_mean_loc)`` = 0.5, intercepts with SD
@@ -63,6 +68,7 @@ def simulate(
     loadings: Mapping[str, float] | None = None,
     truth: str = "design",
     priors: Priors | None = None,
+    observed: np.ndarray | None = None,
     seed: int = 0,
 ) -> tuple[BenchmarkStudy, xr.Dataset]:
     """Draw a study from the latent-factor model, with the truth that made it.
@@ -92,6 +98,9 @@ def simulate(
     truth, priors : {"design", "prior"}, Priors, optional
         Where the parameters come from (module docstring); the model's priors (default
         :class:`Priors()`; e.g. ``config.scaled_priors``).
+    observed : numpy.ndarray of bool, optional
+        Which cells are observed, shape ``(n_llms, benchmarks)`` (a fixed design, e.g. the
+        rounds of an SBC); default drawn by ``missing`` and ``mechanism``.
     seed : int
         Seed of every random step.
 
@@ -121,7 +130,11 @@ def simulate(
     gamma, eta = _factor_truth(rng, theta, len(keys), members, truth, priors)
     y = _scores(rng, theta, params, gamma, eta, members)
 
-    observed = _observation_mask(rng, theta, len(keys), missing, mechanism)
+    if observed is None:
+        observed = _observation_mask(rng, theta, len(keys), missing, mechanism)
+    observed = np.asarray(observed, dtype=bool)
+    if observed.shape != (n_llms, len(keys)):
+        raise ValueError(f"observed must have shape {(n_llms, len(keys))}")
     if eta is not None and truth == "prior":
         _anchor_signs(gamma, eta, members, observed, keys)
     direction = np.where(rng.random(len(keys)) < 0.5, "higher", "lower")

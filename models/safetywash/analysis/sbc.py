@@ -270,7 +270,7 @@ def run_sbc(
     Parameters
     ----------
     n_rounds : int
-        Number of simulated studies (each costs one fit, ~10-30 s).
+        Number of simulated studies (each costs one fit: seconds once compiled).
     draws, tune, chains : int
         Posterior draws and tuning steps per chain, and chains per fit.
     seed : int
@@ -278,9 +278,8 @@ def run_sbc(
     config : ModelConfig, optional
         Model to fit (default :class:`~safetywash.model.config.ModelConfig()`).
     rank_draws : int
-        ``L``: the posterior is thinned to ``L`` evenly spaced draws
-        (:func:`~safetywash.analysis.calibration.thin_indices`) before ranking, so ranks
-        take the values ``0..L`` (default 99: 10 per bin of a 10-bin histogram).
+        ``L``: truths are ranked among ``L`` evenly spaced draws
+        (:func:`~safetywash.analysis.calibration.thin_indices`), ranks ``0..L`` (default 99).
     progress : callable, optional
         ``progress(r, n_rounds, info)`` after every round (with a cluster:
         ``progress(-1, n_rounds, {"message": m})``).
@@ -291,9 +290,8 @@ def run_sbc(
     **design
         The simulated design: keywords of :func:`~safetywash.model.simulate.simulate` (see
         :data:`DEFAULT_DESIGN`); ``factor_areas`` defaults to ``config.factors`` (correctly
-        specified), ``truth="prior"`` draws from ``config.scaled_priors`` and
-        ``data_scale`` (:data:`DATA_SCALES`) is the scale the scores are fitted on. The
-        observed cells are drawn once, with ``seed``, and kept in every round.
+        specified), ``truth="prior"`` draws from ``config.scaled_priors``, ``data_scale``
+        (:data:`DATA_SCALES`): the scale the scores are fitted on.
 
     Returns
     -------
@@ -304,15 +302,14 @@ def run_sbc(
         (``max_rhat``, ``min_ess_bulk``/``_tail``, ``min_ess``, ``divergences``,
         ``trustworthy``, ``worst_rhat_variable``, ``worst_ess_variable``),
         ``min_chain_capability_corr`` (< 0: a flipped chain), ``n_rank_draws``, ``seed``,
-        ``seconds``, ``compiled`` (whether the round built and compiled a model: once per
-        structure and process), ``structure`` (a short hash of the model structure);
+        ``seconds``, ``compiled`` (the round compiled a model), ``structure`` (its hash);
         coordinates ``role``, ``area``; the run's settings in attrs.
     """
     if n_rounds < 1 or rank_draws < 1:
         raise ValueError("n_rounds and rank_draws must be at least 1")
     config = config or ModelConfig()
     design = _complete_design(design, config)
-    cells = design_cells(design, config, seed)
+    cells = design_cells(design, config, seed)  # the same observed cells in every round
     fixed = {**design, "observed": cells, "config": config, "rank_draws": rank_draws}
 
     def round_kwargs(r: int) -> dict:

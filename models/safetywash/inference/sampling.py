@@ -172,25 +172,9 @@ def fit(
     )
 
     t0 = time.perf_counter()
-    groups = {
-        "posterior": dt["posterior"].to_dataset(),
-        "sample_stats": _clean_sample_stats(dt["sample_stats"].to_dataset()),
-    }
-    if config.capability == "marginal":
-        _add_marginal_groups(groups, data, settings.seed, posterior_predictive)
-    elif log_likelihood or posterior_predictive:
-        _add_pointwise_groups(groups, model, dt, settings.seed, posterior_predictive)
-        if not log_likelihood:
-            del groups["log_likelihood"]
-    groups["observed_data"] = observed_data(data)
-    groups["constant_data"] = constant_data(data)
-    for name in ("log_likelihood", "posterior_predictive"):
-        if name in groups and "cell" in groups[name].dims:
-            groups[name] = groups[name].assign_coords(cell_coords(data))
-    _move_sampler_space(groups)
+    extra = {"posterior_predictive": posterior_predictive, "log_likelihood": log_likelihood}
+    out = xr.DataTree.from_dict(_groups(dt, model, data, config, settings.seed, **extra))
     timings["postprocess"] = time.perf_counter() - t0
-
-    out = xr.DataTree.from_dict(groups)
     info = FitInfo(
         model_config=config,
         sampler_settings=settings,
@@ -203,6 +187,36 @@ def fit(
     )
     out.attrs.update(info.to_attrs())
     return out
+
+
+def _groups(
+    dt: xr.DataTree,
+    model: pm.Model,
+    data: ModelData,
+    config: ModelConfig,
+    seed: int,
+    *,
+    posterior_predictive: bool,
+    log_likelihood: bool,
+) -> dict[str, xr.Dataset]:
+    """The groups of a fit from the sampler's raw DataTree (see :func:`fit`)."""
+    groups = {
+        "posterior": dt["posterior"].to_dataset(),
+        "sample_stats": _clean_sample_stats(dt["sample_stats"].to_dataset()),
+    }
+    if config.capability == "marginal":
+        _add_marginal_groups(groups, data, seed, posterior_predictive)
+    elif log_likelihood or posterior_predictive:
+        _add_pointwise_groups(groups, model, dt, seed, posterior_predictive)
+        if not log_likelihood:
+            del groups["log_likelihood"]
+    groups["observed_data"] = observed_data(data)
+    groups["constant_data"] = constant_data(data)
+    for name in ("log_likelihood", "posterior_predictive"):
+        if name in groups and "cell" in groups[name].dims:
+            groups[name] = groups[name].assign_coords(cell_coords(data))
+    _move_sampler_space(groups)
+    return groups
 
 
 def _add_pointwise_groups(

@@ -10,6 +10,8 @@ them with ``pytest -m slow`` (the SBC: two regimes of 100 rounds, a few minutes 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import subprocess
@@ -630,14 +632,23 @@ def sbc_smoke(tmp_path_factory):
         "--areas", "alignment", "bias", "--missing", "0.1", "--draws", "150", "--tune", "200",
         "--seed", "7", "--out", str(out),
     ]  # fmt: skip
-    assert main(["sbc", *argv]) == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # --json: the summary alone on stdout
+        assert main(["sbc", *argv, "--json"]) == 0
+    return out, json.loads(printed.getvalue())
 
 
-def test_sbc_smoke(sbc_smoke, capsys):
-    with xr.open_dataset(sbc_smoke / "sbc.nc", engine="h5netcdf") as opened:
+def test_sbc_smoke(sbc_smoke):
+    out, printed = sbc_smoke
+    with xr.open_dataset(out / "sbc.nc", engine="h5netcdf") as opened:
         ds = opened.load()
-    summary = json.loads((sbc_smoke / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert printed == summary
+    # One design: the same cells every round; a structure compiled at most once.
+    assert (ds["n_observed"] == ds["n_observed"].isel(round=0)).all()
+    assert summary["n_compiles"] <= summary["n_structures"] <= 2
+    if ds["structure"].values[1] == ds["structure"].values[0]:
+        assert not ds["compiled"].values[1]
     assert dict(ds.sizes) == {"round": 2, "benchmark": 8}
     for name in ("rank", "covered50", "covered90", "rho_median", "rho_true"):
         assert ds[name].dims == ("round", "benchmark")

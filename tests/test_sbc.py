@@ -144,3 +144,41 @@ def test_a_few_rounds_compile_once_per_structure():
     summary = summarize_sbc(ds)
     assert summary["n_structures"] == 1 and summary["n_compiles"] <= 1
     assert set(summary["by_role"]) == {"capability", "safety"}
+
+
+def test_summary_text_reports_roles_trust_compiles_and_time():
+    from safetywash.cli.sbc import summary_text
+
+    def figures(c50, c90, p):
+        return {
+            "coverage50": c50,
+            "coverage90": c90,
+            "uniformity_p": p,
+            "mean_rank": 0.5,
+            "mae_median": 0.04,
+        }
+
+    summary = {
+        "n_rounds": 100,
+        "n_benchmarks": 22,
+        "rank_draws": 99,
+        "bins": 10,
+        **figures(0.49, 0.9, 0.31),
+        "by_role": {"capability": figures(0.52, 0.88, 0.12), "safety": figures(0.47, 0.91, 0.6)},
+        "n_untrusted": 3,
+        "n_flipped": 0,
+        "max_rhat": 1.02,
+        "min_ess": 120.0,
+        "divergences": 7,
+        "n_compiles": 4,
+        "n_structures": 2,
+        "wall_seconds": 512.25,
+    }
+    lines = summary_text(summary).splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:5]}
+    assert rows["capability"][:3] == ["0.520", "0.880", "0.120"]
+    assert rows["safety"][:3] == ["0.470", "0.910", "0.600"]
+    assert rows["all"][:3] == ["0.490", "0.900", "0.310"]
+    assert "untrusted fits: 3 of 100" in lines[5]
+    assert lines[6] == "compiled models: 4 for 2 structure(s)"
+    assert lines[7] == "wall time: 512.2 s"

@@ -393,4 +393,6 @@ def _distributed_rounds(n_rounds, round_kwargs, seed, progress, workers, schedul
         n_workers=max(workers, 1),
         progress=(lambda msg: progress(-1, n_rounds, {"message": msg})) if progress else None,
     )
-    return [results[t.key] for t in tasks]
+    # Without the encodings read from the files: the first round's string widths would
+    # truncate the other rounds' variable names when the run is written.
+    return [results[t.key].drop_encoding() for t in tasks]

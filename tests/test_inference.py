@@ -633,9 +633,9 @@ def sbc_smoke(tmp_path_factory):
         "--seed", "7", "--out", str(out),
     ]  # fmt: skip
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):  # --json: the summary alone on stdout
-        assert main(["sbc", *argv, "--json"]) == 0
-    return out, json.loads(printed.getvalue())
+    with contextlib.redirect_stdout(printed):
+        assert main(["sbc", *argv, "--json", str(out.parent / "sbc_summary.json")]) == 0
+    return out, printed.getvalue()
 
 
 def test_sbc_smoke(sbc_smoke):
@@ -643,7 +643,15 @@ def test_sbc_smoke(sbc_smoke):
     with xr.open_dataset(out / "sbc.nc", engine="h5netcdf") as opened:
         ds = opened.load()
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert printed == summary
+    assert json.loads((out.parent / "sbc_summary.json").read_text(encoding="utf-8")) == summary
+    # The printed summary: calibration overall and by role, trust, compiles, wall time.
+    rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line}
+    for role in ("all", "capability", "safety"):
+        assert float(rows[role][1]) == pytest.approx(
+            (summary["by_role"].get(role) or summary)["coverage90"], abs=5e-4
+        )
+    assert f"untrusted fits: {summary['n_untrusted']} of 2" in printed
+    assert "compiled models:" in printed and "wall time:" in printed
     # One design: the same cells every round; a structure compiled at most once.
     assert (ds["n_observed"] == ds["n_observed"].isel(round=0)).all()
     assert summary["n_compiles"] <= summary["n_structures"] <= 2

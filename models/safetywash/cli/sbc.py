@@ -7,7 +7,7 @@ and ranks the true rho of every benchmark among 99 thinned posterior draws. Prin
 per round (unless --no-progress) and the summary: coverage of the central 50% and 90%
 intervals, chi-square uniformity p-value of the ranks and mean absolute error of the
 posterior median, overall and for capability and safety benchmarks; untrusted fits;
-compiled models; wall time (--json: the summary as JSON, progress to stderr). With --out,
+compiled models; wall time (--json FILE: the summary as JSON there). With --out,
 writes OUT/sbc.nc (the per-round, per-benchmark dataset, checksummed) and
 OUT/summary.json; OUT is built beside its final place and moved there when complete, and
 an existing non-empty OUT is refused before any round runs unless --overwrite is given.
@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from functools import partial
 from pathlib import Path
 
 from safetywash.analysis.calibration import summarize_sbc
@@ -38,7 +36,7 @@ from safetywash.cli.common import (
     int_at_least,
     name_of,
 )
-from safetywash.cli.paths import output_dir, prepare_output_folder
+from safetywash.cli.paths import output_dir, output_file, prepare_output_folder, write_json
 from safetywash.data.catalog import SAFETY_AREAS
 from safetywash.inference.netcdf import write_netcdf
 from safetywash.model.config import ModelConfig
@@ -115,7 +113,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add_overwrite_argument(parser, "the --out folder")
     parser.add_argument(
-        "--json", action="store_true", help="print the summary as JSON (progress to stderr)"
+        "--json", type=output_file, metavar="FILE", help="write the summary as JSON here"
     )
     parser.add_argument(
         "--workers",
@@ -134,10 +132,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def print_round(r: int, n_rounds: int, info: dict, *, file=None) -> None:
+def print_round(r: int, n_rounds: int, info: dict) -> None:
     """One line per finished round (the progress callback of :func:`run_sbc`)."""
     if "message" in info:  # from the distributed runner, as rounds finish
-        print(info["message"], flush=True, file=file)
+        print(info["message"], flush=True)
         return
     flag = "ok" if info["trustworthy"] else "UNTRUSTED: " + "; ".join(info["problems"])
     compiled = " compiled" if info.get("compiled") else ""
@@ -147,7 +145,6 @@ def print_round(r: int, n_rounds: int, info: dict, *, file=None) -> None:
         f"mae {info['mae']:.3f}  rhat {info['max_rhat']:.3f} ess {info['min_ess']:.0f} "
         f"div {info['divergences']}  {flag}",
         flush=True,
-        file=file,
     )
 
 
@@ -195,9 +192,7 @@ def check_arguments(args: argparse.Namespace) -> Path | None:
     return args.out.parent / f".{args.out.name}.rounds"
 
 
-def save_outputs(
-    ds, text: str, out: Path, work_dir: Path | None, *, overwrite: bool, file=None
-) -> None:
+def save_outputs(ds, text: str, out: Path, work_dir: Path | None, *, overwrite: bool) -> None:
     """Write OUT/sbc.nc, OUT/summary.json (and OUT/rounds from the default work folder)."""
     with staged_folder(out) as stage:
         write_netcdf(ds, stage / "sbc.nc")
@@ -205,7 +200,7 @@ def save_outputs(
         if work_dir is not None and work_dir.name == f".{out.name}.rounds" and work_dir.is_dir():
             work_dir.rename(stage / "rounds")
         place_folder(stage, out, overwrite=overwrite)
-    print(f"wrote {out / 'sbc.nc'} and {out / 'summary.json'}", file=file)
+    print(f"wrote {out / 'sbc.nc'} and {out / 'summary.json'}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,14 +208,12 @@ def run(args: argparse.Namespace) -> int:
     work_dir = check_arguments(args)
     safety = {area: args.safety_per_area for area in args.areas}
     config = ModelConfig(factors=tuple(args.factors))
-    log = sys.stderr if args.json else sys.stdout
     print(
         f"SBC: {args.rounds} rounds, {args.llms} LLMs x ({args.capability_benchmarks} "
         f"capability + {args.safety_per_area} x {len(args.areas)} safety), missing "
         f"{args.missing} ({args.mechanism}), draws {args.draws}, tune {args.tune}, "
         f"seed {args.seed}, scores on the {args.data_scale} scale",
         flush=True,
-        file=log,
     )
     t0 = time.perf_counter()
     ds = run_sbc(
@@ -237,15 +230,18 @@ def run(args: argparse.Namespace) -> int:
         chains=args.chains,
         rank_draws=args.rank_draws,
         data_scale=args.data_scale,
-        progress=None if args.no_progress else partial(print_round, file=log),
+        progress=None if args.no_progress else print_round,
         workers=args.workers,
         scheduler=args.scheduler,
         work_dir=work_dir,
     )
     summary = summarize_sbc(ds, bins=args.bins)
     summary["wall_seconds"] = time.perf_counter() - t0
-    text = json.dumps(summary, indent=2)
-    print(text if args.json else summary_text(summary), flush=True)
+    print(summary_text(summary), flush=True)
+    if args.json is not None:
+        write_json(args.json, summary)
     if args.out is not None:
-        save_outputs(ds, text, args.out, work_dir, overwrite=args.overwrite, file=log)
+        save_outputs(
+            ds, json.dumps(summary, indent=2), args.out, work_dir, overwrite=args.overwrite
+        )
     return 0

@@ -681,8 +681,9 @@ def test_sbc_smoke(sbc_smoke):
 
 #: The two SBC regimes of the calibration targets: the size of the Safetywashing chat
 #: matrix (26 LLMs, 10 capability benchmarks, 4 areas x 3 safety benchmarks), complete or
-#: with 60% of the cells missing.
-SBC_REGIMES = {"safetywashing": 0.0, "sparse": 0.6}
+#: sparse: 62% of the cells drawn missing, 60.7% once every benchmark keeps 3 LLMs and
+#: every LLM a score.
+SBC_REGIMES = {"safetywashing": 0.0, "sparse": 0.62}
 
 
 @pytest.fixture(scope="module", params=sorted(SBC_REGIMES))
@@ -699,6 +700,8 @@ def full_sbc(request):
         tune=1000,
         seed=100,
     )
+    missing = 1 - float(ds["n_observed"].isel(round=0).sum()) / (26 * 22)
+    assert missing >= 0.6 if SBC_REGIMES[request.param] else missing == 0
     return summarize_sbc(ds)
 
 

@@ -49,7 +49,7 @@ SBC_MARKERS = ("sbc.nc", "summary.json")
 EXAMPLES = (
     "safetywash sbc --rounds 20 --llms 26 --capability-benchmarks 10 --safety-per-area 3 "
     "--areas alignment bias calibration weaponization --draws 500 --tune 500 --out runs/sbc",
-    "safetywash sbc --rounds 100 --missing 0.6 --out runs/sbc_sparse",
+    "safetywash sbc --rounds 100 --missing 0.62 --out runs/sbc_sparse",
     "safetywash sbc --rounds 100 --missing 0.3 --mechanism era --out runs/sbc_era",
     "safetywash sbc --rounds 20 --factors bias --safety-per-area 4 --out runs/sbc_bias",
     "safetywash sbc --rounds 100 --workers 2 --out runs/sbc100",

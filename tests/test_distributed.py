@@ -111,6 +111,14 @@ def test_sbc_rounds_run_on_a_local_cluster_and_resume(tmp_path):
     assert any("done" in m for m in messages)
     summary = summarize_sbc(ds)
     assert 0.0 <= summary["coverage90"] <= 1.0
+    # Written whole, every round keeps its own variable names (not cut to the first
+    # round's string width).
+    ds.to_netcdf(tmp_path / "all.nc", engine="h5netcdf")
+    with xr.open_dataset(tmp_path / "all.nc", engine="h5netcdf") as whole:
+        for r, name in enumerate(["round0000-seed5.nc", "round0001-seed6.nc"]):
+            with xr.open_dataset(tmp_path / "rounds" / name, engine="h5netcdf") as one:
+                for var in ("worst_rhat_variable", "worst_ess_variable", "structure"):
+                    assert str(whole[var].values[r]) == str(one[var].values)
 
     # A rerun reads the finished rounds instead of fitting again.
     again: list[str] = []

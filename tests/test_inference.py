@@ -5,11 +5,13 @@ through module-scoped fixtures and runs eight in total: two recovery fits (60 LL
 benchmarks, half the cells missing at random / by era), two small sign fits, two more
 small fits for reproducibility, and a two-round SBC through ``safetywash sbc``. Heavier
 checks (sign over 20 seeds, a two-factor fit, the 100-round SBC) are marked ``slow``: run
-them with ``pytest -m slow`` (the SBC alone takes 30-40 minutes on two cores).
+them with ``pytest -m slow`` (the SBC: two regimes of 100 rounds, a few minutes each).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import subprocess
@@ -630,14 +632,31 @@ def sbc_smoke(tmp_path_factory):
         "--areas", "alignment", "bias", "--missing", "0.1", "--draws", "150", "--tune", "200",
         "--seed", "7", "--out", str(out),
     ]  # fmt: skip
-    assert main(["sbc", *argv]) == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["sbc", *argv, "--json", str(out.parent / "sbc_summary.json")]) == 0
+    return out, printed.getvalue()
 
 
-def test_sbc_smoke(sbc_smoke, capsys):
-    with xr.open_dataset(sbc_smoke / "sbc.nc", engine="h5netcdf") as opened:
+def test_sbc_smoke(sbc_smoke):
+    out, printed = sbc_smoke
+    with xr.open_dataset(out / "sbc.nc", engine="h5netcdf") as opened:
         ds = opened.load()
-    summary = json.loads((sbc_smoke / "summary.json").read_text(encoding="utf-8"))
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert json.loads((out.parent / "sbc_summary.json").read_text(encoding="utf-8")) == summary
+    # The printed summary: calibration overall and by role, trust, compiles, wall time.
+    rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line}
+    for role in ("all", "capability", "safety"):
+        assert float(rows[role][1]) == pytest.approx(
+            (summary["by_role"].get(role) or summary)["coverage90"], abs=5e-4
+        )
+    assert f"untrusted fits: {summary['n_untrusted']} of 2" in printed
+    assert "compiled models:" in printed and "wall time:" in printed
+    # One design: the same cells every round; a structure compiled at most once.
+    assert (ds["n_observed"] == ds["n_observed"].isel(round=0)).all()
+    assert summary["n_compiles"] <= summary["n_structures"] <= 2
+    if ds["structure"].values[1] == ds["structure"].values[0]:
+        assert not ds["compiled"].values[1]
     assert dict(ds.sizes) == {"round": 2, "benchmark": 8}
     for name in ("rank", "covered50", "covered90", "rho_median", "rho_true"):
         assert ds[name].dims == ("round", "benchmark")
@@ -660,23 +679,29 @@ def test_sbc_smoke(sbc_smoke, capsys):
         assert summary[key] == pytest.approx(again[key])
 
 
-@pytest.fixture(scope="module")
-def full_sbc():
-    """100 SBC rounds at 26 LLMs x 20 benchmarks (the size of the Safetywashing chat matrix).
+#: The two SBC regimes of the calibration targets: the size of the Safetywashing chat
+#: matrix (26 LLMs, 10 capability benchmarks, 4 areas x 3 safety benchmarks), complete or
+#: sparse: 62% of the cells drawn missing, 60.7% once every benchmark keeps 3 LLMs and
+#: every LLM a score.
+SBC_REGIMES = {"safetywashing": 0.0, "sparse": 0.62}
 
-    About 100 fits: 30-40 minutes on two cores.
-    """
+
+@pytest.fixture(scope="module", params=sorted(SBC_REGIMES))
+def full_sbc(request):
+    """100 SBC rounds in one regime (one compile per structure: a few minutes each)."""
     ds = run_sbc(
         100,
         n_llms=26,
         n_capability=10,
-        safety={"alignment": 3, "bias": 3, "calibration": 2, "weaponization": 2},
-        missing=0.1,
+        safety={"alignment": 3, "bias": 3, "calibration": 3, "weaponization": 3},
+        missing=SBC_REGIMES[request.param],
         mechanism="random",
-        draws=500,
-        tune=500,
-        seed=1000,
+        draws=1000,
+        tune=1000,
+        seed=100,
     )
+    missing = 1 - float(ds["n_observed"].isel(round=0).sum()) / (26 * 22)
+    assert missing >= 0.6 if SBC_REGIMES[request.param] else missing == 0
     return summarize_sbc(ds)
 
 
@@ -695,7 +720,14 @@ def test_sbc_calibrated_for_insample_rho(full_sbc):
 
 @pytest.mark.slow
 def test_sbc_calibrated_for_simulated_rho(full_sbc):
-    """simulate() draws capability on the model's scale, so its rho is the estimand too."""
+    """90% intervals of rho cover 86-94% of the truths for capability and for safety
+    benchmarks, ranks are uniform, and every fit passes the trust thresholds."""
     detail = json.dumps(full_sbc, indent=1)
     assert 0.8 <= full_sbc["coverage90"] <= 0.97, detail
-    assert full_sbc["uniformity_p"] > 0.001, detail
+    assert full_sbc["uniformity_p"] > 0.05, detail
+    for role in ("capability", "safety"):
+        figures = full_sbc["by_role"][role]
+        assert 0.86 <= figures["coverage90"] <= 0.94, (role, detail)
+        assert figures["uniformity_p"] > 0.05, (role, detail)
+    assert full_sbc["n_untrusted"] == 0, detail
+    assert full_sbc["n_compiles"] == full_sbc["n_structures"], detail

@@ -335,6 +335,7 @@ def test_sbc_out_is_refused_or_written_whole(tmp_path, monkeypatch, capsys):
     )
     monkeypatch.setattr(sbc_command, "run_sbc", lambda *a, **k: calls.append(k) or rounds)
     monkeypatch.setattr(sbc_command, "summarize_sbc", lambda ds, bins: {"rounds": 2})
+    monkeypatch.setattr(sbc_command, "summary_text", lambda summary: "summary")
     out = tmp_path / "sbc"
     assert main(["sbc", "--rounds", "2", "--out", str(out), "--no-progress"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["sbc.nc", "summary.json"]

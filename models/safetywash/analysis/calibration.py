@@ -122,6 +122,9 @@ def summarize_sbc(ds: xr.Dataset, *, bins: int = 10) -> dict:
         "divergences": int(ds["divergences"].sum()),
         "insample": figures(ds, "_insample"),
     }
+    if "compiled" in ds:
+        out["n_compiles"] = int(ds["compiled"].astype(bool).sum())
+        out["n_structures"] = len(np.unique(ds["structure"].values))
     if "role" in ds.coords:
         out["by_role"] = {
             str(role): figures(ds.isel(benchmark=np.flatnonzero(ds["role"].values == role)))

@@ -12,34 +12,42 @@ What is checked, and what is not
 --------------------------------
 By default (``truth="prior"``) every round draws its truth from the model's own priors
 (:func:`safetywash.model.simulate.simulate` reading ``config.scaled_priors``, the
-definitions :mod:`safetywash.model.build` uses), hyperparameters included. The scores are
-then transformed per benchmark before fitting (:func:`safetywash.model.data.prepare_data`),
-so loadings, intercepts and residual SDs are not on the scale of the truth: this is a check
-of the interval calibration of ``rho``, which is invariant to any per-benchmark affine
-rescaling of the scores (including the orientation of lower-is-better benchmarks), not an
-exact SBC of every parameter (the standardisation also makes the model's prior on the
-loading scale only approximately the one the standardised truth has). ``truth="design"``
-uses simulate's fixed, well-identified design instead.
+definitions :mod:`safetywash.model.build` uses), hyperparameters included, and its scores
+from the model's likelihood. Those priors act on the model scale, so with
+``data_scale="model"`` (default) the scores are fitted on that scale: only oriented, not
+standardised by each benchmark's sample mean and SD as :func:`~safetywash.model.data.prepare_data`
+does for a real study. Then truth and data are a draw from exactly the joint distribution
+the posterior conditions, and every parameter's truth (``rho`` included) is on the scale
+its posterior is defined on: an exact SBC of the model and the sampler. Standardising
+first (``data_scale="standardized"``, what earlier versions did) uses every benchmark's data
+twice and rescales its loading and residual SD away from the prior they were drawn from;
+``rho`` is invariant to the rescaling, but its prior given the standardised data is not the
+prior the truth came from, so the check is then only approximate.
+
+The design is fixed within a run, as SBC requires of everything it does not draw: the LLMs,
+benchmarks, areas, populations and which cells are observed (drawn once, with the run's
+``seed``, by ``missing`` and ``mechanism``). Only parameters and scores change from round to
+round, so the model is built and compiled once per structure (its pooling choice, read off
+each round's data, can differ) and refitted through
+:class:`~safetywash.inference.compiled.ModelCache`.
 
 ``rho`` is *not* invariant to the scale of capability. The sampled model fixes the
-in-sample SD of capability at exactly 1 within each population, and
-:func:`~safetywash.model.simulate.simulate` draws capability on that same scale, so
-``rho_true`` is exactly what the sampled model estimates. Every round still records
-``rho_true_insample`` (true loadings times the in-sample SD of true capability); with
-simulate's in-sample standardisation it equals ``rho_true`` for one population, and it stays
-the right estimand should the truth come from elsewhere. With
-``ModelConfig(capability="marginal")`` capability has a population distribution with SD 1,
-so there the in-sample scale differs from the model's by sampling noise of order
-1/sqrt(n LLMs).
+in-sample SD of capability at 1 within each population, as
+:func:`~safetywash.model.simulate.simulate` does, so ``rho_true`` is what it estimates.
+``rho_true_insample`` (true loadings times the in-sample SD of true capability) equals it
+for one population; with ``ModelConfig(capability="marginal")`` (population SD 1) the two
+scales differ by sampling noise of order 1/sqrt(n LLMs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from safetywash import __version__
@@ -48,10 +56,12 @@ from safetywash.analysis.calibration import (
     sbc_rank,
     thin_indices,
 )
+from safetywash.inference.compiled import ModelCache, structure_key
 from safetywash.inference.fitfile import diagnostics_of
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
+from safetywash.model.data import ModelData, prepare_data
 from safetywash.model.likelihood import capability_correlation
 from safetywash.model.simulate import simulate
 
@@ -59,7 +69,31 @@ from safetywash.model.simulate import simulate
 INTERVALS = (0.5, 0.9)
 SAMPLE_DIMS = ("chain", "draw")
 
+#: Scales the simulated scores are fitted on (module docstring).
+DATA_SCALES = ("model", "standardized")
+
 ProgressCallback = Callable[[int, int, dict], None]
+
+_CACHE: list[ModelCache] = []
+
+
+def process_cache() -> ModelCache:
+    """This process's compiled models (one cache per process: dask workers keep theirs
+    from round to round)."""
+    if not _CACHE:
+        _CACHE.append(ModelCache())
+    return _CACHE[0]
+
+
+def on_model_scale(data: ModelData) -> ModelData:
+    """Prepared data whose scores are the study's oriented scores, not standardised (the
+    scale ``simulate(truth="prior")`` draws them on); the data-driven starts are kept."""
+    n = len(data.transform.benchmarks)
+    transform = dataclasses.replace(data.transform, center=np.zeros(n), scale=np.ones(n))
+    raw = data.study.scores["value"].to_numpy(dtype=float)
+    return dataclasses.replace(
+        data, y=transform.forward(raw, data.benchmark_idx), transform=transform
+    )
 
 
 def _in_interval(draws: xr.DataArray, truth: np.ndarray, prob: float) -> np.ndarray:
@@ -76,39 +110,34 @@ def _chain_capability_corr(posterior: xr.Dataset, true_capability: np.ndarray) -
 def _one_round(
     r: int,
     *,
-    n_llms: int,
-    n_capability: int,
-    safety: Mapping[str, int] | None,
-    missing: float,
-    mechanism: str,
-    factor_areas: Sequence[str],
     config: ModelConfig,
     settings: SamplerSettings,
     seed: int,
     rank_draws: int,
-    truth: str = "prior",
+    data_scale: str = "model",
+    **design,
 ) -> tuple[xr.Dataset, dict]:
     t0 = time.perf_counter()
-    study, known = simulate(
-        n_llms,
-        n_capability,
-        safety,
-        missing=missing,
-        mechanism=mechanism,
-        factor_areas=tuple(factor_areas),
-        truth=truth,
-        priors=config.scaled_priors,
-        seed=seed,
+    study, known = simulate(**_simulate_keywords(design), priors=config.scaled_priors, seed=seed)
+    data = prepare_data(study, config)
+    if data_scale == "model":
+        data = on_model_scale(data)
+    cache = process_cache()
+    compiles = cache.compiles
+    dt = fit(
+        study, config, settings, progressbar=False, data=data, cache=cache, log_likelihood=False
     )
-    dt = fit(study, config, settings, progressbar=False)
     ds = _round_dataset(study, known, dt, rank_draws)
     ds["seed"] = ((), seed)
     ds["seconds"] = ((), time.perf_counter() - t0)
+    ds["compiled"] = ((), cache.compiles > compiles)
+    ds["structure"] = ((), structure_key(data, config)[:12])
     diag = diagnostics_of(dt)
     info = {
         "round": r,
         "seed": seed,
         "seconds": float(ds["seconds"]),
+        "compiled": bool(ds["compiled"]),
         "coverage50": float(ds["covered50"].mean()),
         "coverage90": float(ds["covered90"].mean()),
         "mae": float(np.abs(ds["rho_median"] - ds["rho_true"]).mean()),
@@ -120,6 +149,29 @@ def _one_round(
         "study": study.name,
     }
     return ds, info
+
+
+def _simulate_keywords(design: dict) -> dict:
+    """The design as keywords of :func:`~safetywash.model.simulate.simulate`."""
+    keys = ("n_llms", "n_capability", "safety", "missing", "mechanism", "factor_areas")
+    out = {k: design[k] for k in keys if k in design}
+    out["factor_areas"] = tuple(out.get("factor_areas") or ())
+    out["truth"] = design.get("truth", "prior")
+    out["observed"] = design.get("observed")
+    return out
+
+
+def design_cells(design: dict, config: ModelConfig, seed: int) -> np.ndarray:
+    """Which (LLM, benchmark) cells every round of a run observes: the pattern of the
+    study simulated with the run's seed."""
+    keywords = {**_simulate_keywords(design), "observed": None}
+    study, known = simulate(**keywords, priors=config.scaled_priors, seed=seed)
+    llms = pd.Index(known["llm"].values)
+    keys = pd.Index(known["benchmark"].values)
+    cells = np.zeros((len(llms), len(keys)), dtype=bool)
+    scores = study.scores
+    cells[llms.get_indexer(scores["llm"]), keys.get_indexer(scores["benchmark"])] = True
+    return cells
 
 
 def _round_dataset(study, known: xr.Dataset, dt: xr.DataTree, rank_draws: int) -> xr.Dataset:
@@ -191,6 +243,7 @@ DEFAULT_DESIGN = {
     "mechanism": "random",
     "factor_areas": None,
     "truth": "prior",
+    "data_scale": "model",
 }
 
 
@@ -211,14 +264,13 @@ def run_sbc(
 ) -> xr.Dataset:
     """Simulate, fit and compare ``n_rounds`` times; one row per round.
 
-    Round ``r`` simulates and samples with seed ``seed + r`` whichever way the rounds run,
-    so any round can be reproduced alone. It checks the calibration of ``rho`` (module
-    docstring).
+    Round ``r`` simulates and samples with seed ``seed + r`` however the rounds run (the
+    observed cells come from ``seed``): any round can be reproduced alone.
 
     Parameters
     ----------
     n_rounds : int
-        Number of simulated studies (each costs one fit, ~10-30 s).
+        Number of simulated studies (each costs one fit: seconds once compiled).
     draws, tune, chains : int
         Posterior draws and tuning steps per chain, and chains per fit.
     seed : int
@@ -226,9 +278,8 @@ def run_sbc(
     config : ModelConfig, optional
         Model to fit (default :class:`~safetywash.model.config.ModelConfig()`).
     rank_draws : int
-        ``L``: the posterior is thinned to ``L`` evenly spaced draws
-        (:func:`~safetywash.analysis.calibration.thin_indices`) before ranking, so ranks
-        take the values ``0..L`` (default 99: 10 per bin of a 10-bin histogram).
+        ``L``: truths are ranked among ``L`` evenly spaced draws
+        (:func:`~safetywash.analysis.calibration.thin_indices`), ranks ``0..L`` (default 99).
     progress : callable, optional
         ``progress(r, n_rounds, info)`` after every round (with a cluster:
         ``progress(-1, n_rounds, {"message": m})``).
@@ -239,7 +290,8 @@ def run_sbc(
     **design
         The simulated design: keywords of :func:`~safetywash.model.simulate.simulate` (see
         :data:`DEFAULT_DESIGN`); ``factor_areas`` defaults to ``config.factors`` (correctly
-        specified) and ``truth="prior"`` draws from ``config.scaled_priors``.
+        specified), ``truth="prior"`` draws from ``config.scaled_priors``, ``data_scale``
+        (:data:`DATA_SCALES`): the scale the scores are fitted on.
 
     Returns
     -------
@@ -250,13 +302,15 @@ def run_sbc(
         (``max_rhat``, ``min_ess_bulk``/``_tail``, ``min_ess``, ``divergences``,
         ``trustworthy``, ``worst_rhat_variable``, ``worst_ess_variable``),
         ``min_chain_capability_corr`` (< 0: a flipped chain), ``n_rank_draws``, ``seed``,
-        ``seconds``; coordinates ``role``, ``area``; the run's settings in attrs.
+        ``seconds``, ``compiled`` (the round compiled a model), ``structure`` (its hash);
+        coordinates ``role``, ``area``; the run's settings in attrs.
     """
     if n_rounds < 1 or rank_draws < 1:
         raise ValueError("n_rounds and rank_draws must be at least 1")
     config = config or ModelConfig()
     design = _complete_design(design, config)
-    fixed = {**design, "config": config, "rank_draws": rank_draws}
+    cells = design_cells(design, config, seed)  # the same observed cells in every round
+    fixed = {**design, "observed": cells, "config": config, "rank_draws": rank_draws}
 
     def round_kwargs(r: int) -> dict:
         settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed + r)
@@ -283,6 +337,8 @@ def _complete_design(design: dict, config: ModelConfig) -> dict:
     design = {**DEFAULT_DESIGN, **design}
     if design["safety"] is not None:
         design["safety"] = dict(design["safety"])
+    if design["data_scale"] not in DATA_SCALES:
+        raise ValueError(f"data_scale must be one of {DATA_SCALES}")
     areas = config.factors if design["factor_areas"] is None else design["factor_areas"]
     design["factor_areas"] = tuple(areas)
     return design
@@ -315,6 +371,8 @@ def _run_attrs(n_rounds: int, design: dict, settings: dict, rank_draws: int, con
         "rank_draws": rank_draws,
         "model_config": config.to_json(),
         "truth": design["truth"],
+        "data_scale": design["data_scale"],
+        "fixed_design": 1,
     }
 
 
@@ -335,4 +393,6 @@ def _distributed_rounds(n_rounds, round_kwargs, seed, progress, workers, schedul
         n_workers=max(workers, 1),
         progress=(lambda msg: progress(-1, n_rounds, {"message": msg})) if progress else None,
     )
-    return [results[t.key] for t in tasks]
+    # Without the encodings read from the files: the first round's string widths would
+    # truncate the other rounds' variable names when the run is written.
+    return [results[t.key].drop_encoding() for t in tasks]

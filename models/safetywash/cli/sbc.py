@@ -1,15 +1,19 @@
 """Simulation-based calibration of the latent-factor model's capability correlations (rho).
 
-Each round simulates a study (seed = --seed + round), fits it and ranks the true rho of
-every benchmark among 99 thinned posterior draws. Prints one line per round (unless
---no-progress) and the summary (coverage of the central 50% and 90% intervals, chi-square
-uniformity p-value of the ranks, mean absolute error of the posterior median, untrusted
-fits). With --out, writes OUT/sbc.nc (the per-round, per-benchmark dataset, checksummed)
-and OUT/summary.json; OUT is built beside its final place and moved there when complete,
-and an existing non-empty OUT is refused before any round runs unless --overwrite is
-given. With --workers or --scheduler, rounds run on a dask cluster and keep their results
-in --work-dir (default .OUT.rounds beside OUT, moved to OUT/rounds at the end); rerunning
-an interrupted command resumes unfinished rounds.
+Each round draws parameters from the model's priors and scores from its likelihood (seed =
+--seed + round; the LLMs, benchmarks and observed cells are drawn once, with --seed, and
+kept in every round), fits them (the model is compiled once per structure and refitted)
+and ranks the true rho of every benchmark among 99 thinned posterior draws. Prints one line
+per round (unless --no-progress) and the summary: coverage of the central 50% and 90%
+intervals, chi-square uniformity p-value of the ranks and mean absolute error of the
+posterior median, overall and for capability and safety benchmarks; untrusted fits;
+compiled models; wall time (--json FILE: the summary as JSON there). With --out,
+writes OUT/sbc.nc (the per-round, per-benchmark dataset, checksummed) and
+OUT/summary.json; OUT is built beside its final place and moved there when complete, and
+an existing non-empty OUT is refused before any round runs unless --overwrite is given.
+With --workers or --scheduler, rounds run on a dask cluster and keep their results in
+--work-dir (default .OUT.rounds beside OUT, moved to OUT/rounds at the end); rerunning an
+interrupted command resumes unfinished rounds.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 from pathlib import Path
 
 from safetywash.analysis.calibration import summarize_sbc
-from safetywash.analysis.sbc import RANK_DRAWS, run_sbc
+from safetywash.analysis.sbc import DATA_SCALES, RANK_DRAWS, run_sbc
 from safetywash.cli.common import (
     MAX_SEED,
     UsageError,
@@ -32,7 +36,7 @@ from safetywash.cli.common import (
     int_at_least,
     name_of,
 )
-from safetywash.cli.paths import output_dir, prepare_output_folder
+from safetywash.cli.paths import output_dir, output_file, prepare_output_folder, write_json
 from safetywash.data.catalog import SAFETY_AREAS
 from safetywash.inference.netcdf import write_netcdf
 from safetywash.model.config import ModelConfig
@@ -45,6 +49,7 @@ SBC_MARKERS = ("sbc.nc", "summary.json")
 EXAMPLES = (
     "safetywash sbc --rounds 20 --llms 26 --capability-benchmarks 10 --safety-per-area 3 "
     "--areas alignment bias calibration weaponization --draws 500 --tune 500 --out runs/sbc",
+    "safetywash sbc --rounds 100 --missing 0.62 --out runs/sbc_sparse",
     "safetywash sbc --rounds 100 --missing 0.3 --mechanism era --out runs/sbc_era",
     "safetywash sbc --rounds 20 --factors bias --safety-per-area 4 --out runs/sbc_bias",
     "safetywash sbc --rounds 100 --workers 2 --out runs/sbc100",
@@ -94,12 +99,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="AREA",
         help="areas simulated and fitted with a factor of their own",
     )
+    parser.add_argument(
+        "--data-scale",
+        choices=DATA_SCALES,
+        default="model",
+        help="fit the simulated scores on the model scale their prior draws live on "
+        "(default), or standardised per benchmark first as a real study is (approximate)",
+    )
     parser.add_argument("--rank-draws", type=count, default=RANK_DRAWS)
     parser.add_argument("--bins", type=count, default=10, help="rank histogram bins")
     parser.add_argument(
         "--out", type=output_dir, metavar="DIR", help="folder for sbc.nc and summary.json"
     )
     add_overwrite_argument(parser, "the --out folder")
+    parser.add_argument(
+        "--json", type=output_file, metavar="FILE", help="write the summary as JSON here"
+    )
     parser.add_argument(
         "--workers",
         type=int_at_least(0),
@@ -123,13 +138,40 @@ def print_round(r: int, n_rounds: int, info: dict) -> None:
         print(info["message"], flush=True)
         return
     flag = "ok" if info["trustworthy"] else "UNTRUSTED: " + "; ".join(info["problems"])
+    compiled = " compiled" if info.get("compiled") else ""
     print(
-        f"round {r + 1:>3}/{n_rounds} seed {info['seed']:>5}  {info['seconds']:5.1f} s  "
+        f"round {r + 1:>3}/{n_rounds} seed {info['seed']:>5}  {info['seconds']:5.1f} s{compiled}  "
         f"cov50 {info['coverage50']:.2f} cov90 {info['coverage90']:.2f} "
         f"mae {info['mae']:.3f}  rhat {info['max_rhat']:.3f} ess {info['min_ess']:.0f} "
         f"div {info['divergences']}  {flag}",
         flush=True,
     )
+
+
+def summary_text(summary: dict) -> str:
+    """The summary as a few readable lines: calibration overall and by role, trust, time."""
+    lines = [
+        f"SBC of rho: {summary['n_rounds']} rounds x {summary['n_benchmarks']} benchmarks, "
+        f"ranks among {summary['rank_draws']} draws, {summary['bins']} bins",
+        f"{'':<12}{'coverage50':>11}{'coverage90':>11}{'rank p':>9}{'mean rank':>10}{'mae':>8}",
+    ]
+    rows = {"all": summary, **summary.get("by_role", {})}
+    for name, f in rows.items():
+        lines.append(
+            f"{name:<12}{f['coverage50']:>11.3f}{f['coverage90']:>11.3f}"
+            f"{f['uniformity_p']:>9.3f}{f['mean_rank']:>10.3f}{f['mae_median']:>8.3f}"
+        )
+    lines.append(
+        f"untrusted fits: {summary['n_untrusted']} of {summary['n_rounds']} (max R-hat "
+        f"{summary['max_rhat']:.3f}, min ESS {summary['min_ess']:.0f}, divergences "
+        f"{summary['divergences']}); flipped chains: {summary['n_flipped']}"
+    )
+    if "n_compiles" in summary:
+        lines.append(
+            f"compiled models: {summary['n_compiles']} for {summary['n_structures']} structure(s)"
+        )
+    lines.append(f"wall time: {summary['wall_seconds']:.1f} s")
+    return "\n".join(lines)
 
 
 def check_arguments(args: argparse.Namespace) -> Path | None:
@@ -170,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         f"SBC: {args.rounds} rounds, {args.llms} LLMs x ({args.capability_benchmarks} "
         f"capability + {args.safety_per_area} x {len(args.areas)} safety), missing "
         f"{args.missing} ({args.mechanism}), draws {args.draws}, tune {args.tune}, "
-        f"seed {args.seed}",
+        f"seed {args.seed}, scores on the {args.data_scale} scale",
         flush=True,
     )
     t0 = time.perf_counter()
@@ -187,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         chains=args.chains,
         rank_draws=args.rank_draws,
+        data_scale=args.data_scale,
         progress=None if args.no_progress else print_round,
         workers=args.workers,
         scheduler=args.scheduler,
@@ -194,8 +237,11 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = summarize_sbc(ds, bins=args.bins)
     summary["wall_seconds"] = time.perf_counter() - t0
-    text = json.dumps(summary, indent=2)
-    print(text)
+    print(summary_text(summary), flush=True)
+    if args.json is not None:
+        write_json(args.json, summary)
     if args.out is not None:
-        save_outputs(ds, text, args.out, work_dir, overwrite=args.overwrite)
+        save_outputs(
+            ds, json.dumps(summary, indent=2), args.out, work_dir, overwrite=args.overwrite
+        )
     return 0

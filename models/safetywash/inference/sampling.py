@@ -23,6 +23,7 @@ import pymc as pm
 import xarray as xr
 
 from safetywash.data.study import BenchmarkStudy
+from safetywash.inference.compiled import ModelCache, nutpie_compiled
 from safetywash.inference.diagnostics import fit_diagnostics
 from safetywash.inference.fitfile import (
     UNCONSTRAINED_GROUP,
@@ -47,11 +48,6 @@ from safetywash.model.likelihood import (
 _constant_data = constant_data
 
 
-def _jitter_rvs(model: pm.Model, start: dict) -> set:
-    """Jitter every start value except the data-driven ones."""
-    return {rv for rv in model.free_RVs if rv.name not in start}
-
-
 def sample_model(
     model: pm.Model,
     data: ModelData,
@@ -59,11 +55,14 @@ def sample_model(
     config: ModelConfig | None = None,
     *,
     progressbar: bool = True,
+    compiled=None,
 ) -> tuple[xr.DataTree, dict[str, float]]:
     """Run NUTS on a built model; returns the raw DataTree and timings in seconds.
 
     Every chain starts from :func:`safetywash.model.data.initial_point` (data-driven capability,
     loadings and area factors); the other parameters get the sampler's usual jitter.
+    ``compiled``: nutpie's compiled ``model`` already holding ``data``'s scores
+    (:class:`ModelCache`), used instead of compiling.
     """
     config = config or ModelConfig()
     start = {k: v for k, v in initial_point(data, config).items() if k in model.named_vars}
@@ -72,9 +71,7 @@ def sample_model(
         import nutpie
 
         t0 = time.perf_counter()
-        compiled = nutpie.compile_pymc_model(
-            model, initial_points=start, jitter_rvs=_jitter_rvs(model, start)
-        )
+        compiled = nutpie_compiled(model, start, compiled)
         timings["compile"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         dt = nutpie.sample(
@@ -120,6 +117,9 @@ def fit(
     *,
     posterior_predictive: bool = False,
     progressbar: bool = True,
+    data: ModelData | None = None,
+    cache: ModelCache | None = None,
+    log_likelihood: bool = True,
 ) -> xr.DataTree:
     """Fit the latent-factor model to a study.
 
@@ -135,6 +135,16 @@ def fit(
         Also draw the ``posterior_predictive`` group (scores on the model scale).
     progressbar : bool
         Show the sampler's progress.
+    data : ModelData, optional
+        The study already prepared (default ``prepare_data(study, config)``); its scores
+        are the ones fitted.
+    cache : ModelCache, optional
+        Reuse the model built and compiled for an earlier fit of the same structure
+        (:func:`structure_key`), feeding it only this study's scores and starts; the draws
+        are those of a fresh compile with the same data and seed.
+    log_likelihood : bool
+        Compute the ``log_likelihood`` group (refit studies that only read the posterior
+        can skip it).
 
     Returns
     -------
@@ -152,28 +162,19 @@ def fit(
     """
     config = config or ModelConfig()
     settings = settings or SamplerSettings()
-    data = prepare_data(study, config)
-    model = build_model_from_data(data, config)
-    dt, timings = sample_model(model, data, settings, config, progressbar=progressbar)
+    data = prepare_data(study, config) if data is None else data
+    if cache is None:
+        model, compiled = build_model_from_data(data, config), None
+    else:
+        model, compiled = cache.get(data, config, settings.sampler)
+    dt, timings = sample_model(
+        model, data, settings, config, progressbar=progressbar, compiled=compiled
+    )
 
     t0 = time.perf_counter()
-    groups = {
-        "posterior": dt["posterior"].to_dataset(),
-        "sample_stats": _clean_sample_stats(dt["sample_stats"].to_dataset()),
-    }
-    if config.capability == "marginal":
-        _add_marginal_groups(groups, data, settings.seed, posterior_predictive)
-    else:
-        _add_pointwise_groups(groups, model, dt, settings.seed, posterior_predictive)
-    groups["observed_data"] = observed_data(data)
-    groups["constant_data"] = constant_data(data)
-    for name in ("log_likelihood", "posterior_predictive"):
-        if name in groups and "cell" in groups[name].dims:
-            groups[name] = groups[name].assign_coords(cell_coords(data))
-    _move_sampler_space(groups)
+    extra = {"posterior_predictive": posterior_predictive, "log_likelihood": log_likelihood}
+    out = xr.DataTree.from_dict(_groups(dt, model, data, config, settings.seed, **extra))
     timings["postprocess"] = time.perf_counter() - t0
-
-    out = xr.DataTree.from_dict(groups)
     info = FitInfo(
         model_config=config,
         sampler_settings=settings,
@@ -186,6 +187,36 @@ def fit(
     )
     out.attrs.update(info.to_attrs())
     return out
+
+
+def _groups(
+    dt: xr.DataTree,
+    model: pm.Model,
+    data: ModelData,
+    config: ModelConfig,
+    seed: int,
+    *,
+    posterior_predictive: bool,
+    log_likelihood: bool,
+) -> dict[str, xr.Dataset]:
+    """The groups of a fit from the sampler's raw DataTree (see :func:`fit`)."""
+    groups = {
+        "posterior": dt["posterior"].to_dataset(),
+        "sample_stats": _clean_sample_stats(dt["sample_stats"].to_dataset()),
+    }
+    if config.capability == "marginal":
+        _add_marginal_groups(groups, data, seed, posterior_predictive)
+    elif log_likelihood or posterior_predictive:
+        _add_pointwise_groups(groups, model, dt, seed, posterior_predictive)
+        if not log_likelihood:
+            del groups["log_likelihood"]
+    groups["observed_data"] = observed_data(data)
+    groups["constant_data"] = constant_data(data)
+    for name in ("log_likelihood", "posterior_predictive"):
+        if name in groups and "cell" in groups[name].dims:
+            groups[name] = groups[name].assign_coords(cell_coords(data))
+    _move_sampler_space(groups)
+    return groups
 
 
 def _add_pointwise_groups(

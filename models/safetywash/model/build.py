@@ -37,6 +37,9 @@ from safetywash.model.likelihood import (
 )
 from safetywash.model.pooling import Pooling, pooling
 
+#: The ``pm.Data`` container of the model-scale scores of the observed cells.
+OBSERVED_SCORES = "observed_score"
+
 #: Variables in the sampler's coordinates: standardised offsets, log-scale copies of
 #: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading`` and
 #: ``area_loading_mean``. Fits keep them out
@@ -89,6 +92,8 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         llm_idx = pm.Data("llm_idx", data.llm_idx, dims="cell")
         bench_idx = pm.Data("benchmark_idx", data.benchmark_idx, dims="cell")
         pop_idx = pm.Data("population_idx", data.population_idx, dims="llm")
+        # A container, so a compiled model can be refitted to new scores of the same design.
+        y = pm.Data(OBSERVED_SCORES, data.y, dims="cell")
         pop_mean, pop_sd = _population(priors, len(data.populations))
         theta = None if marginal else _capability(data, pop_mean, pop_sd, pop_idx)
         pool = pooling(data, config)
@@ -97,7 +102,7 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
 
         if marginal:
             loglik = marginal_loglik_by_llm(
-                data.y,
+                y,
                 data.llm_idx,
                 data.benchmark_idx,
                 data.population_idx,
@@ -127,7 +132,7 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         pm.Deterministic("rho", rho, dims="benchmark")
         if not marginal:
             sd = cell_sd(sigma, bench_idx, xp=pt)
-            pm.Normal("score", mu, sd, observed=data.y, dims="cell")
+            pm.Normal("score", mu, sd, observed=y, dims="cell")
     return model
 
 

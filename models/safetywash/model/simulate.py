@@ -4,7 +4,12 @@ Two kinds of truth (``simulate(truth=...)``):
 
 * ``"prior"``: every parameter is drawn from the model's own priors
   (:class:`safetywash.model.config.Priors`, the same definitions the builder uses),
-  hyperparameters included: the truth for simulation-based calibration.
+  hyperparameters included: the truth for simulation-based calibration. The priors act on
+  the model scale, so the scores are too (stored oriented, times -1 for lower-is-better
+  benchmarks): they are a draw from the model only when fitted on that scale, without the
+  per-benchmark standardisation a fit of a study applies by default (standardising by the
+  study's own mean and SD rescales every benchmark so that its loading and residual SD
+  no longer come from the prior the model puts on them).
 * ``"design"`` (default): a fixed, well-identified design for recovery tests. Locations come
   from the priors (capability loadings log-normal around ``exp(capability_loading_log_mean_loc)``
   = 0.8, residual SDs around ``exp(residual_log_mean_loc)`` = 0.5, intercepts with SD
@@ -63,6 +68,7 @@ def simulate(
     loadings: Mapping[str, float] | None = None,
     truth: str = "design",
     priors: Priors | None = None,
+    observed: np.ndarray | None = None,
     seed: int = 0,
 ) -> tuple[BenchmarkStudy, xr.Dataset]:
     """Draw a study from the latent-factor model, with the truth that made it.
@@ -78,8 +84,9 @@ def simulate(
         Numbers of LLMs and of capability benchmarks.
     safety : mapping of area -> int, optional
         Safety benchmarks per area; default 2 in each of four areas.
-    missing : float
-        Target share of missing cells (0 <= missing < 1).
+    missing, observed : float, numpy.ndarray of bool, optional
+        Target share of missing cells (0 <= missing < 1), or the observed cells themselves
+        (shape ``(n_llms, benchmarks)``: a fixed design, as in the rounds of an SBC).
     mechanism : {"random", "era"}
         Missing completely at random, or by era: a cell is missing when the LLM (release
         time correlated with capability) predates the benchmark's introduction.
@@ -116,12 +123,10 @@ def simulate(
     params = _benchmark_truth(rng, n_capability, safe_areas, list(safety), truth, priors)
     for key, value in (loadings or {}).items():
         params["loading"][keys.index(key)] = value
-    members = [[i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
-    members = [[n_capability + i for i in m] for m in members]
+    members = [[n_capability + i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
     gamma, eta = _factor_truth(rng, theta, len(keys), members, truth, priors)
     y = _scores(rng, theta, params, gamma, eta, members)
-
-    observed = _observation_mask(rng, theta, len(keys), missing, mechanism)
+    observed = _observation_mask(rng, theta, len(keys), missing, mechanism, observed)
     if eta is not None and truth == "prior":
         _anchor_signs(gamma, eta, members, observed, keys)
     direction = np.where(rng.random(len(keys)) < 0.5, "higher", "lower")
@@ -297,10 +302,20 @@ def _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, directi
 
 
 def _observation_mask(
-    rng: np.random.Generator, theta: np.ndarray, n_bench: int, missing: float, mechanism: str
+    rng: np.random.Generator,
+    theta: np.ndarray,
+    n_bench: int,
+    missing: float,
+    mechanism: str,
+    fixed: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Which cells are observed; every benchmark keeps 3+ LLMs and every LLM 1+ score."""
+    """Which cells are observed (``fixed``, if given); every benchmark keeps 3+ LLMs and
+    every LLM 1+ score."""
     n_llms = len(theta)
+    if fixed is not None:
+        if np.shape(fixed) != (n_llms, n_bench):
+            raise ValueError(f"observed must have shape {(n_llms, n_bench)}")
+        return np.asarray(fixed, dtype=bool)
     if missing == 0:
         return np.ones((n_llms, n_bench), dtype=bool)
     if mechanism == "random":

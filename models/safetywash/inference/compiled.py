@@ -1,0 +1,132 @@
+"""Compiled models reused across fits of studies that differ only in their scores.
+
+A model built by :func:`safetywash.model.build.build_model_from_data` depends on the
+observed scores only through its ``observed_score`` container; everything else (config,
+pooling, coordinates, index arrays) is its structure (:func:`structure_key`).
+:class:`ModelCache` builds and compiles one model per structure and feeds each later study
+its scores (``with_data``) and data-driven starts, so that refit-based studies (SBC) compile
+once per structure instead of once per fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+
+import numpy as np
+import pymc as pm
+
+from safetywash.model.build import OBSERVED_SCORES, build_model_from_data
+from safetywash.model.config import ModelConfig
+from safetywash.model.data import ModelData
+from safetywash.model.pooling import pooling
+
+
+def jittered_variables(model: pm.Model, start: dict) -> set:
+    """Jitter every start value except the data-driven ones."""
+    return {rv for rv in model.free_RVs if rv.name not in start}
+
+
+def structure_key(data: ModelData, config: ModelConfig) -> str:
+    """What a built model depends on besides the observed scores, as a hash.
+
+    Two prepared studies with the same key (same config, pooling, coordinates and index
+    arrays) differ only in the values of the ``observed_score`` container, so one compiled
+    model serves both.
+    """
+    parts = {
+        "config": config.to_json(),
+        "pooling": repr(pooling(data, config)),
+        "coords": {k: [str(v) for v in values] for k, values in data.coords.items()},
+    }
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
+    for arr in (
+        data.llm_idx,
+        data.benchmark_idx,
+        data.population_idx,
+        data.safety_area_idx,
+        data.factor_idx,
+        data.factor_anchor,
+    ):
+        h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes() + b"|")
+    return h.hexdigest()
+
+
+class ModelCache:
+    """Built (and, for nutpie, compiled) models by :func:`structure_key`.
+
+    Passed to :func:`fit`, it builds and compiles a model the first time a structure is
+    seen and afterwards only feeds the new scores into it (``pm.set_data`` on the PyMC
+    model, ``with_data`` on nutpie's compiled model), with the new study's data-driven
+    starts. Refits of simulated studies of one design (SBC) then compile once.
+
+    Attributes
+    ----------
+    compiles : int
+        Models built (and compiled) so far.
+    reuses : int
+        Fits that reused one.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[pm.Model, object]] = {}
+        self.compiles = 0
+        self.reuses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, data: ModelData, config: ModelConfig, sampler: str) -> tuple[pm.Model, object]:
+        """The model (and nutpie's compiled model, or None) holding ``data``'s scores."""
+        key = f"{sampler}:{structure_key(data, config)}"
+        if key not in self._entries:
+            model = build_model_from_data(data, config)
+            compiled = None
+            if sampler == "nutpie":
+                import nutpie
+
+                compiled = nutpie.compile_pymc_model(model)
+            self._entries[key] = (model, compiled)
+            self.compiles += 1
+        else:
+            self.reuses += 1
+        model, compiled = self._entries[key]
+        pm.set_data({OBSERVED_SCORES: data.y}, model=model)
+        if compiled is not None:
+            compiled = compiled.with_data(**{OBSERVED_SCORES: data.y})
+        return model, compiled
+
+
+def _flat_initial_point_fn(model: pm.Model, start: dict, jitter_rvs: set):
+    """The starts of nutpie's compiled model, as nutpie builds them at compile time
+    (PyMC's initial point with ``start`` as overrides, on the unconstrained scale,
+    concatenated in the order of ``model.free_RVs``)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    point_fn = make_initial_point_fn(
+        model=model, overrides=start, jitter_rvs=jitter_rvs, return_transformed=True
+    )
+    names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
+    lock = threading.Lock()
+
+    def flat(seed=None) -> np.ndarray:
+        with lock:
+            point = point_fn(seed)
+        return np.concatenate([np.asarray(point[n], dtype="float64").ravel() for n in names])
+
+    return flat
+
+
+def nutpie_compiled(model: pm.Model, start: dict, compiled=None):
+    """Nutpie's compiled model starting from ``start``: compiled now, or a compiled model
+    of the same structure (holding this study's scores) given the new starts."""
+    import nutpie
+
+    jitter = jittered_variables(model, start)
+    if compiled is None:
+        return nutpie.compile_pymc_model(model, initial_points=start, jitter_rvs=jitter)
+    return dataclasses.replace(
+        compiled, initial_point_func=_flat_initial_point_fn(model, start, jitter)
+    )

@@ -14,7 +14,9 @@ LLM's latent capability (standard scale; populations may differ in mean and spre
 ``lambda`` the capability loading (positive and partially pooled for capability benchmarks,
 which fixes the sign of ``theta``; free in sign and pooled within the safety area for safety
 benchmarks, the area means pooled in turn across areas, so a thin area borrows strength from
-the others), ``sigma`` the residual scale, and the optional ``eta``/``gamma`` area factors
+the others), ``sigma`` the residual scale (measurement noise, known from the number of
+scored items where the score is a proportion of them, plus benchmark-specific variance), and
+the optional ``eta``/``gamma`` area factors
 (confirmatory: only a factor area's own benchmarks load on it; its best-observed
 benchmark's loading is positive). Every prior hyperparameter is read from
 ``ModelConfig.priors`` (:class:`safetywash.model.config.Priors`).
@@ -34,6 +36,7 @@ from safetywash.model.likelihood import (
     cell_mean,
     cell_sd,
     marginal_loglik_by_llm,
+    residual_sd,
 )
 from safetywash.model.pooling import Pooling, pooling
 
@@ -52,7 +55,8 @@ SAMPLER_SPACE_VARIABLES = (
     "area_loading_z",
     "area_loading_aux",
     "area_loading_average",
-    "log_residual_sd",
+    "log_specific_sd",
+    "unknown_noise_sd",
     "area_factor_z",
     "factor_anchor_loading",
     "factor_free_loading",
@@ -73,8 +77,9 @@ def build_model(study: BenchmarkStudy, config: ModelConfig | None = None) -> pm.
         Dims ``llm``, ``benchmark``, ``cell``, ``population``, ``area``,
         ``capability_benchmark``, ``safety_benchmark`` (and ``factor``,
         ``factor_benchmark`` with area factors). Deterministics ``capability`` (theta),
-        ``loading`` (lambda), ``residual_sd`` (sigma) and ``rho`` (capability correlation
-        of every benchmark on the standardised scale).
+        ``loading`` (lambda), ``residual_sd`` (sigma, noise included), ``noise_sd``,
+        ``specific_sd`` and ``rho`` (capability correlation of every benchmark on the model
+        scale, noise counted in its variance).
     """
     config = config or ModelConfig()
     data = prepare_data(study, config)
@@ -93,7 +98,7 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         theta = None if marginal else _capability(data, pop_mean, pop_sd, pop_idx)
         pool = pooling(data, config)
         loading = _loadings(data, pool, priors)
-        sigma, intercept = _residuals(priors)
+        sigma, intercept = _residuals(data, priors)
 
         if marginal:
             loglik = marginal_loglik_by_llm(
@@ -246,14 +251,30 @@ def _area_rotation(data: ModelData, centred: bool, top, spread, safety_sd):
     return average, top + spread * (spread * u + within * v) / r
 
 
-def _residuals(priors: Priors):
-    """Residual SDs (log-normal, pooled, centred) and intercepts of every benchmark."""
+def _residuals(data: ModelData, priors: Priors):
+    """Residual SDs and intercepts of every benchmark.
+
+    ``residual_sd = sqrt(noise_sd**2 + specific_sd**2)``: the benchmark-specific SD is
+    log-normal, pooled and centred; the noise SD is known where the score is a proportion of
+    a known number of items (``ModelData.noise_variance``) and ``HalfNormal`` otherwise. A
+    known noise is a floor the residual cannot go below, so a benchmark cannot become a
+    perfect measure of capability (the Heywood case: ARC-Challenge on Open LLM Leaderboard
+    v1 at residual SD 0.09 with a plain log-normal residual).
+    """
     res_log_mean = pm.Normal(
         "residual_log_mean", priors.residual_log_mean_loc, priors.residual_log_mean_scale
     )
     res_log_sd = pm.HalfNormal("residual_log_sd", priors.residual_log_sd_scale)
-    log_sigma = pm.Normal("log_residual_sd", res_log_mean, res_log_sd, dims="benchmark")
-    sigma = pm.Deterministic("residual_sd", pt.exp(log_sigma), dims="benchmark")
+    log_specific = pm.Normal("log_specific_sd", res_log_mean, res_log_sd, dims="benchmark")
+    specific = pm.Deterministic("specific_sd", pt.exp(log_specific), dims="benchmark")
+    known = np.sqrt(data.noise_variance)
+    unknown = np.flatnonzero(np.isnan(known))
+    noise = pt.as_tensor(np.nan_to_num(known))
+    if unknown.size:
+        free = pm.HalfNormal("unknown_noise_sd", priors.noise_sd_scale, shape=unknown.size)
+        noise = pt.set_subtensor(noise[unknown], free)
+    noise = pm.Deterministic("noise_sd", noise, dims="benchmark")
+    sigma = pm.Deterministic("residual_sd", residual_sd(noise, specific, xp=pt), dims="benchmark")
     intercept = pm.Normal("intercept", 0.0, priors.intercept_sd, dims="benchmark")
     return sigma, intercept
 

@@ -30,9 +30,12 @@ from safetywash.model.likelihood import (
     cell_mean,
     cell_sd,
     predictive_draws,
+    residual_sd,
 )
 
 MISSING_MECHANISMS = ("random", "era")
+#: Benchmarks given ``n_items`` are stored as proportions ``1/2 + PROPORTION_SPREAD * y``.
+PROPORTION_SPREAD = 0.1
 TRUTHS = ("design", "prior")
 
 
@@ -61,6 +64,8 @@ def simulate(
     populations: Sequence[str] = ("chat",),
     factor_areas: Sequence[str] = (),
     loadings: Mapping[str, float] | None = None,
+    n_items: Mapping[str, int] | None = None,
+    residuals: Mapping[str, float] | None = None,
     truth: str = "design",
     priors: Priors | None = None,
     seed: int = 0,
@@ -89,6 +94,16 @@ def simulate(
         Safety areas that also load on an area factor of their own.
     loadings : mapping of benchmark key -> float, optional
         Fix some true capability loadings instead of drawing them.
+    n_items : mapping of benchmark key -> int, optional
+        Store these benchmarks as proportions of ``n_items`` items (``scale`` fraction,
+        bounds 0 and 1): the value is ``1/2 + PROPORTION_SPREAD * y`` (oriented by the
+        benchmark's direction) and its measurement noise is known, ``noise_sd =
+        sqrt(mean p (1 - p) / n_items) / PROPORTION_SPREAD`` on the model scale with ``p``
+        each cell's expected proportion (the model's noise, mapped back). Other benchmarks'
+        noise is 0 under the ``"design"`` truth and drawn from the noise prior under
+        ``"prior"``.
+    residuals : mapping of benchmark key -> float, optional
+        Fix some true benchmark-specific SDs instead of drawing them.
     truth, priors : {"design", "prior"}, Priors, optional
         Where the parameters come from (module docstring); the model's priors (default
         :class:`Priors()`; e.g. ``config.scaled_priors``).
@@ -101,7 +116,9 @@ def simulate(
         Raw scores (a random half of the benchmarks stored lower-is-better).
     truth : xarray.Dataset
         ``capability`` (llm), ``loading``, ``residual_sd``, ``intercept``,
-        ``factor_loading``, ``rho`` (benchmark), ``area_factor`` (llm, factor) with factors.
+        ``factor_loading``, ``noise_sd``, ``specific_sd``, ``residual_sd`` (their
+        root sum of squares), ``rho`` (benchmark), ``area_factor`` (llm, factor) with
+        factors.
     """
     _check(missing, mechanism, truth, factor_areas, safety)
     priors = priors or Priors()
@@ -112,29 +129,41 @@ def simulate(
     safe_areas = [area for area, count in safety.items() for _ in range(count)]
     keys = [f"cap{j:02d}" for j in range(n_capability)]
     keys += [f"{area}_{j:02d}" for area, count in safety.items() for j in range(count)]
+    unknown = sorted(set(n_items or {}) - set(keys))
+    if unknown:
+        raise ValueError(f"n_items names unknown benchmark(s) {unknown}; keys: {keys}")
     theta = _capability_truth(rng, pops, truth, priors)
     params = _benchmark_truth(rng, n_capability, safe_areas, list(safety), truth, priors)
     for key, value in (loadings or {}).items():
         params["loading"][keys.index(key)] = value
+    for key, value in (residuals or {}).items():
+        params["specific_sd"][keys.index(key)] = value
     members = [[i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
     members = [[n_capability + i for i in m] for m in members]
     gamma, eta = _factor_truth(rng, theta, len(keys), members, truth, priors)
-    y = _scores(rng, theta, params, gamma, eta, members)
+    items = np.array([(n_items or {}).get(k, np.nan) for k in keys], dtype=float)
+    y = _scores(rng, theta, params, gamma, eta, members, items)
 
     observed = _observation_mask(rng, theta, len(keys), missing, mechanism)
     if eta is not None and truth == "prior":
         _anchor_signs(gamma, eta, members, observed, keys)
     direction = np.where(rng.random(len(keys)) < 0.5, "higher", "lower")
     raw = np.where(direction[None, :] == "lower", -y, y)
+    raw = np.where(np.isnan(items), raw, 0.5 + PROPORTION_SPREAD * raw)
     name = f"simulated-{n_llms}x{len(keys)}-seed{seed}"
-    study = _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, direction, name)
+    bench = (keys, safe_areas, n_capability, direction, items)
+    study = _as_study(raw, observed, llms, pops, bench, name)
     attrs = {"seed": seed, "missing": missing, "mechanism": mechanism, "truth": truth}
     params["factor_loading"] = gamma
     return study, _truth_dataset(theta, params, eta, llms, keys, factor_areas, attrs)
 
 
-def _scores(rng, theta, params: dict, gamma, eta, members) -> np.ndarray:
-    """Model-scale scores of every (LLM, benchmark) pair, drawn from the likelihood."""
+def _scores(rng, theta, params: dict, gamma, eta, members, items) -> np.ndarray:
+    """Model-scale scores of every (LLM, benchmark) pair, drawn from the likelihood.
+
+    Sets ``params["noise_sd"]`` of the benchmarks with ``items`` (their known measurement
+    noise, from each cell's expected proportion) and ``params["residual_sd"]``.
+    """
     n_llms, n_bench = len(theta), len(gamma)
     llm_idx, bench_idx = (a.ravel() for a in np.indices((n_llms, n_bench)))
     factor = {}
@@ -144,6 +173,10 @@ def _scores(rng, theta, params: dict, gamma, eta, members) -> np.ndarray:
             factor_of[cols] = f
         factor = {"factor_loading": gamma, "area_factor": eta, "cell_factor": factor_of[bench_idx]}
     mu = cell_mean(params["intercept"], params["loading"], theta, llm_idx, bench_idx, **factor)
+    p = np.clip(0.5 + PROPORTION_SPREAD * mu, 1e-3, 1 - 1e-3).reshape(n_llms, n_bench)
+    known = np.sqrt((p * (1 - p)).mean(axis=0) / items) / PROPORTION_SPREAD
+    params["noise_sd"] = np.where(np.isnan(items), params["noise_sd"], known)
+    params["residual_sd"] = residual_sd(params["noise_sd"], params["specific_sd"])
     sd = cell_sd(params["residual_sd"], bench_idx)
     return predictive_draws(mu, sd, rng).reshape(n_llms, n_bench)
 
@@ -201,7 +234,7 @@ def _capability_truth(rng, pops: np.ndarray, truth: str, priors: Priors) -> np.n
 
 
 def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, priors: Priors):
-    """Loadings, residual SDs and intercepts of every benchmark."""
+    """Loadings, benchmark-specific and noise SDs, and intercepts of every benchmark."""
     design = TruthDesign()
     n_bench = n_capability + len(safe_areas)
     if truth == "prior":
@@ -233,11 +266,19 @@ def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, prio
         res_log_sd = abs(rng.normal(0, priors.residual_log_sd_scale))
     else:
         res_log_mean, res_log_sd = priors.residual_log_mean_loc, design.residual_log_sd
-    return {
+    params = {
         "loading": np.concatenate([cap_loading, safe_loading]),
-        "residual_sd": np.exp(rng.normal(res_log_mean, res_log_sd, n_bench)),
+        "specific_sd": np.exp(rng.normal(res_log_mean, res_log_sd, n_bench)),
         "intercept": rng.normal(0, priors.intercept_sd, n_bench),
     }
+    # Measurement noise (drawn last, so the other draws of a seed are those of earlier
+    # versions): the model's prior under "prior", none under "design" (_scores sets the
+    # known noise of proportion benchmarks).
+    if truth == "prior":
+        params["noise_sd"] = np.abs(rng.normal(0, priors.noise_sd_scale, n_bench))
+    else:
+        params["noise_sd"] = np.zeros(n_bench)
+    return params
 
 
 def _factor_truth(rng, theta, n_bench: int, members, truth: str, priors: Priors):
@@ -273,8 +314,10 @@ def _anchor_signs(gamma, eta, members, observed: np.ndarray, keys: list[str]) ->
             eta[:, f] = -eta[:, f]
 
 
-def _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, direction, name):
+def _as_study(raw, observed, llms, pops, bench, name):
     """The observed cells of the raw score matrix as a validated study."""
+    keys, safe_areas, n_capability, direction, items = bench
+    proportion = ~np.isnan(items)
     ll, bb = np.nonzero(observed)
     scores = pd.DataFrame(
         {"llm": np.array(llms)[ll], "benchmark": np.array(keys)[bb], "value": raw[ll, bb]}
@@ -287,7 +330,10 @@ def _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, directi
             "role": ["capability"] * n_capability + ["safety"] * n_safety,
             "area": ["capability"] * n_capability + list(safe_areas),
             "direction": direction,
-            "scale": "score",
+            "scale": np.where(proportion, "fraction", "score"),
+            "lower": np.where(proportion, 0.0, np.nan),
+            "upper": np.where(proportion, 1.0, np.nan),
+            "n_items": items,
         }
     )
     llm_table = pd.DataFrame(

@@ -183,6 +183,62 @@ class ScoreTransform:
             raw = np.clip(raw, lower, upper)
         return raw
 
+    def slope(self, raw_values, benchmark_idx) -> np.ndarray:
+        """Derivative of :meth:`forward` with respect to the stored value, per cell.
+
+        ``sign / scale`` on a standardised benchmark; on a logit-transformed one
+        ``sign / (scale * (upper - floor) * q * (1 - q))`` at the value's clipped share ``q``.
+        """
+        raw = np.asarray(raw_values, dtype=float)
+        b = np.asarray(benchmark_idx, dtype=np.int64)
+        slope = self.sign[b] / self.scale[b]
+        use = self.logit[b]
+        if use.any():
+            width = self.upper[b] - self.floor[b]
+            share = _share(raw, self.floor[b], self.upper[b])
+            slope = np.where(use, slope / (width * share * (1 - share)), slope)
+        return slope
+
+    def noise_variance(self, raw_values, benchmark_idx, n_items) -> np.ndarray:
+        """Model-scale measurement-noise variance of every benchmark (delta method).
+
+        A score that is the proportion ``p = (value - lower) / (upper - lower)`` of
+        ``n`` items has sampling variance ``p (1 - p) / n``; mapped through the transform
+        at each cell it is ``p (1 - p) / n * ((upper - lower) * slope)**2``
+        (:meth:`slope`). ``p`` is first shrunk away from 0 and 1 as ``(n p + 1/2) /
+        (n + 1)``, so a score at a bound keeps a positive variance. The benchmark's noise
+        variance is the mean over its cells: the expected sampling variance of one of its
+        scores, which (unlike a per-cell variance) keeps one residual variance, one
+        ``rho`` and one set of variance shares per benchmark.
+
+        Parameters
+        ----------
+        raw_values, benchmark_idx : array_like
+            Stored scores and their benchmark positions, shape ``(n,)``.
+        n_items : array_like
+            Per benchmark (in :attr:`benchmarks` order): the number of items its score is
+            the proportion of, NaN where unknown or not a proportion
+            (:func:`safetywash.data.catalog.proportion_items`).
+
+        Returns
+        -------
+        numpy.ndarray
+            Per benchmark; NaN where ``n_items`` is NaN or the benchmark has no cell.
+        """
+        raw = np.asarray(raw_values, dtype=float)
+        b = np.asarray(benchmark_idx, dtype=np.int64)
+        items = np.asarray(n_items, dtype=float)
+        n, lo, hi = items[b], self.lower[b], self.upper[b]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = ((raw - lo) / (hi - lo) * n + 0.5) / (n + 1)
+            at = lo + p * (hi - lo)
+            var = p * (1 - p) / n * ((hi - lo) * self.slope(at, b)) ** 2
+        known = ~np.isnan(var)
+        total = np.bincount(b[known], weights=var[known], minlength=len(items))
+        count = np.bincount(b[known], minlength=len(items))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(count > 0, total / count, np.nan)
+
     # ------------------------------------------------------------------ storage
     def to_dataset(self) -> xr.Dataset:
         """The transform as ``benchmark`` variables for a fit's ``constant_data``."""

@@ -59,6 +59,7 @@ from safetywash.report.tables import (
     report_table,
     separability_header,
     separability_rows,
+    share_blocks,
 )
 
 #: Folder of the figures inside the report's folder.
@@ -207,6 +208,7 @@ def _separability_section(
     blocks = _separability_intro(table, basis, tau, ci_prob, ci_kind)
     areas = area_loadings(dt, ci_prob=ci_prob, ci_kind=ci_kind)
     blocks += _area_sections(table, areas, separability_header(tau, ci_prob, ci_kind))
+    blocks += share_blocks(table, ci_prob, ci_kind)
     forest = plot_rho_forest(dt, tau=tau, ci_prob=ci_prob, ci_kind=ci_kind, baseline=baseline)
     caption = (
         f"Capability correlation ρ of every safety benchmark by area (median, 50% and "

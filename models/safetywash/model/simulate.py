@@ -10,6 +10,13 @@ Two kinds of truth (``simulate(truth=...)``):
   = 0.8, residual SDs around ``exp(residual_log_mean_loc)`` = 0.5, intercepts with SD
   ``intercept_sd``); the spreads that the model gives hyperpriors are fixed at the values of
   :class:`TruthDesign`, and area-factor loadings are positive, around 0.8.
+
+Measurement noise: benchmarks given ``n_items`` are stored as proportions
+``1/2 + PROPORTION_SPREAD * y`` (oriented) with known noise SD
+``sqrt(mean p (1 - p) / n_items) / PROPORTION_SPREAD`` on the model scale (``p``: each cell's
+expected proportion), the model's noise mapped back; the other benchmarks' noise is 0 under
+``"design"`` (their residual is all benchmark-specific) and drawn from the noise prior under
+``"prior"``.
 """
 
 from __future__ import annotations
@@ -72,10 +79,9 @@ def simulate(
 ) -> tuple[BenchmarkStudy, xr.Dataset]:
     """Draw a study from the latent-factor model, with the truth that made it.
 
-    Capability is standardised within each population of the drawn study (mean 0, SD 1)
-    and then given its population's mean and spread: the scale on which the sampled model
-    defines ``rho`` (the marginal model's population SD of 1 differs from it by sampling
-    noise of order 1/sqrt(n)); area factors are centred and uncorrelated with it.
+    Capability is standardised within each population (mean 0, SD 1), then given its
+    population's mean and spread: the scale on which the sampled model defines ``rho``
+    (marginal model: SD 1, within O(1/sqrt(n))); area factors are centred, uncorrelated.
 
     Parameters
     ----------
@@ -86,27 +92,17 @@ def simulate(
     missing : float
         Target share of missing cells (0 <= missing < 1).
     mechanism : {"random", "era"}
-        Missing completely at random, or by era: a cell is missing when the LLM (release
-        time correlated with capability) predates the benchmark's introduction.
+        Missing completely at random, or by era (an LLM, released later the more capable
+        it is, misses the benchmarks introduced after it).
     populations : sequence of str
         Population labels, assigned round-robin.
     factor_areas : sequence of str
         Safety areas that also load on an area factor of their own.
-    loadings : mapping of benchmark key -> float, optional
-        Fix some true capability loadings instead of drawing them.
-    n_items : mapping of benchmark key -> int, optional
-        Store these benchmarks as proportions of ``n_items`` items (``scale`` fraction,
-        bounds 0 and 1): the value is ``1/2 + PROPORTION_SPREAD * y`` (oriented by the
-        benchmark's direction) and its measurement noise is known, ``noise_sd =
-        sqrt(mean p (1 - p) / n_items) / PROPORTION_SPREAD`` on the model scale with ``p``
-        each cell's expected proportion (the model's noise, mapped back). Other benchmarks'
-        noise is 0 under the ``"design"`` truth and drawn from the noise prior under
-        ``"prior"``.
-    residuals : mapping of benchmark key -> float, optional
-        Fix some true benchmark-specific SDs instead of drawing them.
+    loadings, n_items, residuals : mapping of benchmark key -> float / int, optional
+        Fix some true capability loadings; store some benchmarks as proportions of
+        ``n_items`` items with known noise (module docstring); fix some specific SDs.
     truth, priors : {"design", "prior"}, Priors, optional
-        Where the parameters come from (module docstring); the model's priors (default
-        :class:`Priors()`; e.g. ``config.scaled_priors``).
+        Where parameters come from (module docstring); the priors (default ``Priors()``).
     seed : int
         Seed of every random step.
 
@@ -115,10 +111,9 @@ def simulate(
     study : BenchmarkStudy
         Raw scores (a random half of the benchmarks stored lower-is-better).
     truth : xarray.Dataset
-        ``capability`` (llm), ``loading``, ``residual_sd``, ``intercept``,
-        ``factor_loading``, ``noise_sd``, ``specific_sd``, ``residual_sd`` (their
-        root sum of squares), ``rho`` (benchmark), ``area_factor`` (llm, factor) with
-        factors.
+        ``capability`` (llm), ``loading``, ``intercept``, ``factor_loading``, ``noise_sd``,
+        ``specific_sd``, ``residual_sd`` (their root sum of squares), ``rho`` (benchmark),
+        ``area_factor`` (llm, factor) with factors.
     """
     _check(missing, mechanism, truth, factor_areas, safety)
     priors = priors or Priors()
@@ -129,32 +124,22 @@ def simulate(
     safe_areas = [area for area, count in safety.items() for _ in range(count)]
     keys = [f"cap{j:02d}" for j in range(n_capability)]
     keys += [f"{area}_{j:02d}" for area, count in safety.items() for j in range(count)]
-    unknown = sorted(set(n_items or {}) - set(keys))
-    if unknown:
-        raise ValueError(f"n_items names unknown benchmark(s) {unknown}; keys: {keys}")
     theta = _capability_truth(rng, pops, truth, priors)
     params = _benchmark_truth(rng, n_capability, safe_areas, list(safety), truth, priors)
-    for key, value in (loadings or {}).items():
-        params["loading"][keys.index(key)] = value
-    for key, value in (residuals or {}).items():
-        params["specific_sd"][keys.index(key)] = value
+    items = _fix(params, keys, {"loading": loadings, "specific_sd": residuals, "n_items": n_items})
     members = [[i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
     members = [[n_capability + i for i in m] for m in members]
     gamma, eta = _factor_truth(rng, theta, len(keys), members, truth, priors)
-    items = np.array([(n_items or {}).get(k, np.nan) for k in keys], dtype=float)
     y = _scores(rng, theta, params, gamma, eta, members, items)
-
     observed = _observation_mask(rng, theta, len(keys), missing, mechanism)
     if eta is not None and truth == "prior":
         _anchor_signs(gamma, eta, members, observed, keys)
     direction = np.where(rng.random(len(keys)) < 0.5, "higher", "lower")
     raw = np.where(direction[None, :] == "lower", -y, y)
-    raw = np.where(np.isnan(items), raw, 0.5 + PROPORTION_SPREAD * raw)
-    name = f"simulated-{n_llms}x{len(keys)}-seed{seed}"
     bench = (keys, safe_areas, n_capability, direction, items)
-    study = _as_study(raw, observed, llms, pops, bench, name)
+    study = _as_study(raw, observed, llms, pops, bench, seed)
     attrs = {"seed": seed, "missing": missing, "mechanism": mechanism, "truth": truth}
-    params["factor_loading"] = gamma
+    params = {**params, "factor_loading": gamma}
     return study, _truth_dataset(theta, params, eta, llms, keys, factor_areas, attrs)
 
 
@@ -179,6 +164,18 @@ def _scores(rng, theta, params: dict, gamma, eta, members, items) -> np.ndarray:
     params["residual_sd"] = residual_sd(params["noise_sd"], params["specific_sd"])
     sd = cell_sd(params["residual_sd"], bench_idx)
     return predictive_draws(mu, sd, rng).reshape(n_llms, n_bench)
+
+
+def _fix(params: dict, keys: list[str], fixed: dict) -> np.ndarray:
+    """Set the fixed true values of named benchmarks; ``n_items`` per benchmark (NaN: none)."""
+    for name, values in fixed.items():
+        unknown = sorted(set(values or {}) - set(keys))
+        if unknown:
+            raise ValueError(f"{name} names unknown benchmark(s) {unknown}; keys: {keys}")
+        for key, value in (values or {}).items():
+            if name != "n_items":
+                params[name][keys.index(key)] = value
+    return np.array([(fixed["n_items"] or {}).get(k, np.nan) for k in keys], dtype=float)
 
 
 def _truth_dataset(theta, params: dict, eta, llms, keys, factor_areas, attrs) -> xr.Dataset:
@@ -314,10 +311,12 @@ def _anchor_signs(gamma, eta, members, observed: np.ndarray, keys: list[str]) ->
             eta[:, f] = -eta[:, f]
 
 
-def _as_study(raw, observed, llms, pops, bench, name):
+def _as_study(raw, observed, llms, pops, bench, seed: int):
     """The observed cells of the raw score matrix as a validated study."""
     keys, safe_areas, n_capability, direction, items = bench
+    name = f"simulated-{len(llms)}x{len(keys)}-seed{seed}"
     proportion = ~np.isnan(items)
+    raw = np.where(proportion, 0.5 + PROPORTION_SPREAD * raw, raw)
     ll, bb = np.nonzero(observed)
     scores = pd.DataFrame(
         {"llm": np.array(llms)[ll], "benchmark": np.array(keys)[bb], "value": raw[ll, bb]}

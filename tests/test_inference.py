@@ -201,7 +201,7 @@ def test_posterior_holds_interpretable_variables_only(random_fit):
     assert "capability_basis" not in post.dims
     table = az.summary(dt)
     names = {str(i).split("[")[0] for i in table.index}
-    assert {"rho", "loading", "capability", "residual_sd", "intercept", "noise_sd"} <= names
+    assert {"rho", "loading", "capability", "residual_sd", "intercept", "specific_sd"} <= names
     assert not names & set(SAMPLER_SPACE_VARIABLES)
     # The moved log-scale copy is the log of what stays.
     np.testing.assert_allclose(

@@ -416,7 +416,6 @@ def test_prior_truth_is_drawn_from_the_config_priors():
         residual_log_mean_loc=np.log(0.2),
         residual_log_mean_scale=1e-9,
         residual_log_sd_scale=1e-9,
-        noise_sd_scale=1e-9,
     )
     _, truth = simulate(20, 4, {"bias": 2}, truth="prior", priors=tight, seed=3)
     np.testing.assert_allclose(truth["loading"].values[:4], 1.3, rtol=1e-6)

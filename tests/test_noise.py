@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import pytest
-from scipy import stats
 
-from safetywash.analysis.separability import separability, variance_share_draws
+from safetywash.analysis.separability import (
+    format_separability,
+    noise_sd,
+    separability,
+    separability_table,
+    variance_share_draws,
+)
 from safetywash.data.catalog import proportion_items
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.sampling import fit
@@ -19,6 +23,7 @@ from safetywash.model.config import ModelConfig, Priors
 from safetywash.model.data import prepare_data
 from safetywash.model.likelihood import capability_correlation, variance_shares
 from safetywash.model.simulate import PROPORTION_SPREAD, simulate
+from safetywash.report.tables import share_rows
 
 
 @pytest.fixture(scope="module")
@@ -81,27 +86,33 @@ def test_noise_variance_matches_a_hand_computation(study):
     np.testing.assert_allclose(data.noise_variance[0], _hand_noise(frac, 100, 1, slope))
 
 
-def test_model_residual_is_noise_plus_specific(study):
+def test_model_residual_is_noise_plus_specific_where_noise_is_known(study):
     data = prepare_data(study)
-    priors = Priors(noise_sd_scale=0.3)
-    model = build_model(study, ModelConfig(priors=priors))
+    model = build_model(study)
+    # No noise parameter: only the sum of noise and specific variance is identified where
+    # the item count is unknown, so the model has no separate noise term there.
+    assert not any("noise" in v.name for v in model.free_RVs + model.deterministics)
     point = model.initial_point()
     point["log_specific_sd"] = np.log([0.1, 0.2, 0.3, 0.4])
-    point["unknown_noise_sd_log__"] = np.log([0.05, 0.6])
-    outs = model.replace_rvs_by_values(
-        [model["noise_sd"], model["specific_sd"], model["residual_sd"]]
+    outs = model.replace_rvs_by_values([model["specific_sd"], model["residual_sd"]])
+    specific, sigma = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore")(
+        point
     )
-    noise, specific, sigma = model.compile_fn(
-        outs, inputs=model.value_vars, on_unused_input="ignore"
-    )(point)
-    np.testing.assert_allclose(noise, [*np.sqrt(data.noise_variance[:2]), 0.05, 0.6])
+    noise = np.sqrt(data.noise_variance[:2])
     np.testing.assert_allclose(specific, [0.1, 0.2, 0.3, 0.4])
-    np.testing.assert_allclose(sigma, np.sqrt(noise**2 + specific**2))
-    assert (sigma >= noise).all()
-    rv = model["unknown_noise_sd"]
-    np.testing.assert_allclose(
-        pm.logp(rv, np.array([0.2, 0.2])).eval(), stats.halfnorm(scale=0.3).logpdf(0.2)
-    )
+    np.testing.assert_allclose(sigma[:2], np.sqrt(noise**2 + [0.01, 0.04]))
+    np.testing.assert_allclose(sigma[2:], [0.3, 0.4])
+    assert (sigma[:2] >= noise).all()
+
+
+def test_retired_noise_prior_is_ignored_in_a_saved_config():
+    text = ModelConfig().to_json()
+    assert "noise_sd_scale" not in text
+    old = text.replace('"priors": {', '"priors": {"noise_sd_scale": 0.15, ')
+    assert "noise_sd_scale" in old
+    assert ModelConfig.from_json(old) == ModelConfig()
+    with pytest.raises(TypeError):
+        Priors(noise_sd_scale=0.15)
 
 
 def test_shares_sum_to_one_and_capability_share_is_rho_squared():
@@ -146,9 +157,13 @@ def indicator_fit():
 def test_near_perfect_indicator_cannot_fall_below_its_noise(indicator_fit):
     study, truth, dt = indicator_fit
     post = dt["posterior"]
-    noise = post["noise_sd"].sel(benchmark="cap00")
     floor = np.sqrt(prepare_data(study).noise_variance[0])
-    np.testing.assert_allclose(noise.values, floor)
+    np.testing.assert_allclose(float(noise_sd(dt).sel(benchmark="cap00")), floor)
+    assert np.isnan(noise_sd(dt).drop_sel(benchmark="cap00")).all()
+    np.testing.assert_allclose(
+        post["residual_sd"].sel(benchmark="cap00").values,
+        np.sqrt(floor**2 + post["specific_sd"].sel(benchmark="cap00").values ** 2),
+    )
     assert (post["residual_sd"].sel(benchmark="cap00") >= floor).all()
     true_rho = float(truth["rho"].sel(benchmark="cap00"))
     assert true_rho < 0.95  # the noise keeps it from being a perfect measure
@@ -163,11 +178,25 @@ def test_near_perfect_indicator_cannot_fall_below_its_noise(indicator_fit):
 def test_fitted_shares_sum_to_one_and_match_rho(indicator_fit):
     _, _, dt = indicator_fit
     shares = variance_share_draws(dt)
-    total = shares["capability"] + shares["specific"] + shares["noise"]
+    known = shares.sel(benchmark="cap00")
+    total = known["capability"] + known["specific"] + known["noise"]
     np.testing.assert_allclose(total.values, 1.0, atol=1e-12)
     np.testing.assert_allclose(shares["capability"].values, dt["posterior"]["rho"].values ** 2)
+    # Noise not separated: no noise share, everything capability leaves is "specific".
+    other = shares.drop_sel(benchmark="cap00")
+    assert other["noise"].isnull().all()
+    np.testing.assert_allclose((other["capability"] + other["specific"]).values, 1.0)
     summary = separability(dt)
     med = float(summary["capability_share_median"].sel(benchmark="cap02"))
     np.testing.assert_allclose(
         med, float((dt["posterior"]["rho"] ** 2).median(("chain", "draw")).sel(benchmark="cap02"))
     )
+    assert np.isnan(float(summary["noise_share_median"].sel(benchmark="cap02")))
+    assert 0 < float(summary["noise_share_median"].sel(benchmark="cap00")) < 1
+    text = format_separability(separability_table(summary), 0.5)
+    line = next(t for t in text.splitlines() if t.startswith("cap02"))
+    assert line.rstrip().split()[-2].endswith("/n/a")
+    assert "noise not separated: give n_items" in text
+    rows = {r[0]: r for r in share_rows(separability_table(summary))}
+    assert rows["cap02"][4:] == ["n/a", "not separated"]
+    assert rows["cap00"][5] == "known (n items)" and rows["cap00"][4] != "n/a"

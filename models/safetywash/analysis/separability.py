@@ -10,7 +10,9 @@ threshold ``tau`` when ``|rho| < tau``. The default ``tau = 0.5`` means capabili
 less than a quarter of the benchmark's variance. The unexplained share splits into the
 benchmark-specific share (what it measures beyond capability) and the noise share, so a
 benchmark that looks separable only because it is small and noisy is told apart from one
-that measures something else (:func:`variance_share_draws`).
+that measures something else (:func:`variance_share_draws`). The noise is known only where
+the score is a proportion of a known number of items (the catalog's ``n_items``); elsewhere
+the model has no separate noise term and the noise share is NaN (``noise_known`` False).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import xarray as xr
 
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_bounds, interval_label
 from safetywash.data.catalog import proportion_items
-from safetywash.inference.fitfile import benchmark_table
+from safetywash.inference.fitfile import benchmark_table, cell_index, fitted_transform
 from safetywash.model.likelihood import variance_shares
 
 DEFAULT_TAU = 0.5
@@ -60,7 +62,7 @@ def separability(
         ``p_separable`` = P(|rho| < tau | data), ``unexplained_median`` (1 - rho^2),
         ``loading_median``, the variance shares ``{capability,specific,noise}_share_median``
         / ``_hdi_low`` / ``_hdi_high`` (:func:`variance_share_draws`) and ``noise_known``
-        (False: the noise share follows its prior); coordinates ``display_name``, ``role``,
+        (False: noise not separated, its share NaN); coordinates ``display_name``, ``role``,
         ``area``.
     """
     if not 0 < tau < 1:
@@ -84,7 +86,7 @@ def separability(
         out[f"{name}_share_median"] = share.median(SAMPLE_DIMS)
         out[f"{name}_share_hdi_low"], out[f"{name}_share_hdi_high"] = low, high
     meta = benchmark_table(dt).loc[rho["benchmark"].values.astype(str)]
-    out["noise_known"] = ("benchmark", proportion_items(meta).notna().to_numpy())
+    out["noise_known"] = np.isfinite(noise_sd(dt).sel(benchmark=rho["benchmark"]))
     out = out.assign_coords(
         {name: ("benchmark", meta[name].to_numpy()) for name in ("display_name", "role", "area")}
     )
@@ -92,18 +94,36 @@ def separability(
     return out
 
 
+def noise_sd(dt: xr.DataTree) -> xr.DataArray:
+    """Model-scale measurement-noise SD of every fitted benchmark (NaN: not separated).
+
+    Known where the benchmark's score is a proportion of a known number of items
+    (:func:`safetywash.data.catalog.proportion_items`), from the fit's stored scores through
+    its score transform
+    (:meth:`safetywash.model.transform.ScoreTransform.noise_variance`): the noise the
+    model put under that benchmark's residual.
+    """
+    meta = benchmark_table(dt)
+    _, bench_idx = cell_index(dt)
+    raw = np.asarray(dt["constant_data"]["raw_value"].values, dtype=float)
+    variance = fitted_transform(dt).noise_variance(raw, bench_idx, proportion_items(meta))
+    return xr.DataArray(np.sqrt(variance), coords={"benchmark": meta.index.to_numpy()})
+
+
 def variance_share_draws(dt: xr.DataTree, *, group: str = "posterior") -> xr.Dataset:
     """Posterior draws of each benchmark's capability, specific and noise variance shares.
 
-    From ``loading``, ``residual_sd``, ``noise_sd`` and (with area factors)
-    ``factor_loading`` through :func:`safetywash.model.likelihood.variance_shares`: the
-    capability share is ``rho**2``, the specific share counts area-factor variance, and
-    the three sum to 1 in every draw.
+    From ``loading``, ``residual_sd``, (with area factors) ``factor_loading`` and the known
+    noise (:func:`noise_sd`) through :func:`safetywash.model.likelihood.variance_shares`:
+    the capability share is ``rho**2`` and the specific share counts area-factor variance.
+    Where the noise is not separated the noise share is NaN and the specific share is
+    everything capability does not explain (any noise included).
 
     Returns
     -------
     xarray.Dataset
-        ``capability``, ``specific``, ``noise`` over (chain, draw, benchmark).
+        ``capability``, ``specific``, ``noise`` over (chain, draw, benchmark); where the
+        noise is known the three sum to 1 in every draw.
     """
     post = dt[group]
     loading = post["loading"]
@@ -111,8 +131,11 @@ def variance_share_draws(dt: xr.DataTree, *, group: str = "posterior") -> xr.Dat
     if "factor_loading" in post.data_vars:
         factor = post["factor_loading"].rename(factor_benchmark="benchmark")
         factor = factor.reindex(benchmark=loading["benchmark"], fill_value=0.0)
-    parts = variance_shares(loading, post["residual_sd"], post["noise_sd"], factor)
-    return xr.Dataset(dict(zip(SHARES, parts, strict=True)))
+    noise = noise_sd(dt).sel(benchmark=loading["benchmark"])
+    parts = variance_shares(loading, post["residual_sd"], noise.fillna(0.0), factor)
+    shares = xr.Dataset(dict(zip(SHARES, parts, strict=True)))
+    shares["noise"] = shares["noise"].where(np.isfinite(noise))
+    return shares
 
 
 def area_loadings(
@@ -197,10 +220,16 @@ def separability_table(
 #: Footnote of the text table's shares.
 NOISE_NOTE = (
     "cap/spec/noise: medians of the shares of a benchmark's variance explained by capability "
-    "(rho^2),\nspecific to the benchmark (area factors included) and measurement noise. "
-    "*: no known number of items;\nthe noise share there follows its prior (the split of "
-    "specific and noise is prior-driven)."
+    "(rho^2),\nspecific to the benchmark (area factors included) and measurement noise.\n"
+    "n/a: noise not separated: give n_items (the number of scored items of a proportion "
+    "score);\nspec there includes any noise."
 )
+
+
+def format_shares(capability: float, specific: float, noise: float) -> str:
+    """``cap/spec/noise`` medians as text, ``n/a`` for a noise that is not separated."""
+    noise_text = f"{noise:.2f}" if np.isfinite(noise) else "n/a"
+    return f"{capability:.2f}/{specific:.2f}/{noise_text}"
 
 
 def format_separability(
@@ -226,9 +255,8 @@ def format_separability(
                 if not np.isfinite(r.baseline_correlation)
                 else (f"{r.baseline_correlation:+.2f}")
             )
-            shares = (
-                f"{r.capability_share_median:.2f}/{r.specific_share_median:.2f}/"
-                f"{r.noise_share_median:.2f}{'' if r.noise_known else '*'}"
+            shares = format_shares(
+                r.capability_share_median, r.specific_share_median, r.noise_share_median
             )
             lines.append(
                 f"{r.display_name[: width - 2]:<{width}}{r.rho_median:>+7.2f}"

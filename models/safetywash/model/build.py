@@ -14,9 +14,9 @@ LLM's latent capability (standard scale; populations may differ in mean and spre
 ``lambda`` the capability loading (positive and partially pooled for capability benchmarks,
 which fixes the sign of ``theta``; free in sign and pooled within the safety area for safety
 benchmarks, the area means pooled in turn across areas, so a thin area borrows strength from
-the others), ``sigma`` the residual scale (measurement noise, known from the number of
-scored items where the score is a proportion of them, plus benchmark-specific variance), and
-the optional ``eta``/``gamma`` area factors
+the others), ``sigma`` the residual scale (benchmark-specific variance, plus measurement
+noise where it is known from the number of scored items of a proportion score), and the
+optional ``eta``/``gamma`` area factors
 (confirmatory: only a factor area's own benchmarks load on it; its best-observed
 benchmark's loading is positive). Every prior hyperparameter is read from
 ``ModelConfig.priors`` (:class:`safetywash.model.config.Priors`).
@@ -56,7 +56,6 @@ SAMPLER_SPACE_VARIABLES = (
     "area_loading_aux",
     "area_loading_average",
     "log_specific_sd",
-    "unknown_noise_sd",
     "area_factor_z",
     "factor_anchor_loading",
     "factor_free_loading",
@@ -77,7 +76,7 @@ def build_model(study: BenchmarkStudy, config: ModelConfig | None = None) -> pm.
         Dims ``llm``, ``benchmark``, ``cell``, ``population``, ``area``,
         ``capability_benchmark``, ``safety_benchmark`` (and ``factor``,
         ``factor_benchmark`` with area factors). Deterministics ``capability`` (theta),
-        ``loading`` (lambda), ``residual_sd`` (sigma, noise included), ``noise_sd``,
+        ``loading`` (lambda), ``residual_sd`` (sigma, known noise included),
         ``specific_sd`` and ``rho`` (capability correlation of every benchmark on the model
         scale, noise counted in its variance).
     """
@@ -254,12 +253,14 @@ def _area_rotation(data: ModelData, centred: bool, top, spread, safety_sd):
 def _residuals(data: ModelData, priors: Priors):
     """Residual SDs and intercepts of every benchmark.
 
-    ``residual_sd = sqrt(noise_sd**2 + specific_sd**2)``: the benchmark-specific SD is
-    log-normal, pooled and centred; the noise SD is known where the score is a proportion of
-    a known number of items (``ModelData.noise_variance``) and ``HalfNormal`` otherwise. A
-    known noise is a floor the residual cannot go below, so a benchmark cannot become a
-    perfect measure of capability (the Heywood case: ARC-Challenge on Open LLM Leaderboard
-    v1 at residual SD 0.09 with a plain log-normal residual).
+    The benchmark-specific SD is log-normal, pooled and centred. Where the score is a
+    proportion of a known number of items its measurement noise is known
+    (``ModelData.noise_variance``) and ``residual_sd = sqrt(noise_sd**2 + specific_sd**2)``:
+    a floor the residual cannot go below, so the benchmark cannot become a perfect measure
+    of capability (the Heywood case: ARC-Challenge on Open LLM Leaderboard v1 at residual SD
+    0.09 with a plain log-normal residual). Elsewhere there is no separate noise term: only
+    the sum of noise and specific variance is identified, so the residual is the specific
+    SD alone (which then includes any noise).
     """
     res_log_mean = pm.Normal(
         "residual_log_mean", priors.residual_log_mean_loc, priors.residual_log_mean_scale
@@ -267,13 +268,7 @@ def _residuals(data: ModelData, priors: Priors):
     res_log_sd = pm.HalfNormal("residual_log_sd", priors.residual_log_sd_scale)
     log_specific = pm.Normal("log_specific_sd", res_log_mean, res_log_sd, dims="benchmark")
     specific = pm.Deterministic("specific_sd", pt.exp(log_specific), dims="benchmark")
-    known = np.sqrt(data.noise_variance)
-    unknown = np.flatnonzero(np.isnan(known))
-    noise = pt.as_tensor(np.nan_to_num(known))
-    if unknown.size:
-        free = pm.HalfNormal("unknown_noise_sd", priors.noise_sd_scale, shape=unknown.size)
-        noise = pt.set_subtensor(noise[unknown], free)
-    noise = pm.Deterministic("noise_sd", noise, dims="benchmark")
+    noise = pt.as_tensor(np.sqrt(np.nan_to_num(data.noise_variance)))
     sigma = pm.Deterministic("residual_sd", residual_sd(noise, specific, xp=pt), dims="benchmark")
     intercept = pm.Normal("intercept", 0.0, priors.intercept_sd, dims="benchmark")
     return sigma, intercept

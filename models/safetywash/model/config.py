@@ -70,20 +70,14 @@ class Priors:
         R-hat up to 1.03). Scale 0.2 keeps E[sd] = 0.4 and E[sd**2] near the half-normal's.
     residual_log_mean_loc, residual_log_mean_scale : float
         ``residual_log_mean ~ Normal(loc, scale)``: mean log benchmark-specific SD
-        (default: around 0.5). A benchmark's residual SD is
-        ``sqrt(noise_sd**2 + specific_sd**2)`` with
-        ``log specific_sd ~ Normal(residual_log_mean, residual_log_sd)``.
+        (default: around 0.5), ``log specific_sd ~ Normal(residual_log_mean,
+        residual_log_sd)``. A benchmark's residual SD is ``sqrt(noise_sd**2 +
+        specific_sd**2)`` where its measurement noise is known (a proportion of
+        ``n_items`` items: :meth:`safetywash.model.transform.ScoreTransform.noise_variance`)
+        and ``specific_sd`` alone elsewhere (noise and specific variance are not separable
+        there, so no prior splits them).
     residual_log_sd_scale : float
         ``residual_log_sd ~ HalfNormal(scale)``.
-    noise_sd_scale : float
-        ``noise_sd ~ HalfNormal(scale)`` on the model scale for a benchmark whose
-        measurement noise is not known (no ``n_items``, or a score that is not a proportion
-        of items: :func:`safetywash.data.catalog.proportion_items`). Where it is known the
-        noise SD is data (:meth:`safetywash.model.transform.ScoreTransform.noise_variance`).
-        The default 0.15 is the model-scale noise SD of a proportion over about 500 items
-        whose LLMs spread with SD 0.15 around one half (sqrt(0.25 / 500) / 0.15). Only the
-        sum of noise and specific variance is identified, so for these benchmarks the split
-        between them follows this prior.
     intercept_sd : float
         ``intercept ~ Normal(0, sd)`` per benchmark.
     factor_loading_scale : float
@@ -102,7 +96,6 @@ class Priors:
     residual_log_mean_loc: float = float(np.log(0.5))
     residual_log_mean_scale: float = 0.5
     residual_log_sd_scale: float = 0.5
-    noise_sd_scale: float = 0.15
     intercept_sd: float = 1.0
     factor_loading_scale: float = 0.7
 
@@ -119,8 +112,9 @@ class Priors:
     )
 
     #: Fields of earlier versions, ignored when a saved configuration is read
-    #: (``area_loading_mean_scale``: the one prior of the area means before they were pooled).
-    RETIRED = ("area_loading_mean_scale",)
+    #: (``area_loading_mean_scale``: the one prior of the area means before they were pooled;
+    #: ``noise_sd_scale``: a prior on unknown measurement noise, dropped as unidentified).
+    RETIRED = ("area_loading_mean_scale", "noise_sd_scale")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

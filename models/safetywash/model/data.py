@@ -46,7 +46,7 @@ class ModelData:
     factor_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     factor_anchor: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     initial_capability: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    #: Model-scale measurement-noise variance per benchmark (NaN: unknown, given a prior).
+    #: Model-scale measurement-noise variance per benchmark (NaN: unknown, not separated).
     noise_variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property

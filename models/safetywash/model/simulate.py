@@ -14,9 +14,8 @@ Two kinds of truth (``simulate(truth=...)``):
 Measurement noise: benchmarks given ``n_items`` are stored as proportions
 ``1/2 + PROPORTION_SPREAD * y`` (oriented) with known noise SD
 ``sqrt(mean p (1 - p) / n_items) / PROPORTION_SPREAD`` on the model scale (``p``: each cell's
-expected proportion), the model's noise mapped back; the other benchmarks' noise is 0 under
-``"design"`` (their residual is all benchmark-specific) and drawn from the noise prior under
-``"prior"``.
+expected proportion), the model's noise mapped back; the other benchmarks have no separate
+noise (their residual is all benchmark-specific, as in the model).
 """
 
 from __future__ import annotations
@@ -268,13 +267,9 @@ def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, prio
         "specific_sd": np.exp(rng.normal(res_log_mean, res_log_sd, n_bench)),
         "intercept": rng.normal(0, priors.intercept_sd, n_bench),
     }
-    # Measurement noise (drawn last, so the other draws of a seed are those of earlier
-    # versions): the model's prior under "prior", none under "design" (_scores sets the
-    # known noise of proportion benchmarks).
-    if truth == "prior":
-        params["noise_sd"] = np.abs(rng.normal(0, priors.noise_sd_scale, n_bench))
-    else:
-        params["noise_sd"] = np.zeros(n_bench)
+    # No separate noise where the item count is unknown (as in the model: the specific SD
+    # holds it); _scores sets the known noise of proportion benchmarks.
+    params["noise_sd"] = np.zeros(n_bench)
     return params
 
 

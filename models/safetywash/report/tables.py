@@ -194,11 +194,14 @@ def share_rows(table: pd.DataFrame) -> list[list[str]]:
             mid, low, high = (
                 getattr(r, f"{name}_share_{s}") for s in ("median", "hdi_low", "hdi_high")
             )
+            if not np.isfinite(mid):
+                cells.append("n/a")
+                continue
             cells.append(
                 f"{format_number(mid, signed=False)} "
                 f"[{format_number(low, signed=False)}, {format_number(high, signed=False)}]"
             )
-        cells.append("known (n items)" if r.noise_known else "prior")
+        cells.append("known (n items)" if r.noise_known else "not separated")
         rows.append(cells)
     return rows
 
@@ -209,14 +212,14 @@ def share_blocks(table: pd.DataFrame, ci_prob: float = CI_PROB, ci_kind: str = C
     header = ["Benchmark", "area", f"capability ρ² ({label})", "specific", "noise", "noise is"]
     text = (
         "Each benchmark's variance on the model scale, split three ways (posterior medians "
-        "and intervals; the three sum to 1 in every draw): capability (ρ²), benchmark-specific "
-        "(what it measures beyond capability: its own variance and any area factor's; the "
-        "safety signal, if any) and measurement noise (sampling noise of a score over a "
-        "finite set of items). 'known (n items)': the noise follows from the number of "
-        "scored items; 'prior': the count is unknown or the score is not a proportion of "
-        "items, so the split between specific and noise there follows the noise prior. A "
-        "benchmark whose unexplained share is mostly noise is separable only because it is "
-        "small and noisy."
+        "and intervals): capability (ρ²), benchmark-specific (what it measures beyond "
+        "capability: its own variance and any area factor's; the safety signal, if any) and "
+        "measurement noise (sampling noise of a score over a finite set of items). 'known (n "
+        "items)': the noise follows from the number of scored items, and the three shares "
+        "sum to 1. 'not separated' (noise n/a): noise not separated: give n_items (the "
+        "number of scored items of a proportion score) in the catalog; the specific share "
+        "there includes any noise. A benchmark whose unexplained share is mostly noise is "
+        "separable only because it is small and noisy."
     )
     return [
         Heading("Variance shares: capability, benchmark-specific, noise", 3),

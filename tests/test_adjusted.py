@@ -16,7 +16,6 @@ import pytest
 import xarray as xr
 from scipy.special import expit
 
-from safetywash import __version__
 from safetywash.analysis.adjusted import (
     CSV_COLUMNS,
     adjusted_scores,
@@ -25,7 +24,8 @@ from safetywash.analysis.adjusted import (
     plot_adjusted,
 )
 from safetywash.data.study import BenchmarkStudy
-from safetywash.inference.fitfile import constant_data, save_fit
+from safetywash.inference.fitfile import FitInfo, constant_data, save_fit
+from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import prepare_data
 from safetywash.model.simulate import simulate
@@ -84,10 +84,13 @@ def random_fit(config: ModelConfig, *, seed: int = 0) -> xr.DataTree:
         }
     )
     dt.attrs.update(
-        safetywash_version=__version__,
-        model_config=config.to_json(),
-        study_sha256=study.sha256(),
-        seed=0,
+        FitInfo(
+            model_config=config,
+            sampler_settings=SamplerSettings(),
+            study_sha256=study.sha256(),
+            study_name=study.name,
+            seed=0,
+        ).to_attrs()
     )
     return dt
 

@@ -18,7 +18,6 @@ import xarray as xr
 from scipy.stats import multivariate_normal
 
 from fit_trees import GOOD_DIAGNOSTICS
-from safetywash import __version__
 from safetywash.analysis.designs import (
     BenchmarkNotInFitError,
     abs_rho_difference,
@@ -42,7 +41,7 @@ from safetywash.analysis.structure_verdicts import (
     structures_json,
 )
 from safetywash.analysis.structures import compare_structures
-from safetywash.inference.fitfile import FitMismatchError, diagnostics_of, save_fit
+from safetywash.inference.fitfile import FitInfo, FitMismatchError, diagnostics_of, save_fit
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
@@ -93,12 +92,14 @@ def toy_fit(rho: dict[str, np.ndarray], *, excluded=("ethics_cm",), parents=None
     )
     dt = xr.DataTree.from_dict({"posterior": post, "constant_data": const})
     dt.attrs.update(
-        safetywash_version=__version__,
-        model_config=ModelConfig().to_json(),
-        study_sha256="0" * 64,
-        study_name="safetywashing-chat",
-        seed=0,
-        excluded_benchmarks=json.dumps(list(excluded)),
+        FitInfo(
+            model_config=ModelConfig(),
+            sampler_settings=SamplerSettings(),
+            study_sha256="0" * 64,
+            study_name="safetywashing-chat",
+            seed=0,
+            excluded_benchmarks=tuple(excluded),
+        ).to_attrs()
     )
     return dt
 

@@ -17,7 +17,6 @@ import pytest
 import xarray as xr
 from scipy.stats import multivariate_normal
 
-from safetywash import __version__
 from safetywash.analysis.latent import benchmark_parameters, gaussian_latent_posterior
 from safetywash.analysis.newllm import (
     format_new_llm,
@@ -28,7 +27,8 @@ from safetywash.analysis.newllm import (
 from safetywash.analysis.newscores import read_new_scores, validate_new_scores
 from safetywash.data.errors import StudyValidationError
 from safetywash.data.study import BenchmarkStudy
-from safetywash.inference.fitfile import constant_data, fitted_transform, save_fit
+from safetywash.inference.fitfile import FitInfo, constant_data, fitted_transform, save_fit
+from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import prepare_data
 from safetywash.model.simulate import simulate
@@ -99,12 +99,14 @@ def point_mass_fit(
         }
     )
     dt.attrs.update(
-        safetywash_version=__version__,
-        model_config=config.to_json(),
-        study_sha256=study.sha256(),
-        study_name=study.name,
-        seed=0,
-        excluded_benchmarks=json.dumps(["bias_99"]),
+        FitInfo(
+            model_config=config,
+            sampler_settings=SamplerSettings(),
+            study_sha256=study.sha256(),
+            study_name=study.name,
+            seed=0,
+            excluded_benchmarks=("bias_99",),
+        ).to_attrs()
     )
     return dt
 

@@ -23,6 +23,7 @@ from safetywash.model.config import ModelConfig, Priors
 from safetywash.model.data import prepare_data
 from safetywash.model.likelihood import capability_correlation, variance_shares
 from safetywash.model.simulate import PROPORTION_SPREAD, simulate
+from safetywash.model.transform import LOGIT_EPS
 from safetywash.report.tables import share_rows
 
 
@@ -67,7 +68,7 @@ def _hand_noise(values, n, width, slope):
 
 
 def test_noise_variance_matches_a_hand_computation(study):
-    data = prepare_data(study)
+    data = prepare_data(study, ModelConfig(transform="standardize"))
     frac = np.array([0.3, 0.5, 0.9, 1.0])
     pct = np.array([10, 40, 0, 80.0])
     want_frac = _hand_noise(frac, 100, 1.0, lambda v: 1 / frac.std())
@@ -76,11 +77,11 @@ def test_noise_variance_matches_a_hand_computation(study):
     assert np.isnan(data.noise_variance[2:]).all()
     # With the logit transform: d/dv logit((v - 0.25) / 0.75) = 1 / (0.75 q (1 - q)).
     data = prepare_data(study, ModelConfig(transform="logit"))
-    q = np.clip((frac - 0.25) / 0.75, 1e-3, 1 - 1e-3)
+    q = np.clip((frac - 0.25) / 0.75, LOGIT_EPS, 1 - LOGIT_EPS)
     sd = np.log(q / (1 - q)).std()
 
     def slope(v):
-        share = np.clip((v - 0.25) / 0.75, 1e-3, 1 - 1e-3)
+        share = np.clip((v - 0.25) / 0.75, LOGIT_EPS, 1 - LOGIT_EPS)
         return 1 / (sd * 0.75 * share * (1 - share))
 
     np.testing.assert_allclose(data.noise_variance[0], _hand_noise(frac, 100, 1, slope))

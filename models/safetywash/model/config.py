@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-TRANSFORMS = ("standardize", "logit")
+TRANSFORMS = ("auto", "standardize", "logit")
 PARAMETERISATIONS = ("auto", "noncentered", "centered")
 CAPABILITY_MODES = ("sampled", "marginal")
 LEVELS = ("aggregate", "parts")
@@ -134,11 +134,16 @@ class ModelConfig:
 
     Parameters
     ----------
-    transform : {"standardize", "logit"}
-        Per-benchmark scale of the oriented scores. ``"logit"`` maps bounded benchmarks to
-        logits of the share of the range above the chance floor (or the lower bound) before
-        standardising; unbounded benchmarks are only standardised
-        (:class:`safetywash.model.transform.ScoreTransform`).
+    transform : {"auto", "standardize", "logit"}
+        Per-benchmark scale of the oriented scores
+        (:class:`safetywash.model.transform.ScoreTransform`). The logistic treatment maps a
+        bounded benchmark to the logit of its share of the range above the chance floor (or
+        the lower bound) before standardising. ``"auto"`` (default) gives it to the
+        proportion scores that crowd a bound (floor or ceiling effects,
+        :func:`safetywash.model.transform.crowds_a_bound`) and standardises the others;
+        ``"logit"`` gives it to every bounded benchmark, ``"standardize"`` to none. ``rho``
+        is defined on the model scale: for a benchmark given the logistic treatment, the
+        capability correlation of its standardised logit.
     factors : tuple of str
         Safety areas that get a factor of their own beside capability (each needs at least
         :data:`MIN_BENCHMARKS_PER_FACTOR` benchmarks). Empty: one capability factor.
@@ -172,7 +177,7 @@ class ModelConfig:
         field values is accepted.
     """
 
-    transform: str = "standardize"
+    transform: str = "auto"
     factors: tuple[str, ...] = ()
     level: str = "aggregate"
     capability_loadings: str = "auto"

@@ -34,16 +34,25 @@ def test_every_simulated_case_builds_with_its_truth(bench_trust):
         assert np.all(np.abs(truth["rho"].values) <= 1), name
 
 
-def test_indicator_is_near_perfect(bench_trust):
+def test_indicator_is_near_perfect_up_to_its_known_noise(bench_trust):
     study, truth = bench_trust.simulate_case("sim-indicator", seed=0)
+    row = study.benchmarks.loc["cap00"]
+    assert (row["scale"], row["lower"], row["upper"], row["n_items"]) == ("fraction", 0, 1, 1172)
     cells = study.scores[study.scores["benchmark"] == "cap00"]
     theta = truth["capability"].to_series().reindex(cells["llm"]).to_numpy()
     values = cells["value"].to_numpy()
     residual = values - np.polyval(np.polyfit(theta, values, 1), theta)
-    # The residual is 5% of the benchmark's SD, in the data and in the stated truth.
-    assert residual.std() / values.std() == pytest.approx(0.05, abs=0.015)
-    assert abs(np.corrcoef(theta, values)[0, 1]) > 0.99
-    assert float(truth["rho"].sel(benchmark="cap00")) == pytest.approx(np.sqrt(1 - 0.05**2))
+    # The residual is the binomial noise of a share over 1172 items (specific SD 0.01 on the
+    # model scale, 0.001 in stored units), in the data and in the stated truth.
+    binomial = np.sqrt(np.mean(values * (1 - values)) / 1172)
+    assert residual.std() == pytest.approx(np.hypot(binomial, 0.001), rel=0.2)
+    noise = float(truth["noise_sd"].sel(benchmark="cap00"))
+    lam = float(truth["loading"].sel(benchmark="cap00"))
+    assert noise == pytest.approx(binomial / 0.1, rel=0.02)
+    want = lam / np.sqrt(lam**2 + noise**2 + 0.01**2)
+    assert float(truth["rho"].sel(benchmark="cap00")) == pytest.approx(want, rel=1e-9)
+    assert 0.95 < want < 0.995
+    assert abs(np.corrcoef(theta, values)[0, 1]) > 0.95
     others = truth["rho"].drop_sel(benchmark="cap00")
     assert float(np.abs(others).max()) < 0.99
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -222,3 +223,43 @@ def test_load_dataset_from_environment(offline, shared_data_dir, real_study, mon
     assert study.n_llms == 27
     assert study.sha256() == real_study("base").sha256()
     assert not offline.exists()
+
+
+# ---------------------------------------------------------------------- n_items
+_ITEMS_HEADER = "key,display_name,role,area,direction,scale,lower,upper,chance,n_items\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("0", "n_items 0 of benchmark 'b' is not a positive whole number"),
+        ("-3", "n_items -3 of benchmark 'b' is not a positive whole number"),
+        ("2.5", "n_items 2.5 of benchmark 'b' is not a positive whole number"),
+        ("many", "'many' is not a number"),
+    ],
+)
+def test_bad_n_items_names_its_line_and_column(write_csv, value, problem):
+    rows = [f"a,A,{_OK},1172", f"b,B,{_OK},{value}"]
+    path = write_csv("catalog.csv", _ITEMS_HEADER + "\n".join(rows) + "\n")
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path)
+    assert (info.value.source, info.value.line, info.value.column) == (str(path), 3, "n_items")
+    assert problem in str(info.value)
+
+
+def test_n_items_is_optional_and_read_as_a_count(write_csv):
+    without = load_catalog(write_csv("old.csv", _HEADER + f"a,A,{_OK},,\n"))
+    assert np.isnan(without.loc["a", "n_items"])
+    rows = [f"a,A,{_OK},1172", f"b,B,{_OK},"]
+    with_items = load_catalog(write_csv("new.csv", _ITEMS_HEADER + "\n".join(rows) + "\n"))
+    assert with_items.loc["a", "n_items"] == 1172 and np.isnan(with_items.loc["b", "n_items"])
+
+
+def test_shipped_counts_are_those_documented(catalog):
+    """Every filled count is in data/README.md's table, and the headline ones match."""
+    assert catalog.loc["arc_challenge", "n_items"] == 1172
+    assert catalog.loc["mmlu", "n_items"] == 14042
+    assert catalog.loc["truthfulqa_mc1", "n_items"] == 817
+    readme = (Path(__file__).parents[1] / "data" / "README.md").read_text(encoding="utf-8")
+    for key in catalog.index[catalog["n_items"].notna()]:
+        assert f"`{key}`" in readme.split("## Numbers of scored items")[1], key

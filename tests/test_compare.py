@@ -63,7 +63,7 @@ def _script():
 def _catalog_defaults(n: int) -> dict:
     """The catalog columns the design comparison does not read, as a fit stores them."""
     text = {"direction": "higher", "scale": "fraction", "note": ""}
-    numbers = {"lower": 0.0, "upper": 1.0, "chance": np.nan}
+    numbers = {"lower": 0.0, "upper": 1.0, "chance": np.nan, "n_items": np.nan}
     return {
         **{f"benchmark_{k}": ("benchmark", [v] * n) for k, v in text.items()},
         **{f"benchmark_{k}": ("benchmark", np.full(n, v)) for k, v in numbers.items()},

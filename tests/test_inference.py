@@ -198,16 +198,16 @@ def test_posterior_holds_interpretable_variables_only(random_fit):
     _, _, dt = random_fit
     post = _posterior(dt)
     moved = set(SAMPLER_SPACE_VARIABLES) & set(dt[UNCONSTRAINED_GROUP].data_vars)
-    assert "capability_z" in moved and "log_residual_sd" in moved
+    assert "capability_z" in moved and "log_specific_sd" in moved
     assert not set(SAMPLER_SPACE_VARIABLES) & set(post.data_vars)
     assert "capability_basis" not in post.dims
     table = az.summary(dt)
     names = {str(i).split("[")[0] for i in table.index}
-    assert {"rho", "loading", "capability", "residual_sd", "intercept"} <= names
+    assert {"rho", "loading", "capability", "residual_sd", "intercept", "specific_sd"} <= names
     assert not names & set(SAMPLER_SPACE_VARIABLES)
     # The moved log-scale copy is the log of what stays.
     np.testing.assert_allclose(
-        np.exp(dt[UNCONSTRAINED_GROUP]["log_residual_sd"].values), post["residual_sd"].values
+        np.exp(dt[UNCONSTRAINED_GROUP]["log_specific_sd"].values), post["specific_sd"].values
     )
     # The verdict is computed on what stays in posterior.
     stored = diagnostics_of(dt)

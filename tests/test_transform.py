@@ -108,3 +108,61 @@ def test_transform_is_stored_and_read_back_from_a_fit(study):
         read.positions(["frac", "nope"])
     with pytest.raises(ValueError, match="transform_sd"):
         ScoreTransform.from_dataset(const.drop_vars("transform_sd"))
+
+
+def test_auto_gives_the_logistic_treatment_to_proportions_that_crowd_a_bound():
+    """``floor``: 3 of 8 scores within 5% of 0, spanning 0.4 -> logistic; ``ceiling``: 2 of 8
+    within 5% of 1 (25%) above a chance floor -> logistic; ``narrow``: every score near 0
+    (span < 0.1) -> standardised; ``rating``: crowds its bound but is not a proportion;
+    ``spread``: no crowding; ``open``: unbounded."""
+    values = {
+        "floor": [0.0, 0.01, 0.04, 0.1, 0.2, 0.3, 0.35, 0.4],
+        "ceiling": [0.5, 0.6, 0.7, 0.8, 0.9, 0.93, 0.97, 1.0],
+        "narrow": [0.0, 0.001, 0.002, 0.004, 0.01, 0.02, 0.03, 0.05],
+        "rating": [1.0, 1.1, 1.1, 2.0, 3.0, 3.5, 4.0, 4.5],
+        "spread": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+        "open": [3.0, 1.0, 2.0, 5.0, 7.0, 1.5, 2.5, 0.5],
+    }
+    keys = list(values)
+    catalog = pd.DataFrame(
+        {
+            "key": keys,
+            "role": ["capability"] * 3 + ["safety"] * 3,
+            "area": ["capability"] * 3 + ["bias"] * 3,
+            "direction": "higher",
+            "scale": ["fraction", "percent", "fraction", "rating", "fraction", "score"],
+            "lower": [0.0, 0.0, 0.0, 1.0, 0.0, np.nan],
+            "upper": [1.0, 1.0, 1.0, 5.0, 1.0, np.nan],
+            "chance": [np.nan, 0.25, np.nan, np.nan, np.nan, np.nan],
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "llm": [f"m{i}" for i in range(8)] * len(keys),
+            "benchmark": np.repeat(keys, 8),
+            "value": np.concatenate([values[k] for k in keys]),
+        }
+    )
+    study = BenchmarkStudy.from_frames(scores, None, catalog)
+    auto = ScoreTransform.fit(study)
+    np.testing.assert_array_equal(auto.logit, [True, True, False, False, False, False])
+    np.testing.assert_array_equal(auto.floor[:2], [0.0, 0.25])
+    # The logistic treatment by hand: clipped shares above the floor, logit, standardised.
+    y = auto.forward(study.scores["value"].to_numpy(), study.benchmark_index)
+    share = np.clip((np.array(values["ceiling"]) - 0.25) / 0.75, LOGIT_EPS, 1 - LOGIT_EPS)
+    np.testing.assert_allclose(y[8:16], _standardise(_logit(share)))
+    # A score at the bound sits where a 1% share would: no outlier far below the others.
+    floor_share = np.clip(values["floor"], LOGIT_EPS, 1 - LOGIT_EPS)
+    np.testing.assert_allclose(y[:8], _standardise(_logit(floor_share)))
+    assert y[:8].min() > -2.5
+    np.testing.assert_allclose(y[16:24], _standardise(np.array(values["narrow"])))
+    # The choice is the default model's and is stored with the fit.
+    data = prepare_data(study)
+    assert ModelConfig().transform == "auto"
+    np.testing.assert_array_equal(data.transform.logit, auto.logit)
+    stored = constant_data(data)["logit_transformed"].values
+    np.testing.assert_array_equal(stored, auto.logit)
+    assert not ScoreTransform.fit(study, "standardize").logit.any()
+    np.testing.assert_array_equal(
+        ScoreTransform.fit(study, "logit").logit, [True, True, True, True, True, False]
+    )

@@ -4,9 +4,15 @@ On the standardised scale a benchmark's capability correlation is
 
     rho = lambda / sqrt(lambda^2 + gamma^2 + sigma^2)
 
-(``gamma`` its loading on an area factor, if any), its unexplained share ``1 - rho^2``,
-and it is *separable* at threshold ``tau`` when ``|rho| < tau``. The default
-``tau = 0.5`` means capability explains less than a quarter of the benchmark's variance.
+(``gamma`` its loading on an area factor, if any; ``sigma^2`` = measurement noise +
+benchmark-specific variance), its unexplained share ``1 - rho^2``, and it is *separable* at
+threshold ``tau`` when ``|rho| < tau``. The default ``tau = 0.5`` means capability explains
+less than a quarter of the benchmark's variance. The unexplained share splits into the
+benchmark-specific share (what it measures beyond capability) and the noise share, so a
+benchmark that looks separable only because it is small and noisy is told apart from one
+that measures something else (:func:`variance_share_draws`). The noise is known only where
+the score is a proportion of a known number of items (the catalog's ``n_items``); elsewhere
+the model has no separate noise term and the noise share is NaN (``noise_known`` False).
 """
 
 from __future__ import annotations
@@ -16,10 +22,14 @@ import pandas as pd
 import xarray as xr
 
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_bounds, interval_label
-from safetywash.inference.fitfile import benchmark_table
+from safetywash.data.catalog import proportion_items
+from safetywash.inference.fitfile import benchmark_table, cell_index, fitted_transform
+from safetywash.model.likelihood import variance_shares
 
 DEFAULT_TAU = 0.5
 SAMPLE_DIMS = ("chain", "draw")
+#: The three parts of a benchmark's variance (:func:`variance_shares`).
+SHARES = ("capability", "specific", "noise")
 
 
 def separability(
@@ -50,7 +60,10 @@ def separability(
     xarray.Dataset
         Over ``benchmark``: ``rho_median``, ``rho_hdi_low``, ``rho_hdi_high``,
         ``p_separable`` = P(|rho| < tau | data), ``unexplained_median`` (1 - rho^2),
-        ``loading_median``; coordinates ``display_name``, ``role``, ``area``.
+        ``loading_median``, the variance shares ``{capability,specific,noise}_share_median``
+        / ``_hdi_low`` / ``_hdi_high`` (:func:`variance_share_draws`) and ``noise_known``
+        (False: noise not separated, its share NaN); coordinates ``display_name``, ``role``,
+        ``area``.
     """
     if not 0 < tau < 1:
         raise ValueError("tau must be between 0 and 1")
@@ -66,12 +79,63 @@ def separability(
             "loading_median": dt[group]["loading"].median(SAMPLE_DIMS),
         }
     )
+    shares = variance_share_draws(dt, group=group)
+    for name in SHARES:
+        share = shares[name]
+        low, high = interval_bounds(share, ci_prob=ci_prob, ci_kind=ci_kind)
+        out[f"{name}_share_median"] = share.median(SAMPLE_DIMS)
+        out[f"{name}_share_hdi_low"], out[f"{name}_share_hdi_high"] = low, high
     meta = benchmark_table(dt).loc[rho["benchmark"].values.astype(str)]
+    out["noise_known"] = np.isfinite(noise_sd(dt).sel(benchmark=rho["benchmark"]))
     out = out.assign_coords(
         {name: ("benchmark", meta[name].to_numpy()) for name in ("display_name", "role", "area")}
     )
     out.attrs.update(tau=tau, ci_prob=ci_prob, ci_kind=ci_kind)
     return out
+
+
+def noise_sd(dt: xr.DataTree) -> xr.DataArray:
+    """Model-scale measurement-noise SD of every fitted benchmark (NaN: not separated).
+
+    Known where the benchmark's score is a proportion of a known number of items
+    (:func:`safetywash.data.catalog.proportion_items`), from the fit's stored scores through
+    its score transform
+    (:meth:`safetywash.model.transform.ScoreTransform.noise_variance`): the noise the
+    model put under that benchmark's residual.
+    """
+    meta = benchmark_table(dt)
+    _, bench_idx = cell_index(dt)
+    raw = np.asarray(dt["constant_data"]["raw_value"].values, dtype=float)
+    variance = fitted_transform(dt).noise_variance(raw, bench_idx, proportion_items(meta))
+    return xr.DataArray(np.sqrt(variance), coords={"benchmark": meta.index.to_numpy()})
+
+
+def variance_share_draws(dt: xr.DataTree, *, group: str = "posterior") -> xr.Dataset:
+    """Posterior draws of each benchmark's capability, specific and noise variance shares.
+
+    From ``loading``, ``residual_sd``, (with area factors) ``factor_loading`` and the known
+    noise (:func:`noise_sd`) through :func:`safetywash.model.likelihood.variance_shares`:
+    the capability share is ``rho**2`` and the specific share counts area-factor variance.
+    Where the noise is not separated the noise share is NaN and the specific share is
+    everything capability does not explain (any noise included).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``capability``, ``specific``, ``noise`` over (chain, draw, benchmark); where the
+        noise is known the three sum to 1 in every draw.
+    """
+    post = dt[group]
+    loading = post["loading"]
+    factor = None
+    if "factor_loading" in post.data_vars:
+        factor = post["factor_loading"].rename(factor_benchmark="benchmark")
+        factor = factor.reindex(benchmark=loading["benchmark"], fill_value=0.0)
+    noise = noise_sd(dt).sel(benchmark=loading["benchmark"])
+    parts = variance_shares(loading, post["residual_sd"], noise.fillna(0.0), factor)
+    shares = xr.Dataset(dict(zip(SHARES, parts, strict=True)))
+    shares["noise"] = shares["noise"].where(np.isfinite(noise))
+    return shares
 
 
 def area_loadings(
@@ -113,6 +177,16 @@ SEPARABILITY_COLUMNS = (
     "rho_hdi_high",
     "p_separable",
     "unexplained_median",
+    "capability_share_median",
+    "capability_share_hdi_low",
+    "capability_share_hdi_high",
+    "specific_share_median",
+    "specific_share_hdi_low",
+    "specific_share_hdi_high",
+    "noise_share_median",
+    "noise_share_hdi_low",
+    "noise_share_hdi_high",
+    "noise_known",
     "baseline_correlation",
 )
 
@@ -143,6 +217,21 @@ def separability_table(
     return frame[list(SEPARABILITY_COLUMNS)].reset_index(drop=True)
 
 
+#: Footnote of the text table's shares.
+NOISE_NOTE = (
+    "cap/spec/noise: medians of the shares of a benchmark's variance explained by capability "
+    "(rho^2),\nspecific to the benchmark (area factors included) and measurement noise.\n"
+    "n/a: noise not separated: give n_items (the number of scored items of a proportion "
+    "score);\nspec there includes any noise."
+)
+
+
+def format_shares(capability: float, specific: float, noise: float) -> str:
+    """``cap/spec/noise`` medians as text, ``n/a`` for a noise that is not separated."""
+    noise_text = f"{noise:.2f}" if np.isfinite(noise) else "n/a"
+    return f"{capability:.2f}/{specific:.2f}/{noise_text}"
+
+
 def format_separability(
     table: pd.DataFrame,
     tau: float,
@@ -155,7 +244,7 @@ def format_separability(
     head = (
         f"{'benchmark':<{width}}{'rho':>7}{interval_label(ci_prob, ci_kind):>17}"
         f"{f'P(|rho|<{tau:g})':>14}"
-        f"{'unexpl.':>9}{'paper':>8}"
+        f"{'unexpl.':>9}{'cap/spec/noise':>17}{'paper':>8}"
     )
     lines = []
     for area, group in table.groupby("area", sort=False):
@@ -166,10 +255,14 @@ def format_separability(
                 if not np.isfinite(r.baseline_correlation)
                 else (f"{r.baseline_correlation:+.2f}")
             )
+            shares = format_shares(
+                r.capability_share_median, r.specific_share_median, r.noise_share_median
+            )
             lines.append(
                 f"{r.display_name[: width - 2]:<{width}}{r.rho_median:>+7.2f}"
                 f"   [{r.rho_hdi_low:+.2f}, {r.rho_hdi_high:+.2f}]{r.p_separable:>14.2f}"
-                f"{r.unexplained_median:>9.2f}{base:>8}"
+                f"{r.unexplained_median:>9.2f}{shares:>17}{base:>8}"
             )
         lines.append("")
+    lines.append(NOISE_NOTE)
     return "\n".join(lines)

@@ -45,12 +45,16 @@ CATALOG_COLUMNS = (
     "lower",
     "upper",
     "chance",
+    "n_items",
     "parent",
     "note",
 )
 REQUIRED_COLUMNS = ("key", "role", "direction")
 _TEXT_COLUMNS = ("display_name", "role", "area", "direction", "scale", "parent", "note")
-_NUMBER_COLUMNS = ("lower", "upper", "chance")
+_NUMBER_COLUMNS = ("lower", "upper", "chance", "n_items")
+#: Scales whose stored value is a share of scored items when the benchmark has both bounds
+#: (the value's share of ``[lower, upper]`` is the proportion of items passed).
+PROPORTION_SCALES = ("fraction", "percent")
 
 
 def shipped_catalog_path(name: str) -> Path:
@@ -245,11 +249,49 @@ def _row_rules(out: pd.DataFrame) -> list[_Rule]:
             ),
         ),
         (
+            (out["n_items"].notna() & ~_whole_positive(out["n_items"])).to_numpy(),
+            "n_items",
+            lambda r: (
+                f"n_items {r['n_items']:g} of benchmark {r['key']!r} is not a positive whole "
+                "number (the number of scored items; leave it empty when unknown)"
+            ),
+        ),
+        (
             (out["lower"] >= out["upper"]).to_numpy(),
             "lower",
             lambda r: f"lower bound {r['lower']} is not below upper bound {r['upper']}",
         ),
     ]
+
+
+def _whole_positive(values: pd.Series) -> pd.Series:
+    """Whether each value is a finite whole number of at least 1."""
+    finite = np.isfinite(values)
+    return finite & (values >= 1) & (values == np.floor(values.where(finite, 0)))
+
+
+def proportion_items(benchmarks: pd.DataFrame) -> pd.Series:
+    """Number of scored items of every benchmark whose score is a proportion of them.
+
+    A benchmark's stored value is a proportion of items when its ``scale`` is one of
+    :data:`PROPORTION_SCALES` and it has both bounds (the share of ``[lower, upper]`` is
+    the share of items passed) and its ``n_items`` is known; its sampling variance is then
+    ``p (1 - p) / n_items``. NaN for every other benchmark (unknown count, or a metric that
+    is not a simple proportion: ratings, Elo, log-likelihoods, F1, open scores).
+
+    Parameters
+    ----------
+    benchmarks : pandas.DataFrame
+        Catalog rows (a validated catalog or a study's ``benchmarks``).
+
+    Returns
+    -------
+    pandas.Series
+        Float counts indexed like ``benchmarks``.
+    """
+    bounded = benchmarks["lower"].notna() & benchmarks["upper"].notna()
+    proportion = benchmarks["scale"].isin(PROPORTION_SCALES) & bounded
+    return benchmarks["n_items"].astype(float).where(proportion)
 
 
 def _printable_rules(out: pd.DataFrame) -> list[_Rule]:

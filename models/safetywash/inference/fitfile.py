@@ -35,8 +35,8 @@ from safetywash.model.transform import ScoreTransform
 
 REQUIRED_ATTRS = ("safetywash_version", "model_config", "study_sha256", "seed")
 #: Raised when a saved config or variable changes meaning (2: Gamma loading spreads,
-#: pooled area means); fits without the attr are format 1.
-FIT_FORMAT = 2
+#: pooled area means; 3: residual = measurement noise + specific); no attr: format 1.
+FIT_FORMAT = 3
 #: Group of the sampler-space draws kept out of ``posterior``.
 UNCONSTRAINED_GROUP = "unconstrained_posterior"
 #: ``constant_data`` name of every LLM column of a study.
@@ -49,7 +49,7 @@ LLM_VARIABLES = {
 }
 BENCHMARK_COLUMNS = CATALOG_COLUMNS[1:]
 #: Columns stored as numbers (the others as text).
-NUMBER_COLUMNS = ("params", "flop", "lower", "upper", "chance")
+NUMBER_COLUMNS = ("params", "flop", "lower", "upper", "chance", "n_items")
 
 
 class FitMismatchError(ValueError):

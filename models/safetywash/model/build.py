@@ -14,7 +14,9 @@ LLM's latent capability (standard scale; populations may differ in mean and spre
 ``lambda`` the capability loading (positive and partially pooled for capability benchmarks,
 which fixes the sign of ``theta``; free in sign and pooled within the safety area for safety
 benchmarks, the area means pooled in turn across areas, so a thin area borrows strength from
-the others), ``sigma`` the residual scale, and the optional ``eta``/``gamma`` area factors
+the others), ``sigma`` the residual scale (benchmark-specific variance, plus measurement
+noise where it is known from the number of scored items of a proportion score), and the
+optional ``eta``/``gamma`` area factors
 (confirmatory: only a factor area's own benchmarks load on it; its best-observed
 benchmark's loading is positive). Every prior hyperparameter is read from
 ``ModelConfig.priors`` (:class:`safetywash.model.config.Priors`).
@@ -34,6 +36,7 @@ from safetywash.model.likelihood import (
     cell_mean,
     cell_sd,
     marginal_loglik_by_llm,
+    residual_sd,
 )
 from safetywash.model.pooling import Pooling, pooling
 
@@ -55,7 +58,7 @@ SAMPLER_SPACE_VARIABLES = (
     "area_loading_z",
     "area_loading_aux",
     "area_loading_average",
-    "log_residual_sd",
+    "log_specific_sd",
     "area_factor_z",
     "factor_anchor_loading",
     "factor_free_loading",
@@ -76,8 +79,9 @@ def build_model(study: BenchmarkStudy, config: ModelConfig | None = None) -> pm.
         Dims ``llm``, ``benchmark``, ``cell``, ``population``, ``area``,
         ``capability_benchmark``, ``safety_benchmark`` (and ``factor``,
         ``factor_benchmark`` with area factors). Deterministics ``capability`` (theta),
-        ``loading`` (lambda), ``residual_sd`` (sigma) and ``rho`` (capability correlation
-        of every benchmark on the standardised scale).
+        ``loading`` (lambda), ``residual_sd`` (sigma, known noise included),
+        ``specific_sd`` and ``rho`` (capability correlation of every benchmark on the model
+        scale, noise counted in its variance).
     """
     config = config or ModelConfig()
     data = prepare_data(study, config)
@@ -98,7 +102,7 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         theta = None if marginal else _capability(data, pop_mean, pop_sd, pop_idx)
         pool = pooling(data, config)
         loading = _loadings(data, pool, priors)
-        sigma, intercept = _residuals(priors)
+        sigma, intercept = _residuals(data, priors)
 
         if marginal:
             loglik = marginal_loglik_by_llm(
@@ -251,14 +255,26 @@ def _area_rotation(data: ModelData, centred: bool, top, spread, safety_sd):
     return average, top + spread * (spread * u + within * v) / r
 
 
-def _residuals(priors: Priors):
-    """Residual SDs (log-normal, pooled, centred) and intercepts of every benchmark."""
+def _residuals(data: ModelData, priors: Priors):
+    """Residual SDs and intercepts of every benchmark.
+
+    The benchmark-specific SD is log-normal, pooled and centred. Where the score is a
+    proportion of a known number of items its measurement noise is known
+    (``ModelData.noise_variance``) and ``residual_sd = sqrt(noise_sd**2 + specific_sd**2)``:
+    a floor the residual cannot go below, so the benchmark cannot become a perfect measure
+    of capability (the Heywood case: ARC-Challenge on Open LLM Leaderboard v1 at residual SD
+    0.09 with a plain log-normal residual). Elsewhere there is no separate noise term: only
+    the sum of noise and specific variance is identified, so the residual is the specific
+    SD alone (which then includes any noise).
+    """
     res_log_mean = pm.Normal(
         "residual_log_mean", priors.residual_log_mean_loc, priors.residual_log_mean_scale
     )
     res_log_sd = pm.HalfNormal("residual_log_sd", priors.residual_log_sd_scale)
-    log_sigma = pm.Normal("log_residual_sd", res_log_mean, res_log_sd, dims="benchmark")
-    sigma = pm.Deterministic("residual_sd", pt.exp(log_sigma), dims="benchmark")
+    log_specific = pm.Normal("log_specific_sd", res_log_mean, res_log_sd, dims="benchmark")
+    specific = pm.Deterministic("specific_sd", pt.exp(log_specific), dims="benchmark")
+    noise = pt.as_tensor(np.sqrt(np.nan_to_num(data.noise_variance)))
+    sigma = pm.Deterministic("residual_sd", residual_sd(noise, specific, xp=pt), dims="benchmark")
     intercept = pm.Normal("intercept", 0.0, priors.intercept_sd, dims="benchmark")
     return sigma, intercept
 

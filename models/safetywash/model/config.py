@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-TRANSFORMS = ("standardize", "logit")
+TRANSFORMS = ("auto", "standardize", "logit")
 PARAMETERISATIONS = ("auto", "noncentered", "centered")
 CAPABILITY_MODES = ("sampled", "marginal")
 LEVELS = ("aggregate", "parts")
@@ -69,7 +69,13 @@ class Priors:
         spent 5% of its draws below 0.03; simulated studies with areas of two benchmarks:
         R-hat up to 1.03). Scale 0.2 keeps E[sd] = 0.4 and E[sd**2] near the half-normal's.
     residual_log_mean_loc, residual_log_mean_scale : float
-        ``residual_log_mean ~ Normal(loc, scale)`` (default: residual SDs around 0.5).
+        ``residual_log_mean ~ Normal(loc, scale)``: mean log benchmark-specific SD
+        (default: around 0.5), ``log specific_sd ~ Normal(residual_log_mean,
+        residual_log_sd)``. A benchmark's residual SD is ``sqrt(noise_sd**2 +
+        specific_sd**2)`` where its measurement noise is known (a proportion of
+        ``n_items`` items: :meth:`safetywash.model.transform.ScoreTransform.noise_variance`)
+        and ``specific_sd`` alone elsewhere (noise and specific variance are not separable
+        there, so no prior splits them).
     residual_log_sd_scale : float
         ``residual_log_sd ~ HalfNormal(scale)``.
     intercept_sd : float
@@ -106,8 +112,9 @@ class Priors:
     )
 
     #: Fields of earlier versions, ignored when a saved configuration is read
-    #: (``area_loading_mean_scale``: the one prior of the area means before they were pooled).
-    RETIRED = ("area_loading_mean_scale",)
+    #: (``area_loading_mean_scale``: the one prior of the area means before they were pooled;
+    #: ``noise_sd_scale``: a prior on unknown measurement noise, dropped as unidentified).
+    RETIRED = ("area_loading_mean_scale", "noise_sd_scale")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -127,11 +134,16 @@ class ModelConfig:
 
     Parameters
     ----------
-    transform : {"standardize", "logit"}
-        Per-benchmark scale of the oriented scores. ``"logit"`` maps bounded benchmarks to
-        logits of the share of the range above the chance floor (or the lower bound) before
-        standardising; unbounded benchmarks are only standardised
-        (:class:`safetywash.model.transform.ScoreTransform`).
+    transform : {"auto", "standardize", "logit"}
+        Per-benchmark scale of the oriented scores
+        (:class:`safetywash.model.transform.ScoreTransform`). The logistic treatment maps a
+        bounded benchmark to the logit of its share of the range above the chance floor (or
+        the lower bound) before standardising. ``"auto"`` (default) gives it to the
+        proportion scores that crowd a bound (floor or ceiling effects,
+        :func:`safetywash.model.transform.crowds_a_bound`) and standardises the others;
+        ``"logit"`` gives it to every bounded benchmark, ``"standardize"`` to none. ``rho``
+        is defined on the model scale: for a benchmark given the logistic treatment, the
+        capability correlation of its standardised logit.
     factors : tuple of str
         Safety areas that get a factor of their own beside capability (each needs at least
         :data:`MIN_BENCHMARKS_PER_FACTOR` benchmarks). Empty: one capability factor.
@@ -165,7 +177,7 @@ class ModelConfig:
         field values is accepted.
     """
 
-    transform: str = "standardize"
+    transform: str = "auto"
     factors: tuple[str, ...] = ()
     level: str = "aggregate"
     capability_loadings: str = "auto"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from safetywash.data.catalog import proportion_items
 from safetywash.data.study import BenchmarkStudy
 from safetywash.model.config import MIN_BENCHMARKS_PER_FACTOR, ModelConfig
 from safetywash.model.pooling import (
@@ -45,6 +46,8 @@ class ModelData:
     factor_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     factor_anchor: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     initial_capability: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: Model-scale measurement-noise variance per benchmark (NaN: unknown, not separated).
+    noise_variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def coords(self) -> dict[str, list]:
@@ -115,7 +118,9 @@ def prepare_data(study: BenchmarkStudy, config: ModelConfig | None = None) -> Mo
     study = study.select_level(config.level)
     transform = ScoreTransform.fit(study, config.transform)
     b = study.benchmark_index
-    y = transform.forward(study.scores["value"].to_numpy(dtype=float), b)
+    raw = study.scores["value"].to_numpy(dtype=float)
+    y = transform.forward(raw, b)
+    noise_variance = transform.noise_variance(raw, b, proportion_items(study.benchmarks))
     keys = study.benchmarks.index
 
     bench = study.benchmarks
@@ -159,6 +164,7 @@ def prepare_data(study: BenchmarkStudy, config: ModelConfig | None = None) -> Mo
         factor_idx=factor_idx,
         factor_anchor=anchor,
         initial_capability=init,
+        noise_variance=noise_variance,
     )
 
 

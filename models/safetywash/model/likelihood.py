@@ -14,8 +14,9 @@ For an observed cell ``c = (i, b)`` (LLM ``i``, benchmark ``b``) on the model sc
 
 (:func:`cell_mean`, :func:`cell_sd`, :func:`log_density`, :func:`predictive_draws`), and a
 benchmark's capability correlation is ``lambda / sqrt(lambda^2 + gamma^2 + sigma^2)``
-(:func:`capability_correlation`). With capability integrated out (one factor),
-:func:`marginal_loglik_by_llm` gives each LLM's log-likelihood and
+(:func:`capability_correlation`), ``sigma^2`` being measurement noise plus benchmark-specific
+variance (:func:`residual_sd`, :func:`variance_shares`). With capability integrated out
+(one factor), :func:`marginal_loglik_by_llm` gives each LLM's log-likelihood and
 :func:`capability_conditional` the conditional posterior of its capability.
 """
 
@@ -84,6 +85,35 @@ def cell_mean(
 def cell_sd(residual_sd, benchmark_idx, *, xp=np):
     """Residual SD of every cell: ``sigma_b``, shape ``(..., n_cells)``."""
     return _take(residual_sd, benchmark_idx, xp)
+
+
+def residual_sd(noise_sd, specific_sd, *, xp=np):
+    """Residual SD of a benchmark: ``sqrt(noise^2 + specific^2)``.
+
+    Measurement noise (the sampling variance of a score over a finite set of items) and
+    benchmark-specific variance are independent, so their variances add; a residual can
+    therefore never fall below the benchmark's noise.
+    """
+    return xp.sqrt(noise_sd**2 + specific_sd**2)
+
+
+def variance_shares(loading, residual_sd, noise_sd, factor_loading=None):
+    """Each benchmark's variance split into capability, benchmark-specific and noise.
+
+    With unit capability variance a benchmark's model-scale variance is
+    ``lambda^2 + gamma^2 + sigma^2`` and ``sigma^2 = noise^2 + specific^2``. The shares
+    are ``lambda^2`` (capability: ``rho^2``), ``specific^2 + gamma^2`` (what the
+    benchmark measures beyond capability, area factors included) and ``noise^2``, each
+    over the total; they sum to 1 (numpy arrays of any matching shape).
+
+    Returns
+    -------
+    capability, specific, noise : numpy.ndarray
+    """
+    other = np.zeros_like(loading) if factor_loading is None else factor_loading**2
+    total = loading**2 + other + residual_sd**2
+    noise = noise_sd**2
+    return loading**2 / total, (residual_sd**2 - noise + other) / total, noise / total
 
 
 def capability_correlation(loading, residual_sd, factor_loading=None, *, xp=np):

@@ -15,6 +15,12 @@ Two kinds of truth (``simulate(truth=...)``):
   = 0.8, residual SDs around ``exp(residual_log_mean_loc)`` = 0.5, intercepts with SD
   ``intercept_sd``); the spreads that the model gives hyperpriors are fixed at the values of
   :class:`TruthDesign`, and area-factor loadings are positive, around 0.8.
+
+Measurement noise: benchmarks given ``n_items`` are stored as proportions
+``1/2 + PROPORTION_SPREAD * y`` (oriented) with known noise SD
+``sqrt(mean p (1 - p) / n_items) / PROPORTION_SPREAD`` on the model scale (``p``: each cell's
+expected proportion), the model's noise mapped back; the other benchmarks have no separate
+noise (their residual is all benchmark-specific, as in the model).
 """
 
 from __future__ import annotations
@@ -35,9 +41,12 @@ from safetywash.model.likelihood import (
     cell_mean,
     cell_sd,
     predictive_draws,
+    residual_sd,
 )
 
 MISSING_MECHANISMS = ("random", "era")
+#: Benchmarks given ``n_items`` are stored as proportions ``1/2 + PROPORTION_SPREAD * y``.
+PROPORTION_SPREAD = 0.1
 TRUTHS = ("design", "prior")
 
 
@@ -66,6 +75,8 @@ def simulate(
     populations: Sequence[str] = ("chat",),
     factor_areas: Sequence[str] = (),
     loadings: Mapping[str, float] | None = None,
+    n_items: Mapping[str, int] | None = None,
+    residuals: Mapping[str, float] | None = None,
     truth: str = "design",
     priors: Priors | None = None,
     observed: np.ndarray | None = None,
@@ -73,10 +84,9 @@ def simulate(
 ) -> tuple[BenchmarkStudy, xr.Dataset]:
     """Draw a study from the latent-factor model, with the truth that made it.
 
-    Capability is standardised within each population of the drawn study (mean 0, SD 1)
-    and then given its population's mean and spread: the scale on which the sampled model
-    defines ``rho`` (the marginal model's population SD of 1 differs from it by sampling
-    noise of order 1/sqrt(n)); area factors are centred and uncorrelated with it.
+    Capability is standardised within each population (mean 0, SD 1), then given its
+    population's mean and spread: the scale on which the sampled model defines ``rho``
+    (marginal model: SD 1, within O(1/sqrt(n))); area factors are centred, uncorrelated.
 
     Parameters
     ----------
@@ -88,17 +98,17 @@ def simulate(
         Target share of missing cells (0 <= missing < 1), or the observed cells themselves
         (shape ``(n_llms, benchmarks)``: a fixed design, as in the rounds of an SBC).
     mechanism : {"random", "era"}
-        Missing completely at random, or by era: a cell is missing when the LLM (release
-        time correlated with capability) predates the benchmark's introduction.
+        Missing completely at random, or by era (an LLM, released later the more capable
+        it is, misses the benchmarks introduced after it).
     populations : sequence of str
         Population labels, assigned round-robin.
     factor_areas : sequence of str
         Safety areas that also load on an area factor of their own.
-    loadings : mapping of benchmark key -> float, optional
-        Fix some true capability loadings instead of drawing them.
+    loadings, n_items, residuals : mapping of benchmark key -> float / int, optional
+        Fix some true capability loadings; store some benchmarks as proportions of
+        ``n_items`` items with known noise (module docstring); fix some specific SDs.
     truth, priors : {"design", "prior"}, Priors, optional
-        Where the parameters come from (module docstring); the model's priors (default
-        :class:`Priors()`; e.g. ``config.scaled_priors``).
+        Where parameters come from (module docstring); the priors (default ``Priors()``).
     seed : int
         Seed of every random step.
 
@@ -107,8 +117,9 @@ def simulate(
     study : BenchmarkStudy
         Raw scores (a random half of the benchmarks stored lower-is-better).
     truth : xarray.Dataset
-        ``capability`` (llm), ``loading``, ``residual_sd``, ``intercept``,
-        ``factor_loading``, ``rho`` (benchmark), ``area_factor`` (llm, factor) with factors.
+        ``capability`` (llm), ``loading``, ``intercept``, ``factor_loading``, ``noise_sd``,
+        ``specific_sd``, ``residual_sd`` (their root sum of squares), ``rho`` (benchmark),
+        ``area_factor`` (llm, factor) with factors.
     """
     _check(missing, mechanism, truth, factor_areas, safety)
     priors = priors or Priors()
@@ -121,25 +132,29 @@ def simulate(
     keys += [f"{area}_{j:02d}" for area, count in safety.items() for j in range(count)]
     theta = _capability_truth(rng, pops, truth, priors)
     params = _benchmark_truth(rng, n_capability, safe_areas, list(safety), truth, priors)
-    for key, value in (loadings or {}).items():
-        params["loading"][keys.index(key)] = value
-    members = [[n_capability + i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
+    items = _fix(params, keys, {"loading": loadings, "specific_sd": residuals, "n_items": n_items})
+    members = [[i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
+    members = [[n_capability + i for i in m] for m in members]
     gamma, eta = _factor_truth(rng, theta, len(keys), members, truth, priors)
-    y = _scores(rng, theta, params, gamma, eta, members)
+    y = _scores(rng, theta, params, gamma, eta, members, items)
     observed = _observation_mask(rng, theta, len(keys), missing, mechanism, observed)
     if eta is not None and truth == "prior":
         _anchor_signs(gamma, eta, members, observed, keys)
     direction = np.where(rng.random(len(keys)) < 0.5, "higher", "lower")
     raw = np.where(direction[None, :] == "lower", -y, y)
-    name = f"simulated-{n_llms}x{len(keys)}-seed{seed}"
-    study = _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, direction, name)
+    bench = (keys, safe_areas, n_capability, direction, items)
+    study = _as_study(raw, observed, llms, pops, bench, seed)
     attrs = {"seed": seed, "missing": missing, "mechanism": mechanism, "truth": truth}
-    params["factor_loading"] = gamma
+    params = {**params, "factor_loading": gamma}
     return study, _truth_dataset(theta, params, eta, llms, keys, factor_areas, attrs)
 
 
-def _scores(rng, theta, params: dict, gamma, eta, members) -> np.ndarray:
-    """Model-scale scores of every (LLM, benchmark) pair, drawn from the likelihood."""
+def _scores(rng, theta, params: dict, gamma, eta, members, items) -> np.ndarray:
+    """Model-scale scores of every (LLM, benchmark) pair, drawn from the likelihood.
+
+    Sets ``params["noise_sd"]`` of the benchmarks with ``items`` (their known measurement
+    noise, from each cell's expected proportion) and ``params["residual_sd"]``.
+    """
     n_llms, n_bench = len(theta), len(gamma)
     llm_idx, bench_idx = (a.ravel() for a in np.indices((n_llms, n_bench)))
     factor = {}
@@ -149,8 +164,24 @@ def _scores(rng, theta, params: dict, gamma, eta, members) -> np.ndarray:
             factor_of[cols] = f
         factor = {"factor_loading": gamma, "area_factor": eta, "cell_factor": factor_of[bench_idx]}
     mu = cell_mean(params["intercept"], params["loading"], theta, llm_idx, bench_idx, **factor)
+    p = np.clip(0.5 + PROPORTION_SPREAD * mu, 1e-3, 1 - 1e-3).reshape(n_llms, n_bench)
+    known = np.sqrt((p * (1 - p)).mean(axis=0) / items) / PROPORTION_SPREAD
+    params["noise_sd"] = np.where(np.isnan(items), params["noise_sd"], known)
+    params["residual_sd"] = residual_sd(params["noise_sd"], params["specific_sd"])
     sd = cell_sd(params["residual_sd"], bench_idx)
     return predictive_draws(mu, sd, rng).reshape(n_llms, n_bench)
+
+
+def _fix(params: dict, keys: list[str], fixed: dict) -> np.ndarray:
+    """Set the fixed true values of named benchmarks; ``n_items`` per benchmark (NaN: none)."""
+    for name, values in fixed.items():
+        unknown = sorted(set(values or {}) - set(keys))
+        if unknown:
+            raise ValueError(f"{name} names unknown benchmark(s) {unknown}; keys: {keys}")
+        for key, value in (values or {}).items():
+            if name != "n_items":
+                params[name][keys.index(key)] = value
+    return np.array([(fixed["n_items"] or {}).get(k, np.nan) for k in keys], dtype=float)
 
 
 def _truth_dataset(theta, params: dict, eta, llms, keys, factor_areas, attrs) -> xr.Dataset:
@@ -206,7 +237,7 @@ def _capability_truth(rng, pops: np.ndarray, truth: str, priors: Priors) -> np.n
 
 
 def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, priors: Priors):
-    """Loadings, residual SDs and intercepts of every benchmark."""
+    """Loadings, benchmark-specific and noise SDs, and intercepts of every benchmark."""
     design = TruthDesign()
     n_bench = n_capability + len(safe_areas)
     if truth == "prior":
@@ -238,11 +269,15 @@ def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, prio
         res_log_sd = abs(rng.normal(0, priors.residual_log_sd_scale))
     else:
         res_log_mean, res_log_sd = priors.residual_log_mean_loc, design.residual_log_sd
-    return {
+    params = {
         "loading": np.concatenate([cap_loading, safe_loading]),
-        "residual_sd": np.exp(rng.normal(res_log_mean, res_log_sd, n_bench)),
+        "specific_sd": np.exp(rng.normal(res_log_mean, res_log_sd, n_bench)),
         "intercept": rng.normal(0, priors.intercept_sd, n_bench),
     }
+    # No separate noise where the item count is unknown (as in the model: the specific SD
+    # holds it); _scores sets the known noise of proportion benchmarks.
+    params["noise_sd"] = np.zeros(n_bench)
+    return params
 
 
 def _factor_truth(rng, theta, n_bench: int, members, truth: str, priors: Priors):
@@ -278,8 +313,12 @@ def _anchor_signs(gamma, eta, members, observed: np.ndarray, keys: list[str]) ->
             eta[:, f] = -eta[:, f]
 
 
-def _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, direction, name):
+def _as_study(raw, observed, llms, pops, bench, seed: int):
     """The observed cells of the raw score matrix as a validated study."""
+    keys, safe_areas, n_capability, direction, items = bench
+    name = f"simulated-{len(llms)}x{len(keys)}-seed{seed}"
+    proportion = ~np.isnan(items)
+    raw = np.where(proportion, 0.5 + PROPORTION_SPREAD * raw, raw)
     ll, bb = np.nonzero(observed)
     scores = pd.DataFrame(
         {"llm": np.array(llms)[ll], "benchmark": np.array(keys)[bb], "value": raw[ll, bb]}
@@ -292,7 +331,10 @@ def _as_study(raw, observed, llms, pops, keys, safe_areas, n_capability, directi
             "role": ["capability"] * n_capability + ["safety"] * n_safety,
             "area": ["capability"] * n_capability + list(safe_areas),
             "direction": direction,
-            "scale": "score",
+            "scale": np.where(proportion, "fraction", "score"),
+            "lower": np.where(proportion, 0.0, np.nan),
+            "upper": np.where(proportion, 1.0, np.nan),
+            "n_items": items,
         }
     )
     llm_table = pd.DataFrame(

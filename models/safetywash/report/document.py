@@ -31,8 +31,10 @@ from safetywash.inference.fitfile import (
     diagnostics_of,
     fit_config,
     fit_info,
+    fitted_transform,
     llm_table,
 )
+from safetywash.model.config import ModelConfig
 from safetywash.report.figures import (
     capability_summary,
     plot_capability_ranking,
@@ -59,6 +61,7 @@ from safetywash.report.tables import (
     report_table,
     separability_header,
     separability_rows,
+    share_blocks,
 )
 
 #: Folder of the figures inside the report's folder.
@@ -93,19 +96,18 @@ class _FigureWriter:
 def fit_label(dt: xr.DataTree) -> str:
     """The study name, plus the model choices that differ from the defaults.
 
-    ``"safetywashing-chat"`` for a default fit, ``"safetywashing-chat_factors-bias"`` with
-    a bias factor: the prefix of figure file names, so that fits of one study with
-    different models do not overwrite each other's figures.
+    ``"safetywashing-chat"`` for a default fit, ``"safetywashing-chat_factors-bias"`` with a
+    bias factor: the prefix of figure file names (fits of one study with different models
+    do not overwrite each other's figures).
     """
     info = fit_info(dt)
-    config = info.model_config
+    config, default = info.model_config, ModelConfig()
     parts = [info.study_name]
     if config.factors:
         parts.append("factors-" + "-".join(config.factors))
-    if config.transform != "standardize":
-        parts.append(config.transform)
-    if config.level != "aggregate":
-        parts.append(config.level)
+    for choice in ("transform", "level"):
+        if getattr(config, choice) != getattr(default, choice):
+            parts.append(getattr(config, choice))
     if config.prior_scale != 1.0:
         parts.append(f"prior{config.prior_scale:g}")
     return "_".join(parts)
@@ -120,12 +122,14 @@ def _fit_facts(dt: xr.DataTree) -> str:
     n_cells = dt["observed_data"].sizes["cell"]
     n_cap = int((meta["role"] == "capability").sum())
     n_safe = int((meta["role"] == "safety").sum())
+    transform = fitted_transform(dt)
+    logistic = ", ".join(transform.benchmarks[transform.logit]) or "none"
     return (
-        f"Study {info.study_name}: {len(llms)} LLMs ({pops}), "
-        f"{n_cap} capability and {n_safe} safety benchmarks "
-        f"({len(info.excluded_benchmarks)} excluded), "
+        f"Study {info.study_name}: {len(llms)} LLMs ({pops}), {n_cap} capability and {n_safe} "
+        f"safety benchmarks ({len(info.excluded_benchmarks)} excluded), "
         f"{n_cells} observed scores of {len(llms) * len(meta)} cells. "
-        f"Model: area factors {factors}; transform {config.transform}; level {config.level}. "
+        f"Model: area factors {factors}; transform {config.transform} (logistic treatment: "
+        f"{logistic}); level {config.level}. "
         f"Sampler: {settings.sampler}, {settings.chains} chains x "
         f"{settings.draws} draws, seed {info.seed}; "
         f"safetywash {info.version}."
@@ -207,6 +211,7 @@ def _separability_section(
     blocks = _separability_intro(table, basis, tau, ci_prob, ci_kind)
     areas = area_loadings(dt, ci_prob=ci_prob, ci_kind=ci_kind)
     blocks += _area_sections(table, areas, separability_header(tau, ci_prob, ci_kind))
+    blocks += share_blocks(table, ci_prob, ci_kind)
     forest = plot_rho_forest(dt, tau=tau, ci_prob=ci_prob, ci_kind=ci_kind, baseline=baseline)
     caption = (
         f"Capability correlation ρ of every safety benchmark by area (median, 50% and "

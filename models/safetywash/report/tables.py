@@ -2,7 +2,8 @@
 
 :func:`report_table` puts every benchmark's separability next to the paper's baseline
 (:func:`paper_baseline_of`) and flags disagreements (:func:`baseline_disagrees`);
-:func:`separability_rows` and :func:`capability_rows` turn tables into rows of text.
+:func:`separability_rows` and :func:`capability_rows` turn tables into rows of text;
+:func:`share_blocks` is the table of every benchmark's capability / specific / noise shares.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from safetywash.analysis.baseline import (
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label
 from safetywash.analysis.separability import DEFAULT_TAU, separability, separability_table
 from safetywash.inference.fitfile import benchmark_table, study_from_fit
+from safetywash.report.render import Heading, Paragraph, Table
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Safety benchmarks shown against capability when none are chosen.
@@ -181,3 +183,46 @@ def capability_rows(summary: pd.DataFrame) -> list[list[str]]:
                 ]
             )
     return rows
+
+
+def share_rows(table: pd.DataFrame) -> list[list[str]]:
+    """Rows of :func:`share_blocks`: name, area, then each share's median [interval], noise."""
+    rows = []
+    for r in table.itertuples():
+        cells = [str(r.display_name), str(r.area)]
+        for name in ("capability", "specific", "noise"):
+            mid, low, high = (
+                getattr(r, f"{name}_share_{s}") for s in ("median", "hdi_low", "hdi_high")
+            )
+            if not np.isfinite(mid):
+                cells.append("n/a")
+                continue
+            cells.append(
+                f"{format_number(mid, signed=False)} "
+                f"[{format_number(low, signed=False)}, {format_number(high, signed=False)}]"
+            )
+        cells.append("known (n items)" if r.noise_known else "not separated")
+        rows.append(cells)
+    return rows
+
+
+def share_blocks(table: pd.DataFrame, ci_prob: float = CI_PROB, ci_kind: str = CI_KIND) -> list:
+    """The report's variance-share section for :func:`report_table`'s benchmarks."""
+    label = interval_label(ci_prob, ci_kind)
+    header = ["Benchmark", "area", f"capability ρ² ({label})", "specific", "noise", "noise is"]
+    text = (
+        "Each benchmark's variance on the model scale, split three ways (posterior medians "
+        "and intervals): capability (ρ²), benchmark-specific (what it measures beyond "
+        "capability: its own variance and any area factor's; the safety signal, if any) and "
+        "measurement noise (sampling noise of a score over a finite set of items). 'known (n "
+        "items)': the noise follows from the number of scored items, and the three shares "
+        "sum to 1. 'not separated' (noise n/a): noise not separated: give n_items (the "
+        "number of scored items of a proportion score) in the catalog; the specific share "
+        "there includes any noise. A benchmark whose unexplained share is mostly noise is "
+        "separable only because it is small and noisy."
+    )
+    return [
+        Heading("Variance shares: capability, benchmark-specific, noise", 3),
+        Paragraph(text),
+        Table(header, share_rows(table), align="llrrrl"),
+    ]

@@ -19,10 +19,22 @@ from safetywash.data.usertable import UserTable
 #: Reference LLMs: ids with and without organisation, display names, two Gemmas.
 REFERENCE = pd.DataFrame(
     {
-        "llm": ["Llama-2-7b-chat-hf", "mistralai/Mistral-7B-Instruct-v0.2", "gemma-7b"]
-        + ["google/Gemma-7b", "Yi-6B-Chat", "falcon-7b-instruct"],
-        "display_name": ["Llama 2 7B Chat", "Mistral 7B Instruct", "Gemma 7B", "Gemma 7B it"]
-        + ["Yi 6B Chat", "Falcon 7B Instruct"],
+        "llm": [
+            "Llama-2-7b-chat-hf",
+            "mistralai/Mistral-7B-Instruct-v0.2",
+            "gemma-7b",
+            "google/Gemma-7b",
+            "Yi-6B-Chat",
+            "falcon-7b-instruct",
+        ],
+        "display_name": [
+            "Llama 2 7B Chat",
+            "Mistral 7B Instruct",
+            "Gemma 7B",
+            "Gemma 7B it",
+            "Yi 6B Chat",
+            "Falcon 7B Instruct",
+        ],
         "population": ["chat"] * 6,
         "c1": [0.1, 0.5, 0.3, 0.35, 0.6, 0.2],
         "c2": [0.2, 0.6, 0.25, 0.3, 0.7, 0.1],

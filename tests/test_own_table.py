@@ -136,8 +136,10 @@ def test_quick_declarations_without_metadata(tmp_path, fitted):
             ["declared column 'capp3' is not in the file"],
         ),
         (
-            ["--llm-meta", "family=Model Family", "params=Model Size (B)", "--capability", "cap1"]
-            + ["cap2", "--safety", "harm=truthfullness"],
+            [
+                *("--llm-meta", "family=Model Family", "params=Model Size (B)"),
+                *("--capability", "cap1", "cap2", "--safety", "harm=truthfullness"),
+            ],
             ["column 'harm'", "nearly the paper's area 'truthfulness'"],
         ),
         (

@@ -26,6 +26,8 @@ class CombinedStudy:
     ----------
     study : BenchmarkStudy
         The reference study's LLMs and benchmarks plus the new benchmarks.
+    reference : str
+        The reference study's name.
     matches : tuple of LlmMatch
         One per LLM of the user's file, in file order.
     added : tuple of str
@@ -35,6 +37,7 @@ class CombinedStudy:
     """
 
     study: BenchmarkStudy
+    reference: str
     matches: tuple[LlmMatch, ...]
     added: tuple[str, ...]
     new_llms: tuple[str, ...] = ()
@@ -43,7 +46,7 @@ class CombinedStudy:
         """Printable lines: which row matched which LLM, the unmatched ones, what was added."""
         matched = sum(m.llm is not None for m in self.matches)
         head = (
-            f"Added {', '.join(self.added)} to {self.study.name}: {matched} of "
+            f"Added {', '.join(self.added)} to {self.reference}: {matched} of "
             f"{len(self.matches)} LLM names matched"
         )
         lines = [head, *describe_matches(self.matches)]
@@ -126,7 +129,8 @@ def add_benchmarks(
         source=source,
         excluded=(*reference.excluded, *new.excluded),
     )
-    return CombinedStudy(study, tuple(matches), tuple(new.benchmarks.index), tuple(extra))
+    added = tuple(new.benchmarks.index)
+    return CombinedStudy(study, reference.name, tuple(matches), added, tuple(extra))
 
 
 def _new_llm_table(

@@ -340,23 +340,31 @@ NO_META_LONG = _text(LONG_HEADER, [r for r in LONG_ROWS if ",n," not in r])
     [(read_wide_csv, NO_META_WIDE), (read_long_csv, NO_META_LONG)],
     ids=["wide", "long"],
 )
-def test_no_metadata_and_no_default_direction(write_csv, reader, text):
+def test_undeclared_columns_are_refused_not_guessed(write_csv, reader, text):
     path = write_csv("scores.csv", text)
     with pytest.raises(StudyValidationError) as info:
         reader(path)
-    _check(info.value, path, ["unknown direction", "default_direction"], None, "a", None)
-    # The same file is fine once a direction is given.
-    study = reader(path, default_direction="lower", capability=["a", "b"])
+    # Every undeclared column is listed; the first is located (the header or its first row).
+    line = 1 if reader is read_wide_csv else 2
+    llm = None if reader is read_wide_csv else "m1"
+    _check(info.value, path, ["no entry", "['a', 'b', 's']"], line, "a", llm)
+    # Declaring two of three still names the third, never makes it a safety benchmark.
+    with pytest.raises(StudyValidationError) as info:
+        reader(path, capability=["a", "b"])
+    _check(info.value, path, ["undeclared column: ['s']"], SKIP, "s", SKIP)
+    # The same file is fine once every column is declared.
+    study = reader(path, capability=["a", "b"], safety={"s": "alignment"}, lower_is_better=["s"])
     assert dict(study.benchmarks["role"]) == {"a": "capability", "b": "capability", "s": "safety"}
-    assert set(study.benchmarks["direction"]) == {"lower"}
+    assert dict(study.benchmarks["direction"]) == {"a": "higher", "b": "higher", "s": "lower"}
+    assert study.benchmarks.loc["s", "area"] == "alignment"
     assert study.n_cells == 11
 
 
-def test_bad_default_direction(write_csv, tiny_wide_text):
-    path = write_csv("scores.csv", tiny_wide_text)
-    with pytest.raises(CatalogError, match="unknown direction 'sideways'") as info:
-        read_wide_csv(path, default_direction="sideways")
-    assert info.value.column == "direction"
+def test_lower_is_better_needs_a_declared_column(write_csv):
+    path = write_csv("scores.csv", NO_META_WIDE)
+    with pytest.raises(StudyValidationError, match="declared lower-is-better but not") as info:
+        read_wide_csv(path, capability=["a", "b"], lower_is_better=["s"])
+    assert info.value.column == "s"
 
 
 # ---------------------------------------------------------------------- acceptance
@@ -541,7 +549,7 @@ def test_every_row_with_extra_field(write_csv):
     path = write_csv("shifted.csv", text)
     # What happens instead: the study is built with LLM ids '1', '3', '5', '2' (column a).
     with pytest.raises(StudyValidationError):
-        read_wide_csv(path, default_direction="higher")
+        read_wide_csv(path, capability=["a", "b"])
 
 
 def test_benchmark_with_no_observed_llm(write_csv, tiny_catalog_csv):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import safetywash.cli.common as common_options
 import safetywash.cli.fit as fit_command
 from safetywash.cli import main
 from safetywash.cli.app import build_parser
@@ -152,7 +153,8 @@ def test_one_meaning_per_option_name():
                 seen.setdefault(option, {})[name] = kind
     for option, kinds in seen.items():
         assert len(set(kinds.values())) == 1, (option, kinds)
-    assert "--capability" not in seen
+    # --capability names capability columns of a user's table, never the old capability mode
+    assert set(seen["--capability"].values()) == {("_StoreAction", "COL", "+", None)}
 
 
 def test_renamed_capability_options(capsys):
@@ -212,9 +214,9 @@ def test_unknown_population(shared_data_dir, tmp_path, no_sampling, capsys):
 
 #: Where each command would first read data, run a sampler or open a fit.
 FIRST_WORK = {
-    "fit": ["load_dataset", "fit"],
-    "baseline": ["load_dataset"],
-    "holdout": ["load_dataset", "run_holdout"],
+    "fit": ["study_from_args", "fit"],
+    "baseline": ["study_from_args"],
+    "holdout": ["study_from_args", "run_holdout"],
     "report": ["load_fit"],
     "compare": ["open_fit"],
     "adjusted": ["open_fit"],
@@ -371,14 +373,14 @@ def test_library_errors_become_one_line(monkeypatch, tmp_path, no_sampling, caps
     def bad_data(*args, **kwargs):
         raise StudyValidationError("not a number: 'x'", source="scores.csv", line=3, column="b")
 
-    monkeypatch.setattr(fit_command, "load_dataset", bad_data)
+    monkeypatch.setattr(common_options, "load_dataset", bad_data)
     assert main(["fit", "--out", str(tmp_path / "run")]) == 2
     assert _one_error_line(capsys) == "error: scores.csv, line 3, column 'b': not a number: 'x'"
 
     def offline(*args, **kwargs):
         raise DatasetError("could not be downloaded.\nPut the files under\n  /some/dir")
 
-    monkeypatch.setattr(fit_command, "load_dataset", offline)
+    monkeypatch.setattr(common_options, "load_dataset", offline)
     assert main(["fit", "--out", str(tmp_path / "run")]) == 2
     assert _one_error_line(capsys) == (
         "error: could not be downloaded. Put the files under /some/dir"
@@ -390,7 +392,7 @@ def test_programming_errors_keep_their_traceback(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise TypeError("a bug")
 
-    monkeypatch.setattr(fit_command, "load_dataset", broken)
+    monkeypatch.setattr(common_options, "load_dataset", broken)
     with pytest.raises(TypeError, match="a bug"):
         main(["fit", "--out", str(tmp_path / "run")])
 

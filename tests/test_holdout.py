@@ -151,8 +151,10 @@ def _holdout_script():
 
 def test_holdout_script_end_to_end(tmp_path, monkeypatch, capsys):
     study, _ = simulate(n_llms=30, n_capability=4, safety={"bias": 2, "calibration": 2}, seed=1)
-    script = _holdout_script()
-    monkeypatch.setattr(script, "load_dataset", lambda name, population, data_dir: study)
+    import safetywash.cli.common as study_options
+
+    _holdout_script()
+    monkeypatch.setattr(study_options, "load_dataset", lambda name, population, data_dir: study)
     out = tmp_path / "holdout.json"
     argv = ["--dataset", "safetywashing", "--fraction", "0.15", "--seed", "0"]
     argv += ["--json", str(out), "--draws", "100", "--tune", "150", "--chains", "2"]

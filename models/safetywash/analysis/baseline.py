@@ -9,7 +9,7 @@ training compute.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -332,6 +332,41 @@ def fitted_baseline(dt: xr.DataTree) -> pd.Series | None:
         return None
     values = const[BASELINE_VARIABLE].to_series()
     return None if values.isna().all() else values.rename("baseline_correlation")
+
+
+def describe_capability_basis(caps: Sequence[str], names: Mapping[str, str] | None = None) -> str:
+    """The capability benchmarks a baseline's capability score rests on, in words.
+
+    Parameters
+    ----------
+    caps : sequence of str
+        The keys used (:func:`fitted_capability_benchmarks`).
+    names : mapping of str to str, optional
+        Display name of each key.
+
+    Returns
+    -------
+    str
+        ``"the paper's 12 capability benchmarks"`` for the paper's set; otherwise the study's
+        own benchmarks by name (the first 12), and how many of the paper's 12 the study has
+        under the paper's keys, without calling the others missing (a user's study names
+        its benchmarks its own way).
+    """
+    if tuple(caps) == PAPER_CAPABILITY_BENCHMARKS:
+        return "the paper's 12 capability benchmarks"
+    names = dict(names or {})
+    shown = [names.get(k, k) for k in caps[:12]]
+    listed = ", ".join(shown) + (f" and {len(caps) - 12} more" if len(caps) > 12 else "")
+    shared = sum(k in set(caps) for k in PAPER_CAPABILITY_BENCHMARKS)
+    paper = (
+        f"{shared} of the paper's 12 are among them under the paper's names"
+        if shared
+        else "the paper's own 12 are not used"
+    )
+    return (
+        f"this study's {len(caps)} capability benchmark{'s' if len(caps) != 1 else ''} "
+        f"({listed}; {paper}), so it is this study's baseline, not the paper's numbers"
+    )
 
 
 def fitted_capability_benchmarks(dt: xr.DataTree) -> tuple[str, ...]:

@@ -13,17 +13,18 @@ from safetywash.analysis.baseline import baseline_table, format_baseline, paper_
 from safetywash.cli.common import (
     UsageError,
     add_dataset_arguments,
+    check_study_arguments,
     command_parser,
-    resolve_data_dir_argument,
     resolve_population,
+    study_from_args,
 )
 from safetywash.cli.paths import output_file, write_csv, write_json
-from safetywash.data.load import load_dataset
 
 EXAMPLES = (
     "safetywash baseline --dataset safetywashing --population chat "
     "--json runs/baseline_chat.json --csv runs/baseline_chat.csv",
     "safetywash baseline --population base --data-dir ../shared/data",
+    "safetywash baseline --scores my_scores.csv --metadata my_meta.csv",
 )
 
 
@@ -40,12 +41,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash baseline``."""
-    population = resolve_population(args.dataset, args.population)
-    if args.dataset == "safetywashing" and population not in ("base", "chat"):
-        raise UsageError("the paper's baseline is per population: --population base or chat")
-    study = load_dataset(
-        args.dataset, population, data_dir=resolve_data_dir_argument(args.data_dir)
-    )
+    check_study_arguments(args)
+    if args.scores is None and (args.dataset or "safetywashing") == "safetywashing":
+        if resolve_population("safetywashing", args.population) not in ("base", "chat"):
+            raise UsageError("the paper's baseline is per population: --population base or chat")
+    study = study_from_args(args)
     result = paper_baseline(study)
     print(format_baseline(result))
     if study.excluded:

@@ -1,26 +1,42 @@
-"""Shared command-line plumbing: the parser class, argument checks and common options.
+"""Shared command-line plumbing: the parser class, common options, the study they name.
 
-Every value check here runs while the arguments are parsed, and the checks that need two
-arguments together (a population of a dataset, an output folder and ``--overwrite``) run
-first thing in a command's ``run``: a bad value is reported before any data is loaded or
-any sampler starts.
+Value checks (:mod:`safetywash.cli.values`) run while the arguments are parsed; checks that
+need two arguments together (a population of a dataset, an output folder and
+``--overwrite``, a table option without a table) run first thing in a command's ``run``,
+before any data is loaded or any sampler starts.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from safetywash.analysis.intervals import CI_KIND, CI_KINDS
-from safetywash.data.load import DATASET_POPULATIONS, default_data_dir, default_population
-from safetywash.data.names import nearest_names
+from safetywash.cli.values import (
+    MAX_SEED,
+    UsageError,
+    check_names,
+    closest,
+    encoding_name,
+    existing_dir,
+    float_between,
+    int_at_least,
+    key_value,
+    name_of,
+    seed_value,
+)
+from safetywash.data.combine import add_benchmarks
+from safetywash.data.declare import Declarations
+from safetywash.data.load import (
+    DATASET_POPULATIONS,
+    default_data_dir,
+    default_population,
+    load_dataset,
+)
 from safetywash.data.registry import DATA_DIR_ENV, dataset_names
-
-#: Largest seed accepted: every seed derived from it (``seed + 1``, ``seed + 2``, one per
-#: SBC round) must fit the sampler (nutpie takes an unsigned 64-bit integer) and the fit's
-#: integer attrs; ``2**32 - 1`` is numpy's legacy limit, safe everywhere.
-MAX_SEED = 2**32 - 1
+from safetywash.data.study import BenchmarkStudy
+from safetywash.data.usertable import UserTable, read_user_study
 
 __all__ = [
     "MAX_SEED",
@@ -35,6 +51,7 @@ __all__ = [
     "add_seed_argument",
     "add_tau_argument",
     "check_names",
+    "check_study_arguments",
     "closest",
     "command_parser",
     "default_data_dir",
@@ -45,11 +62,9 @@ __all__ = [
     "resolve_data_dir_argument",
     "resolve_population",
     "seed_value",
+    "study_from_args",
+    "user_table",
 ]
-
-
-class UsageError(Exception):
-    """A command-line argument the user has to change."""
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -101,96 +116,6 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not show progress bars or per-round progress lines",
     )
-
-
-# --------------------------------------------------------------------------- value checks
-
-
-def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: an integer no smaller than ``minimum`` (nor above ``maximum``)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
-        return value
-
-    return parse
-
-
-def seed_value(text: str) -> int:
-    """An argparse ``type``: a seed, an integer in ``[0, MAX_SEED]``."""
-    return int_at_least(0, MAX_SEED)(text)
-
-
-def closest(value: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest known names, ignoring case (empty when
-    none is close)."""
-    near = nearest_names(value, known, ignore_case=True)
-    return f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
-
-
-def name_of(known: Sequence[str], what: str) -> Callable[[str], str]:
-    """An argparse ``type``: one of ``known``, else an error with the close matches."""
-
-    def parse(text: str) -> str:
-        if text not in known:
-            raise argparse.ArgumentTypeError(
-                f"unknown {what} {text!r}{closest(text, known)} (choose from {', '.join(known)})"
-            )
-        return text
-
-    return parse
-
-
-def check_names(
-    values: Iterable[str], known: Iterable[str], what: str, option: str, where: str = "in this fit"
-) -> None:
-    """Raise :class:`UsageError` for the first of ``values`` not in ``known``."""
-    known = [str(k) for k in known]
-    listed = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
-    for value in values:
-        if value not in known:
-            raise UsageError(
-                f"{option}: {what} {value!r} is not {where}{closest(value, known)} "
-                f"({len(known)} known: {listed})"
-            )
-
-
-def existing_dir(text: str) -> Path:
-    """An argparse ``type``: an existing folder."""
-    path = Path(text).expanduser()
-    if not path.is_dir():
-        what = "a file, not a folder" if path.exists() else "no such folder"
-        raise argparse.ArgumentTypeError(f"{path}: {what}")
-    return path
-
-
-def float_between(
-    low: float, high: float | None = None, *, low_inclusive: bool = False
-) -> Callable[[str], float]:
-    """An argparse ``type``: a number above ``low`` (or equal, if inclusive), below ``high``."""
-    if high is None:
-        span = f"at least {low:g}" if low_inclusive else f"above {low:g}"
-    else:
-        span = f"in {'[' if low_inclusive else '('}{low:g}, {high:g})"
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        above = value >= low if low_inclusive else value > low
-        if not (above and (high is None or value < high)):
-            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
-        return value
-
-    return parse
 
 
 # --------------------------------------------------------------------------- options
@@ -262,20 +187,40 @@ def add_ci_kind_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser, *, populations: bool = True) -> None:
-    """``--dataset``, ``--population`` and ``--data-dir`` options."""
-    parser.add_argument(
-        "--dataset", default="safetywashing", choices=dataset_names(), help="dataset name"
+def add_dataset_arguments(
+    parser: argparse.ArgumentParser, *, populations: bool = True, add_scores: bool = True
+) -> None:
+    """The study options: a registered ``--dataset`` or a user's ``--scores`` table (with
+    its metadata and declarations), ``--population``, ``--data-dir`` and, with
+    ``add_scores``, ``--add-scores`` to add a user's benchmarks to that study.
+
+    Read the study they name with :func:`study_from_args`.
+    """
+    group = parser.add_argument_group("study (a registered dataset or your own table)")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument(
+        "--dataset",
+        default=None,
+        choices=dataset_names(),
+        help="registered dataset name (default: safetywashing)",
+    )
+    source.add_argument(
+        "--scores",
+        type=Path,
+        metavar="CSV",
+        help="your own score table: a CSV with one row per LLM and one column per benchmark "
+        "(or llm,benchmark,value rows with --long)",
     )
     if populations:
-        parser.add_argument(
+        group.add_argument(
             "--population",
             default=None,
             metavar="NAME",
             help="LLM population: base, chat or all (default: chat for safetywashing, "
-            "all for the other datasets, which have one population)",
+            "all for the other datasets, which have one population); with --scores, a value "
+            "of the table's population column (default: every LLM)",
         )
-    parser.add_argument(
+    group.add_argument(
         "--data-dir",
         type=existing_dir,
         default=None,
@@ -283,6 +228,152 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, populations: bool 
         help=f"local data directory laid out as <dir>/<dataset>/<path>; default ${DATA_DIR_ENV}, "
         "else ../shared/data beside the project if present, else download to the cache",
     )
+    if add_scores:
+        group.add_argument(
+            "--add-scores",
+            type=Path,
+            metavar="CSV",
+            help="add this table's benchmarks to the study, joining rows to LLMs by name",
+        )
+        group.add_argument(
+            "--strict-names",
+            action="store_true",
+            help="with --add-scores: a row whose LLM the study does not have is an error",
+        )
+        group.add_argument(
+            "--new-llms",
+            action="store_true",
+            help="with --add-scores: add LLMs the study does not have (default: leave them out)",
+        )
+    _add_table_arguments(parser)
+
+
+def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to read a user's table: layout, metadata, declarations, per-LLM columns, encoding."""
+    group = parser.add_argument_group("your table (--scores, --add-scores): declare every column")
+    group.add_argument("--long", action="store_true", help="the table has llm,benchmark,value rows")
+    group.add_argument(
+        "--metadata",
+        type=Path,
+        metavar="META.csv",
+        help="benchmark metadata CSV (key, role, area, direction, ...; data/README.md)",
+    )
+    group.add_argument(
+        "--llm-column", default="llm", metavar="NAME", help="the LLM column (default: llm)"
+    )
+    group.add_argument(
+        "--llm-meta",
+        nargs="+",
+        default=[],
+        type=key_value("KEY=COLUMN"),
+        metavar="KEY=COLUMN",
+        help='per-LLM columns, e.g. family="Model Family" params="Model Size (B)" flop=FLOP '
+        "(keys: display_name, population, family, params, flop)",
+    )
+    group.add_argument(
+        "--capability", nargs="+", default=[], metavar="COL", help="capability benchmark columns"
+    )
+    group.add_argument(
+        "--safety",
+        nargs="+",
+        default=[],
+        type=key_value("COL=AREA"),
+        metavar="COL=AREA",
+        help="safety benchmark columns with their area (a paper area or a new one)",
+    )
+    group.add_argument(
+        "--lower-is-better",
+        nargs="+",
+        default=[],
+        metavar="COL",
+        help="declared columns on which lower is better (default: higher is better)",
+    )
+    group.add_argument(
+        "--encoding", type=encoding_name, default="utf-8", help="text encoding (default: utf-8)"
+    )
+
+
+#: Options that describe a user's table: an error without --scores or --add-scores.
+TABLE_OPTIONS = {
+    "long": "--long",
+    "metadata": "--metadata",
+    "llm_meta": "--llm-meta",
+    "capability": "--capability",
+    "safety": "--safety",
+    "lower_is_better": "--lower-is-better",
+}
+
+
+def user_table(args: argparse.Namespace, path: Path) -> UserTable:
+    """The :class:`UserTable` the table options describe, for the file ``path``."""
+    return UserTable(
+        path=path,
+        metadata=args.metadata,
+        long=args.long,
+        llm_column=args.llm_column,
+        llm_meta=dict(args.llm_meta),
+        declarations=Declarations(
+            tuple(args.capability), dict(args.safety), tuple(args.lower_is_better)
+        ),
+        encoding=args.encoding,
+    )
+
+
+def check_study_arguments(args: argparse.Namespace) -> None:
+    """The checks of the study options that need no file read (run before any work)."""
+    if args.scores is None and getattr(args, "add_scores", None) is None:
+        given = [flag for dest, flag in TABLE_OPTIONS.items() if getattr(args, dest)]
+        given += ["--llm-column"] if args.llm_column != "llm" else []
+        if given:
+            raise UsageError(f"{given[0]} describes your table: it needs --scores or --add-scores")
+    if getattr(args, "add_scores", None) is None:
+        for flag in ("strict_names", "new_llms"):
+            if getattr(args, flag, False):
+                raise UsageError(f"--{flag.replace('_', '-')} needs --add-scores")
+    if args.scores is None:
+        resolve_population(args.dataset or "safetywashing", getattr(args, "population", None))
+
+
+def study_from_args(args: argparse.Namespace, *, report=print) -> BenchmarkStudy:
+    """The study the options of :func:`add_dataset_arguments` name, checked and read.
+
+    ``report`` gets the LLM matching of ``--add-scores`` (which row matched which LLM, the
+    unmatched names with close matches).
+    """
+    check_study_arguments(args)
+    adding = getattr(args, "add_scores", None)
+    population = getattr(args, "population", None)
+    if args.scores is not None:
+        table = user_table(args, args.scores)
+        study = read_user_study(table, population, check_declared=adding is None)
+    else:
+        dataset = args.dataset or "safetywashing"
+        population = resolve_population(dataset, population)
+        study = load_dataset(dataset, population, data_dir=resolve_data_dir_argument(args.data_dir))
+    if adding is None:
+        return study
+    both = args.scores is not None
+    combined = add_benchmarks(
+        study,
+        user_table(args, adding),
+        strict=args.strict_names,
+        new_llms=args.new_llms,
+        check_declared=not both,
+    )
+    if both:
+        check_declared_somewhere(combined.study, args)
+    report(combined.describe())
+    return combined.study
+
+
+def check_declared_somewhere(study: BenchmarkStudy, args: argparse.Namespace) -> None:
+    """With --scores and --add-scores, every quick declaration names a column of one of them."""
+    for key in [*args.capability, *dict(args.safety)]:
+        if key not in study.benchmarks.index and key not in study.excluded:
+            raise UsageError(
+                f"declared column {key!r} is in neither {args.scores} nor {args.add_scores}"
+                f"{closest(key, study.benchmarks.index)}"
+            )
 
 
 def resolve_population(dataset: str, population: str | None) -> str:

@@ -32,15 +32,14 @@ from safetywash.cli.common import (
     add_sampler_arguments,
     add_seed_argument,
     add_tau_argument,
+    check_study_arguments,
     command_parser,
     float_between,
-    name_of,
-    resolve_data_dir_argument,
-    resolve_population,
+    study_from_args,
 )
 from safetywash.cli.paths import output_dir, prepare_output_folder
+from safetywash.cli.values import UsageError, closest, name_of
 from safetywash.data.catalog import SAFETY_AREAS
-from safetywash.data.load import load_dataset
 from safetywash.inference.fitfile import diagnostics_of
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
@@ -57,6 +56,10 @@ EXAMPLES = (
     "safetywash fit --population all --out runs/all --draws 2000 --seed 3",
     "safetywash fit --population chat --factors bias calibration --out runs/chat_bias",
     "safetywash fit --dataset open-llm-leaderboard-v1 --capability-mode marginal --out runs/ollm",
+    "safetywash fit --scores my_scores.csv --metadata my_meta.csv --llm-column Model --out runs/my",
+    "safetywash fit --scores my_scores.csv --capability mmlu gsm8k --safety refusal=misuse "
+    "--lower-is-better refusal --out runs/my",
+    "safetywash fit --population chat --add-scores new.csv --metadata new_meta.csv --out runs/new",
 )
 
 
@@ -87,10 +90,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--factors",
         nargs="*",
         default=[],
-        type=name_of(SAFETY_AREAS, "safety area"),
         metavar="AREA",
         help=f"safety areas that get a factor of their own, of {', '.join(SAFETY_AREAS)} "
-        "(default: capability only)",
+        "or a new area of your table (default: capability only)",
     )
     parser.add_argument("--transform", choices=("standardize", "logit"), default="standardize")
     parser.add_argument("--level", choices=("aggregate", "parts"), default="aggregate")
@@ -117,9 +119,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def check_factor_areas(factors, study) -> None:
+    """Every ``--factors`` area is a safety area of the study."""
+    areas = sorted(set(study.benchmarks.loc[study.benchmarks["role"] == "safety", "area"]))
+    for area in factors:
+        if area not in areas:
+            raise UsageError(
+                f"--factors: {area!r} is not a safety area of {study.name}{closest(area, areas)} "
+                f"(its areas: {', '.join(areas)})"
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash fit``; 0, or 2 for an untrusted fit."""
-    population = resolve_population(args.dataset, args.population)
+    check_study_arguments(args)
+    if args.scores is None:  # a registered dataset: the paper's areas, checked before loading
+        for area in args.factors:
+            try:
+                name_of(SAFETY_AREAS, "safety area")(area)
+            except argparse.ArgumentTypeError as err:
+                raise UsageError(f"argument --factors: {err}") from None
     prepare_output_folder(args.out, overwrite=args.overwrite, markers=RUN_MARKERS)
     config = ModelConfig(
         transform=args.transform,
@@ -135,9 +154,8 @@ def run(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         seed=args.seed,
     )
-    study = load_dataset(
-        args.dataset, population, data_dir=resolve_data_dir_argument(args.data_dir)
-    )
+    study = study_from_args(args)
+    check_factor_areas(args.factors, study)
     print(f"Fitting {study!r}\n  config {config.to_json()}", flush=True)
     dt = fit_with_retry(study, config, settings, args)
     dt = store_paper_baseline(dt, study)

@@ -19,13 +19,12 @@ from safetywash.cli.common import (
     add_dataset_arguments,
     add_sampler_arguments,
     add_seed_argument,
+    check_study_arguments,
     command_parser,
     float_between,
-    resolve_data_dir_argument,
-    resolve_population,
+    study_from_args,
 )
 from safetywash.cli.paths import output_file, write_json
-from safetywash.data.load import load_dataset
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 
@@ -33,6 +32,7 @@ EXAMPLES = (
     "safetywash holdout --dataset safetywashing --fraction 0.1 --seed 0",
     "safetywash holdout --dataset helm-benchbench --fraction 0.1 --seed 1 --json out.json",
     "safetywash holdout --dataset safetywashing --draws 300 --tune 300 --no-progress",
+    "safetywash holdout --scores my_scores.csv --metadata my_meta.csv --fraction 0.1",
 )
 
 
@@ -41,7 +41,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = command_parser(subparsers, "holdout", __doc__, EXAMPLES)
     add_dataset_arguments(parser, populations=False)
     parser.add_argument(
-        "--population", default="all", metavar="NAME", help="LLM population (default all)"
+        "--population",
+        default="all",
+        metavar="NAME",
+        help="LLM population (default all); with --scores, a value of its population column",
     )
     parser.add_argument(
         "--fraction",
@@ -84,13 +87,21 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def study_label(args: argparse.Namespace) -> str:
+    """What the options name, for titles: the dataset, or the score file(s)."""
+    if args.scores is None:
+        label = args.dataset or "safetywashing"
+    else:
+        label = str(args.scores)
+    adding = getattr(args, "add_scores", None)
+    return label if adding is None else f"{label} + {adding}"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash holdout``."""
-    population = resolve_population(args.dataset, args.population)
+    check_study_arguments(args)
     settings = SamplerSettings(draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed)
-    study = load_dataset(
-        args.dataset, population, data_dir=resolve_data_dir_argument(args.data_dir)
-    )
+    study = study_from_args(args)
     print(f"Held-out prediction on {study!r}", flush=True)
     result = run_holdout(
         study,
@@ -98,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         config=ModelConfig(),
         settings=settings,
-        dataset=args.dataset,
+        dataset=study_label(args),
         progressbar=not args.no_progress,
     )
     print(format_table(result))

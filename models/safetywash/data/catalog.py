@@ -16,7 +16,7 @@ import pandas as pd
 
 from safetywash.data.errors import CatalogError, raise_first_bad_row
 from safetywash.data.files import SOURCE_ROOT
-from safetywash.data.names import CONTROL_CHARACTERS, control_character_problem
+from safetywash.data.names import CONTROL_CHARACTERS, control_character_problem, nearest_names
 from safetywash.data.table import read_table
 
 ROLES = ("capability", "safety", "excluded")
@@ -33,6 +33,9 @@ SAFETY_AREAS = (
     "weaponization",
 )
 CAPABILITY_AREA = "capability"
+#: How alike a new area name may be to one of :data:`SAFETY_AREAS` before it is taken for a
+#: misspelling of it (``truthfullness``) rather than a new area.
+NEAR_AREA_CUTOFF = 0.85
 SCALES = ("fraction", "percent", "rating", "elo", "loglik", "ratio_to_random", "score")
 
 CATALOG_COLUMNS = (
@@ -79,7 +82,9 @@ def shipped_catalog_path(name: str) -> Path:
     raise CatalogError(f"no shipped catalog for dataset {name!r} (looked for {in_repo})")
 
 
-def load_catalog(path_or_name: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
+def load_catalog(
+    path_or_name: str | Path, *, encoding: str = "utf-8", new_areas: bool = False
+) -> pd.DataFrame:
     """Read and validate a benchmark catalog.
 
     Parameters
@@ -88,6 +93,8 @@ def load_catalog(path_or_name: str | Path, *, encoding: str = "utf-8") -> pd.Dat
         A CSV path, or the name of a shipped catalog (``"safetywashing"``).
     encoding : str
         Text encoding of a CSV path (shipped catalogs are UTF-8).
+    new_areas : bool
+        Accept safety areas beyond :data:`SAFETY_AREAS` (see :func:`validate_catalog`).
 
     Returns
     -------
@@ -107,11 +114,15 @@ def load_catalog(path_or_name: str | Path, *, encoding: str = "utf-8") -> pd.Dat
     if not path.is_file():
         raise CatalogError("catalog file not found", source=str(path))
     raw = read_table(path, encoding=encoding, min_rows=0, error=CatalogError)
-    return validate_catalog(raw, source=str(path))
+    return validate_catalog(raw, source=str(path), new_areas=new_areas)
 
 
 def as_catalog(
-    catalog: str | Path | pd.DataFrame, *, source: str = "catalog", encoding: str = "utf-8"
+    catalog: str | Path | pd.DataFrame,
+    *,
+    source: str = "catalog",
+    encoding: str = "utf-8",
+    new_areas: bool = False,
 ) -> pd.DataFrame:
     """A validated catalog from a shipped catalog's name, a CSV path or a table.
 
@@ -124,6 +135,8 @@ def as_catalog(
         Name used in error messages for a table.
     encoding : str
         Text encoding of a CSV path.
+    new_areas : bool
+        Accept safety areas beyond :data:`SAFETY_AREAS` (see :func:`validate_catalog`).
 
     Returns
     -------
@@ -131,15 +144,18 @@ def as_catalog(
         As from :func:`validate_catalog`.
     """
     if not isinstance(catalog, pd.DataFrame):
-        return load_catalog(catalog, encoding=encoding)
+        return load_catalog(catalog, encoding=encoding, new_areas=new_areas)
     if "key" in catalog.columns:
-        return validate_catalog(catalog, source=source)
+        return validate_catalog(catalog, source=source, new_areas=new_areas)
     if catalog.index.name in ("key", "benchmark"):
-        return validate_catalog(catalog.rename_axis("key").reset_index(), source=source)
+        raw = catalog.rename_axis("key").reset_index()
+        return validate_catalog(raw, source=source, new_areas=new_areas)
     raise CatalogError("the catalog needs a 'key' column or index", source=source)
 
 
-def validate_catalog(raw: pd.DataFrame, *, source: str = "catalog") -> pd.DataFrame:
+def validate_catalog(
+    raw: pd.DataFrame, *, source: str = "catalog", new_areas: bool = False
+) -> pd.DataFrame:
     """Validate a catalog table and normalise its columns.
 
     Parameters
@@ -149,6 +165,10 @@ def validate_catalog(raw: pd.DataFrame, *, source: str = "catalog") -> pd.DataFr
         columns of :data:`CATALOG_COLUMNS` are optional. Text cells may be empty.
     source : str
         Name used in error messages.
+    new_areas : bool
+        Accept a safety area beyond the paper's :data:`SAFETY_AREAS` (a user's own study may
+        declare its own). It must still be non-empty, and a name nearly spelled like one of
+        the paper's (``truthfullness``) is refused as a misspelling.
 
     Returns
     -------
@@ -167,7 +187,7 @@ def validate_catalog(raw: pd.DataFrame, *, source: str = "catalog") -> pd.DataFr
     if raw.empty:
         raise CatalogError("the catalog has no rows", source=source)
     out = _normalised(raw, source)
-    _check_rows(out, _row_rules(out), source)
+    _check_rows(out, _row_rules(out, new_areas), source)
     out.loc[out["role"] == "capability", "area"] = CAPABILITY_AREA
     out.loc[out["display_name"] == "", "display_name"] = out["key"]
     dup = out["key"].duplicated(keep=False)
@@ -214,7 +234,42 @@ def _normalised(raw: pd.DataFrame, source: str) -> pd.DataFrame:
 type _Rule = tuple[np.ndarray, str, Callable[[pd.Series], str]]
 
 
-def _row_rules(out: pd.DataFrame) -> list[_Rule]:
+def _area_rule(out: pd.DataFrame, new_areas: bool) -> _Rule:
+    """A safety row's area: one of the paper's, or (``new_areas``) any other non-empty name
+    that is not a near-spelling of one of the paper's."""
+    safety = out["role"] == "safety"
+    if not new_areas:
+        return (
+            (safety & ~out["area"].isin(SAFETY_AREAS)).to_numpy(),
+            "area",
+            lambda r: (
+                f"safety benchmark {r['key']!r} has area {r['area']!r}, not one of "
+                f"{list(SAFETY_AREAS)}"
+            ),
+        )
+
+    def near(area: str) -> list[str]:
+        if area in SAFETY_AREAS:
+            return []
+        return nearest_names(area, SAFETY_AREAS, n=1, cutoff=NEAR_AREA_CUTOFF, ignore_case=True)
+
+    def problem(r: pd.Series) -> str:
+        if r["area"] in ("", CAPABILITY_AREA):
+            return (
+                f"safety benchmark {r['key']!r} has area {r['area']!r}: name a safety area "
+                "(a new name is allowed)"
+            )
+        return (
+            f"safety benchmark {r['key']!r} has area {r['area']!r}, nearly the paper's area "
+            f"{near(r['area'])[0]!r}: spell it as the paper does, or choose a distinct new name"
+        )
+
+    unnamed = out["area"].isin(("", CAPABILITY_AREA))
+    bad = safety & (unnamed | out["area"].map(lambda a: bool(near(a))))
+    return bad.to_numpy(), "area", problem
+
+
+def _row_rules(out: pd.DataFrame, new_areas: bool = False) -> list[_Rule]:
     """Rules on each row's own fields, in the order they are checked within a row."""
     modelled = out["role"].isin(MODELLED_ROLES)
     return [
@@ -233,14 +288,7 @@ def _row_rules(out: pd.DataFrame) -> list[_Rule]:
                 f"higher raw value is better ({'/'.join(DIRECTIONS)})"
             ),
         ),
-        (
-            ((out["role"] == "safety") & ~out["area"].isin(SAFETY_AREAS)).to_numpy(),
-            "area",
-            lambda r: (
-                f"safety benchmark {r['key']!r} has area {r['area']!r}, not one of "
-                f"{list(SAFETY_AREAS)}"
-            ),
-        ),
+        _area_rule(out, new_areas),
         (
             ((out["scale"] != "") & ~out["scale"].isin(SCALES)).to_numpy(),
             "scale",

@@ -8,12 +8,12 @@ registered datasets are in :mod:`safetywash.data.sources`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from safetywash.data.catalog import as_catalog, validate_catalog
+from safetywash.data.declare import LLM_META_COLUMNS, Declarations, declared_catalog, llm_columns
 from safetywash.data.errors import StudyValidationError, raise_first_bad_row
 from safetywash.data.names import check_declared, check_distinct_case, declared_values
 from safetywash.data.study import BenchmarkStudy
@@ -26,40 +26,23 @@ from safetywash.data.table import (
 )
 from safetywash.data.validate import MIN_LLMS_PER_BENCHMARK
 
-# Generic files may carry these per-LLM columns beside the scores.
-LLM_META_COLUMNS = ("display_name", "population", "family", "params", "flop")
-
 
 def _catalog_for(
-    benchmark_columns: Sequence[str],
+    columns: Sequence[str],
     metadata: str | Path | pd.DataFrame | None,
-    default_direction: str | None,
-    capability: Iterable[str],
+    declarations: Declarations,
     source: str,
-    encoding: str = "utf-8",
+    encoding: str,
+    check_declared: bool,
 ) -> pd.DataFrame:
-    """The catalog for a generic file: a metadata CSV, or defaults given by argument."""
-    if metadata is not None:
-        return as_catalog(metadata, source="metadata", encoding=encoding)
-    if default_direction is None:
-        raise StudyValidationError(
-            "unknown direction: no benchmark metadata was given, so it is not known whether "
-            "a higher score is better; pass a metadata CSV (key, role, direction, ...) or "
-            "default_direction='higher'/'lower'",
-            source=source,
-            column=benchmark_columns[0] if benchmark_columns else None,
-        )
-    capability = set(capability)
-    rows = [
-        {
-            "key": key,
-            "role": "capability" if key in capability else "safety",
-            "area": "capability" if key in capability else "alignment",
-            "direction": default_direction,
-        }
-        for key in benchmark_columns
-    ]
-    return validate_catalog(pd.DataFrame(rows), source="defaults")
+    """The catalog of a generic file: its metadata and quick declarations (nothing guessed)."""
+    return declared_catalog(
+        metadata,
+        declarations,
+        columns=columns if check_declared else None,
+        source=source,
+        encoding=encoding,
+    )
 
 
 def read_wide_csv(
@@ -68,42 +51,43 @@ def read_wide_csv(
     *,
     llm_column: str = "llm",
     na_values: Iterable[str] = ("", "NA", "NaN", "-"),
-    default_direction: str | None = None,
     capability: Iterable[str] = (),
+    safety: Mapping[str, str] | None = None,
+    lower_is_better: Iterable[str] = (),
+    llm_meta: Mapping[str, str] | None = None,
     min_llms: int = MIN_LLMS_PER_BENCHMARK,
     name: str | None = None,
     populations: Collection[str] | None = None,
     encoding: str = "utf-8",
+    check_declared: bool = True,
 ) -> BenchmarkStudy:
     """Read a wide score table: one row per LLM, one column per benchmark.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        CSV with an LLM id column and one column per benchmark. Optional per-LLM columns
-        ``display_name``, ``population``, ``family``, ``params``, ``flop`` are metadata.
+        CSV with an LLM id column and one column per benchmark; per-LLM columns named
+        ``display_name``, ``population``, ``family``, ``params``, ``flop`` or mapped by
+        ``llm_meta`` are LLM metadata.
     metadata : path, DataFrame or None
-        Benchmark catalog (see ``data/README.md``). Without it, ``default_direction`` must
-        be given and every column is a safety benchmark unless listed in ``capability``.
-    llm_column : str
-        Name of the LLM id column.
-    na_values : iterable of str
-        Cell texts meaning "not measured".
-    default_direction : {"higher", "lower"}, optional
-        Direction of every benchmark when no metadata is given.
-    capability : iterable of str
-        Capability benchmarks when no metadata is given.
-    min_llms : int
-        Fewest observed LLMs a benchmark may have.
-    name : str, optional
-        Study name (default: the file stem).
+        Benchmark catalog (see ``data/README.md``); safety areas beyond the paper's allowed.
+    llm_column, na_values : str, iterable of str
+        Name of the LLM id column; cell texts meaning "not measured".
+    capability, safety, lower_is_better
+        Quick declarations (:class:`~safetywash.data.declare.Declarations`): capability
+        columns, safety columns with areas (``{"refusal": "misuse"}``), lower-is-better
+        columns. A column neither declared, in ``metadata`` nor LLM metadata is an error.
+    llm_meta : mapping of str to str, optional
+        Study LLM column -> file column, e.g. ``{"family": "Model Family"}``.
+    min_llms, name : int, str
+        Fewest observed LLMs a benchmark may have; the study name (default: the file stem).
     populations : collection of str, optional
-        The populations the file may use: every value of its ``population`` column must be
-        one of them (a typo such as ``caht`` fails, naming its line and the close matches
-        instead of starting a population of one LLM). Without it any value is accepted.
+        The populations the file may use (a typo such as ``caht`` fails, naming its line and
+        the close matches, instead of starting a population of one LLM).
     encoding : str
-        Text encoding of the file and of a metadata CSV (e.g. ``"latin-1"``); UTF-8 with or
-        without a byte-order mark by default.
+        Text encoding of the file and of a metadata CSV (e.g. ``"latin-1"``; UTF-8 default).
+    check_declared : bool
+        Refuse a quick declaration naming a column the file lacks (off for shared ones).
 
     Returns
     -------
@@ -112,27 +96,26 @@ def read_wide_csv(
     Raises
     ------
     StudyValidationError
-        On the first problem, naming file, line and column: besides the study's checks, LLM
-        names that repeat or differ only in case, control characters in names or keys,
-        undeclared populations and bytes that are not text in ``encoding``.
+        On the first problem, naming file, line and column: the study's checks, repeated or
+        case-only-distinct LLM names, control characters, undeclared populations or
+        columns (all listed), bytes that are not text in ``encoding``.
     """
-    path = Path(path)
-    source = str(path)
-    frame = _read_wide_table(path, llm_column, populations, encoding)
-    meta = [c for c in LLM_META_COLUMNS if c in frame.columns]
-    score_columns = [c for c in frame.columns if c not in (llm_column, "line", *meta)]
+    path, source = Path(path), str(path)
+    names = [llm_column, *LLM_META_COLUMNS, *(llm_meta or {}).values()]
+    frame = read_table(path, required=[llm_column], encoding=encoding, names=names)
+    check_unique_llms(frame, llm_column, source)
+    meta = llm_columns(_header(frame), llm_column, llm_meta, source)
+    _check_populations(frame, declared_values(populations), source, llm_column, meta)
+    score_columns = [c for c in _header(frame) if c not in (llm_column, *meta)]
     if not score_columns:
         raise StudyValidationError("no benchmark columns besides the LLM columns", source=source)
-    catalog = _catalog_for(score_columns, metadata, default_direction, capability, source, encoding)
+    declared = Declarations(tuple(capability), dict(safety or {}), tuple(lower_is_better))
+    catalog = _catalog_for(score_columns, metadata, declared, source, encoding, check_declared)
     modelled, excluded = modelled_columns(score_columns, catalog, source)
     long = wide_to_long(
-        frame,
-        llm_column=llm_column,
-        benchmark_columns=modelled,
-        na_values=na_values,
-        source=source,
+        frame, llm_column=llm_column, benchmark_columns=modelled, na_values=na_values, source=source
     )
-    llms = llm_metadata(frame, llm_column, {c: c for c in meta}, source)
+    llms = llm_metadata(frame, llm_column, meta, source)
     return BenchmarkStudy.from_frames(
         long,
         llms,
@@ -148,22 +131,29 @@ def read_long_csv(
     path: str | Path,
     metadata: str | Path | pd.DataFrame | None = None,
     *,
-    default_direction: str | None = None,
+    llm_column: str = "llm",
     capability: Iterable[str] = (),
+    safety: Mapping[str, str] | None = None,
+    lower_is_better: Iterable[str] = (),
+    llm_meta: Mapping[str, str] | None = None,
     min_llms: int = MIN_LLMS_PER_BENCHMARK,
     name: str | None = None,
     populations: Collection[str] | None = None,
     encoding: str = "utf-8",
+    check_declared: bool = True,
 ) -> BenchmarkStudy:
     """Read a long score table: one row per observed (llm, benchmark, value) cell.
 
     Parameters
     ----------
     path : str or pathlib.Path
-        CSV with columns ``llm``, ``benchmark``, ``value``; optional per-LLM columns
-        ``display_name``, ``population``, ``family``, ``params``, ``flop`` must agree on
-        every row of the same LLM.
-    metadata, default_direction, capability, min_llms, name, populations, encoding
+        CSV with columns ``llm`` (or ``llm_column``), ``benchmark``, ``value``; per-LLM
+        columns (named ``display_name``, ``population``, ``family``, ``params``, ``flop``, or
+        mapped by ``llm_meta``) must agree on every row of the same LLM. Any other column is
+        an error.
+    metadata, llm_column, capability, safety, lower_is_better, llm_meta, min_llms
+        As in :func:`read_wide_csv`; the declarations name values of the ``benchmark`` column.
+    name, populations, encoding, check_declared
         As in :func:`read_wide_csv`.
 
     Returns
@@ -177,16 +167,23 @@ def read_long_csv(
     """
     path = Path(path)
     source = str(path)
-    declared = declared_values(populations)
+    names = [llm_column, "benchmark", *LLM_META_COLUMNS, *(llm_meta or {}).values()]
     frame = read_table(
-        path,
-        required=["llm", "benchmark", "value"],
-        encoding=encoding,
-        names=["llm", "benchmark", *LLM_META_COLUMNS],
+        path, required=[llm_column, "benchmark", "value"], encoding=encoding, names=names
     )
+    frame = frame.rename(columns={llm_column: "llm"}) if llm_column != "llm" else frame
+    meta = llm_columns(_header(frame), "llm", llm_meta, source)
+    extra = [c for c in _header(frame) if c not in ("llm", "benchmark", "value", *meta)]
+    if extra:
+        raise StudyValidationError(
+            f"column(s) {extra} are neither llm, benchmark, value nor mapped LLM metadata",
+            source=source,
+            line=1,
+            column=extra[0],
+        )
     raise_first_bad_row(frame, frame["llm"] == "", "empty LLM name", source=source, column="llm")
     check_distinct_case(frame, "llm", source=source)
-    _check_populations(frame, declared, source, "llm")
+    _check_populations(frame, declared_values(populations), source, "llm", meta)
     raise_first_bad_row(
         frame,
         frame["value"] == "",
@@ -196,10 +193,10 @@ def read_long_csv(
         llm_of="llm",
     )
     benchmarks = list(pd.unique(frame["benchmark"]))
-    catalog = _catalog_for(benchmarks, metadata, default_direction, capability, source, encoding)
+    declared = Declarations(tuple(capability), dict(safety or {}), tuple(lower_is_better))
+    catalog = _catalog_for(benchmarks, metadata, declared, source, encoding, check_declared)
     modelled, excluded = modelled_columns(benchmarks, catalog, source, long=frame)
     long = frame[frame["benchmark"].isin(modelled)]
-    meta = [c for c in LLM_META_COLUMNS if c in frame.columns]
     llms = _long_llm_metadata(long, meta, source) if meta else None
     return BenchmarkStudy.from_frames(
         long[["llm", "benchmark", "value", "line"]],
@@ -212,9 +209,14 @@ def read_long_csv(
     )
 
 
-def _long_llm_metadata(long: pd.DataFrame, meta: list[str], source: str) -> pd.DataFrame:
+def _header(frame: pd.DataFrame) -> list[str]:
+    """A table's columns as in its file (without the added ``line``)."""
+    return [c for c in frame.columns if c != "line"]
+
+
+def _long_llm_metadata(long: pd.DataFrame, meta: Mapping[str, str], source: str) -> pd.DataFrame:
     """Per-LLM columns of a long file, which must agree on every row of the same LLM."""
-    per_llm = long.groupby("llm", sort=False)[meta].nunique()
+    per_llm = long.groupby("llm", sort=False)[list(meta)].nunique()
     clash = per_llm[(per_llm > 1).any(axis=1)]
     if not clash.empty:
         llm = str(clash.index[0])
@@ -233,31 +235,24 @@ def _long_llm_metadata(long: pd.DataFrame, meta: list[str], source: str) -> pd.D
             llm_of="llm",
         )
     firsts = long.drop_duplicates("llm")
-    return llm_metadata(firsts, "llm", {c: c for c in meta}, source)
-
-
-def _read_wide_table(
-    path: Path, llm_column: str, populations: Collection[str] | None, encoding: str
-) -> pd.DataFrame:
-    """A wide file's table: one printable LLM name per row, populations as declared."""
-    declared = declared_values(populations)
-    names = [llm_column, *LLM_META_COLUMNS]
-    frame = read_table(path, required=[llm_column], encoding=encoding, names=names)
-    check_unique_llms(frame, llm_column, str(path))
-    _check_populations(frame, declared, str(path), llm_column)
-    return frame
+    return llm_metadata(firsts, "llm", dict(meta), source)
 
 
 def _check_populations(
-    frame: pd.DataFrame, declared: tuple[str, ...] | None, source: str, llm_column: str
+    frame: pd.DataFrame,
+    declared: tuple[str, ...] | None,
+    source: str,
+    llm_column: str,
+    meta: Mapping[str, str],
 ) -> None:
-    """With declared populations, the ``population`` column must hold only those."""
+    """With declared populations, the population column must hold only those."""
     if declared is None:
         return
-    if "population" not in frame.columns:
+    column = next((f for f, s in meta.items() if s == "population"), None)
+    if column is None:
         raise StudyValidationError(
             f"populations {list(declared)} were declared but the file has no 'population' column",
             source=source,
             line=1,
         )
-    check_declared(frame, "population", declared, source=source, llm_of=llm_column)
+    check_declared(frame, column, declared, source=source, llm_of=llm_column)

@@ -109,7 +109,8 @@ class BenchmarkStudy:
         StudyValidationError
             On any bad input, naming the file, line and column.
         """
-        catalog = as_catalog(catalog)
+        # New safety areas pass here: a catalog file is checked for them when it is read.
+        catalog = as_catalog(catalog, new_areas=True)
         scores = validate_scores(scores, catalog, source=source, min_llms=min_llms)
         llms = validate_llms(llms, scores, source=source)
         bench_keys = pd.unique(scores["benchmark"])

@@ -275,9 +275,12 @@ def modelled_columns(
     """
     unknown = [c for c in columns if c not in catalog.index]
     if unknown:
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         problem = (
             f"benchmark {unknown[0]!r} has no entry in the benchmark catalog (role and "
-            f"direction unknown); all unknown: {unknown[:10]}"
+            f"direction unknown); every undeclared column: {unknown[:10]}{more}; declare each "
+            "in the benchmark metadata or as a capability or safety benchmark, or map it to "
+            "an LLM column"
         )
         if long is not None:
             first = long["benchmark"] == unknown[0]

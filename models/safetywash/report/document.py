@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.baseline import PAPER_CAPABILITY_BENCHMARKS
+from safetywash.analysis.baseline import describe_capability_basis
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label, percent
 from safetywash.analysis.ppc import DEFAULT_MAX_DRAWS, correlation_ppc
 from safetywash.analysis.separability import DEFAULT_TAU, area_loadings
@@ -140,14 +140,7 @@ def _baseline_basis(baseline, caps: tuple[str, ...], meta: pd.DataFrame) -> str:
     """Which capability benchmarks the recomputed baseline rests on, in words."""
     if baseline is None:
         return "capability benchmarks (not computable for this study)"
-    if tuple(caps) == PAPER_CAPABILITY_BENCHMARKS:
-        return "the paper's 12 capability benchmarks"
-    missing = [k for k in PAPER_CAPABILITY_BENCHMARKS if k not in meta.index]
-    return (
-        f"all {len(caps)} capability benchmarks of the fit (the paper's 12 are not all in "
-        f"the fitted study; missing: {', '.join(missing)}), so it can differ from the "
-        "paper's numbers"
-    )
+    return describe_capability_basis(caps, meta["display_name"].to_dict())
 
 
 def _verdict_section(dt: xr.DataTree) -> list:

@@ -8,6 +8,7 @@ pyplot (:func:`new_figure`); the functions never choose a matplotlib backend: sc
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,8 +31,22 @@ AREA_COLORS: dict[str, str] = {
     "adversarial_robustness": "#d62728",
     "weaponization": "#e377c2",
 }
-#: Colour of an area missing from :data:`AREA_COLORS`.
-OTHER_AREA_COLOR = "#999999"
+#: Colours of areas beyond :data:`AREA_COLORS` (a user's own areas): each new area name gets
+#: one of these, fixed by the name itself (the same in every figure, run and report).
+NEW_AREA_COLORS: tuple[str, ...] = (
+    "#17becf",
+    "#bcbd22",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#7b4173",
+    "#ad494a",
+    "#6baed6",
+    "#74c476",
+    "#9e9ac8",
+    "#e7969c",
+    "#fdae6b",
+)
 #: Colours of LLM populations (capability ranking).
 POPULATION_COLORS: dict[str, str] = {"base": "#3b6ea5", "chat": "#c0504d"}
 #: Longest label drawn before it is shortened with an ellipsis.
@@ -39,8 +54,17 @@ MAX_LABEL = 48
 
 
 def area_color(area: str) -> str:
-    """The fixed colour of a safety area (or ``"capability"``)."""
-    return AREA_COLORS.get(str(area), OTHER_AREA_COLOR)
+    """The fixed colour of a safety area (or ``"capability"``).
+
+    An area of the paper has its colour in :data:`AREA_COLORS`; any other name gets one of
+    :data:`NEW_AREA_COLORS` chosen by a hash of the name, so it is the same wherever the area
+    is drawn (two new areas may share a colour; the labels tell them apart).
+    """
+    area = str(area)
+    if area in AREA_COLORS:
+        return AREA_COLORS[area]
+    digest = hashlib.sha256(area.encode("utf-8")).digest()
+    return NEW_AREA_COLORS[int.from_bytes(digest[:4], "big") % len(NEW_AREA_COLORS)]
 
 
 def area_label(area: str) -> str:

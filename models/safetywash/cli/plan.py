@@ -84,7 +84,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--encoding", default="utf-8", help="text encoding of --candidates (default: %(default)s)"
     )
     parser.add_argument("--json", type=output_file, metavar="FILE", help="write the plan here")
-    parser.add_argument("--figure", type=output_file, metavar="PNG", help="draw the plan here")
+    parser.add_argument(
+        "--figure", type=output_file, metavar="FILE", help="draw the plan here (PNG)"
+    )
     return parser
 
 

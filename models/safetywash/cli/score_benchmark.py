@@ -1,7 +1,7 @@
 """Score a new safety benchmark against a fitted study without refitting.
 
 SCORES is a wide CSV: one row per LLM (its name in the --llm-column column), one column per
-new benchmark, in the benchmark's own units. Describe the benchmarks with --benchmarks
+new benchmark, in the benchmark's own units. Describe the benchmarks with --metadata
 META.csv (the catalog format of data/README.md: key, role = safety, area, direction, ...), or
 declare every column with --safety COL=AREA (higher is better unless listed in
 --lower-is-better). LLM names are matched to the fit's (exact id, id without organisation,
@@ -41,7 +41,7 @@ from safetywash.data.study import BenchmarkStudy
 from safetywash.data.table import read_table
 
 EXAMPLES = (
-    "safetywash score-benchmark runs/chat --scores my_bench.csv --benchmarks my_bench_meta.csv",
+    "safetywash score-benchmark runs/chat --scores my_bench.csv --metadata my_bench_meta.csv",
     "safetywash score-benchmark runs/chat --scores my_bench.csv --safety my_refusals=alignment "
     "--lower-is-better my_refusals --llm-column model --json my_bench.json --tau 0.5 --seed 1",
 )
@@ -58,12 +58,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="wide CSV: an LLM column and one column per new benchmark",
     )  # fmt: skip
     parser.add_argument(
-        "--benchmarks", type=input_file, metavar="META.csv",
+        "--metadata", type=input_file, metavar="META.csv",
         help="catalog of the new benchmarks (key, role, area, direction, ...)",
     )  # fmt: skip
     parser.add_argument(
         "--safety", nargs="+", default=[], metavar="COL=AREA",
-        help="without --benchmarks: declare every column as a safety benchmark of AREA",
+        help="without --metadata: declare every column as a safety benchmark of AREA",
     )  # fmt: skip
     parser.add_argument(
         "--lower-is-better", nargs="+", default=[], metavar="COL",
@@ -87,14 +87,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def flag_catalog(columns: list[str], safety: list[str], lower: list[str]) -> pd.DataFrame:
-    """The catalog that ``--safety COL=AREA`` and ``--lower-is-better COL`` declare."""
+def declared_areas(args: argparse.Namespace) -> dict[str, str]:
+    """The checks of the declarations that need no file read: ``--safety`` as COL -> AREA."""
+    if args.metadata is not None:
+        if args.safety or args.lower_is_better:
+            raise UsageError("give --metadata or --safety/--lower-is-better, not both")
+        return {}
+    if not args.safety:
+        raise UsageError(
+            "the new benchmarks are not described: give --metadata META.csv or "
+            "--safety COL=AREA for each column"
+        )
     areas = {}
-    for item in safety:
+    for item in args.safety:
         column, sep, area = item.partition("=")
         if not sep or not column.strip() or not area.strip():
             raise UsageError(f"--safety: expected COL=AREA, got {item!r}")
         areas[column.strip()] = area.strip()
+    return areas
+
+
+def flag_catalog(columns: list[str], areas: dict[str, str], lower: list[str]) -> pd.DataFrame:
+    """The catalog that ``--safety COL=AREA`` and ``--lower-is-better COL`` declare."""
     unknown = [c for c in [*areas, *lower] if c not in columns]
     if unknown:
         raise UsageError(f"--safety/--lower-is-better: no column {unknown} in the score file")
@@ -102,7 +116,7 @@ def flag_catalog(columns: list[str], safety: list[str], lower: list[str]) -> pd.
     if undeclared:
         raise UsageError(
             f"column(s) {undeclared} of the score file are not declared: give --safety "
-            "COL=AREA for each new benchmark, or --benchmarks META.csv"
+            "COL=AREA for each new benchmark, or --metadata META.csv"
         )
     rows = [
         {"key": c, "role": "safety", "area": a, "direction": "lower" if c in lower else "higher"}
@@ -111,22 +125,16 @@ def flag_catalog(columns: list[str], safety: list[str], lower: list[str]) -> pd.
     return pd.DataFrame(rows)
 
 
-def read_new_benchmarks(args: argparse.Namespace) -> tuple[BenchmarkStudy, list[int]]:
+def read_new_benchmarks(
+    args: argparse.Namespace, areas: dict[str, str]
+) -> tuple[BenchmarkStudy, list[int]]:
     """The new benchmarks as a study, and the file line of each of its LLMs."""
     names = [args.llm_column, *LLM_META_COLUMNS]
     table = read_table(args.scores, required=[args.llm_column], encoding=args.encoding, names=names)
-    if args.benchmarks is not None:
-        if args.safety or args.lower_is_better:
-            raise UsageError("give --benchmarks or --safety/--lower-is-better, not both")
-        metadata = args.benchmarks
-    else:
-        if not args.safety:
-            raise UsageError(
-                "the new benchmarks are not described: give --benchmarks META.csv or "
-                "--safety COL=AREA for each column"
-            )
+    metadata = args.metadata
+    if metadata is None:
         columns = [c for c in table.columns if c not in (*names, "line")]
-        metadata = flag_catalog(columns, args.safety, args.lower_is_better)
+        metadata = flag_catalog(columns, areas, args.lower_is_better)
     study = read_wide_csv(args.scores, metadata, llm_column=args.llm_column, encoding=args.encoding)
     line_of = dict(zip(table[args.llm_column].astype(str), table["line"], strict=True))
     return study, [int(line_of[str(n)]) for n in study.llms.index]
@@ -134,8 +142,9 @@ def read_new_benchmarks(args: argparse.Namespace) -> tuple[BenchmarkStudy, list[
 
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash score-benchmark``."""
+    areas = declared_areas(args)
+    new, lines = read_new_benchmarks(args, areas)
     dt = open_fit(args.run)
-    new, lines = read_new_benchmarks(args)
     aligned, matches = align_to_fit(
         new, dt, source=str(args.scores), lines=lines, strict=args.strict_names
     )

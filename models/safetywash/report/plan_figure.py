@@ -43,6 +43,8 @@ def plot_plan(result: xr.Dataset, *, title: str | None = None) -> Figure:
         ylabel=f"P(decisive): P(|rho|<{result.attrs['tau']:g}) < {lo:g} or > {hi:g}",
         ylim=(0, 1),
     )
+    for ax in (width_ax, decisive_ax):
+        ax.set_xticks(ns)
     width_ax.legend(frameon=False)
     fig.suptitle(title or f"Planning a new benchmark ({result.attrs['prior']})", fontsize=10)
     return fig

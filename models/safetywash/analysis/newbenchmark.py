@@ -14,6 +14,14 @@ unit spread within each population (exactly so for sampled capability), the scal
 the fit's own ``rho`` is defined. In a fit with area factors the new benchmark loads on
 capability only; an area factor it shares counts in its residual, as ``gamma`` does in the
 fit's ``rho``.
+
+What the cut leaves out, and a refit that includes the benchmark does not: the benchmark
+sharpening capability (a benchmark that loads strongly on capability narrows its own
+interval in a refit; Safetywashing chat, WMDP with rho -0.95: the cut's interval is 29%
+wider) and moving the hyperparameters of its area (its loading prior is the area's fitted
+mean loading, which a refit moves towards the new benchmark: a benchmark unlike the rest of
+a small, strongly pooled area gets a rho nearer the area's than a refit gives it).
+``benchmarks/bench_score_benchmark.py`` measures both against refits.
 """
 
 from __future__ import annotations

@@ -115,7 +115,11 @@ def model_scale_scores(
 ) -> tuple[list[str], np.ndarray]:
     """A benchmark's LLMs and scores on the model scale, by the model's own transform rule
     (fitted on the scores of ``llms`` only, when given)."""
-    one = new.subset(benchmarks=[key], llms=llms, min_llms=1)
+    cells = new.scores[new.scores["benchmark"] == key]
+    if llms is not None:
+        cells = cells[cells["llm"].isin(set(llms))]
+    # Cells of an already validated study: the constructor, which trusts its input, will do.
+    one = BenchmarkStudy(cells, new.llms, new.benchmarks.loc[[key]], name=new.name)
     transform = ScoreTransform.fit(one, kind)
     if not transform.scale[0] > 0:
         raise ValueError(f"benchmark {key!r} has the same score on every LLM: nothing to relate")

@@ -95,7 +95,9 @@ def align_to_fit(
     return aligned, matches
 
 
-def _check_new(new: BenchmarkStudy, dt: xr.DataTree) -> None:
+def check_new_benchmarks(new: BenchmarkStudy, dt: xr.DataTree) -> None:
+    """Raise ``ValueError`` unless every benchmark of ``new`` is a safety benchmark the fit
+    does not have."""
     fitted = benchmark_table(dt).index
     for key, row in new.benchmarks.iterrows():
         if row["role"] != "safety":
@@ -168,7 +170,7 @@ def score_benchmarks(
     """
     if not 0 < tau < 1:
         raise ValueError("tau must be between 0 and 1")
-    _check_new(new, dt)
+    check_new_benchmarks(new, dt)
     post = dt[group]
     fitted = [str(k) for k in post["capability"]["llm"].values]
     position = {k: i for i, k in enumerate(fitted)}

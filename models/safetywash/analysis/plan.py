@@ -142,7 +142,7 @@ def plan_evaluation(
         ``coverage``; over ``(simulation, n, design)``: ``width``, ``p_separable``; over
         ``simulation``: ``rho_true``; ``chosen`` (n, rank): the chosen LLMs ("" padded).
         Attrs: ``prior`` (in words), ``tau``, ``ci_prob``, ``ci_kind``, ``seed``,
-        ``n_candidates``, ``decisive``.
+        ``decisive``, ``loading_prior`` (in words).
     """
     post = dt[group]
     fitted = [str(k) for k in post["capability"]["llm"].values]
@@ -172,7 +172,13 @@ def plan_evaluation(
                 y = (y - y.mean()) / y.std()  # the model's standardisation (ddof=0)
                 params = cut_posterior(theta_use[:, idx], y, prior_use, rng)
                 draws[s, i, d] = capability_correlation(params["loading"], params["residual_sd"])
-    return _summarise(draws, rho_true, ns, chosen, fitted, prior, tau, ci_prob, ci_kind, seed)
+    out = _summarise(draws, rho_true, ns, chosen, fitted, prior, tau, ci_prob, ci_kind, seed)
+    areas = post["area_loading_mean"]["area"].values if "area_loading_mean" in post else []
+    known = area in [str(a) for a in areas]
+    out.attrs["loading_prior"] = (
+        f"the fitted mean loading of area {area!r}" if known else "an area the fit does not have"
+    )
+    return out
 
 
 def _summarise(draws, rho_true, ns, chosen, fitted, prior, tau, ci_prob, ci_kind, seed):
@@ -218,7 +224,8 @@ def format_plan(result: xr.Dataset) -> str:
     lo, hi = result.attrs["decisive"]
     lines = [
         f"Prior of the new benchmark's rho: {result.attrs['prior']}; "
-        f"{result.attrs['n_simulations']} simulated benchmarks (seed {result.attrs['seed']}).",
+        f"{result.attrs['n_simulations']} simulated benchmarks (seed {result.attrs['seed']}), "
+        f"each scored with the loading prior of {result.attrs['loading_prior']}.",
         f"Decisive: P(|rho| < {result.attrs['tau']:g}) below {lo:g} or above {hi:g}.",
         "",
         f"{'LLMs':>5}  {'design':<8}{'expected ' + label + ' width':>26}"

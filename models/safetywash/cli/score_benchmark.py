@@ -22,6 +22,7 @@ from safetywash.analysis.intervals import CI_PROB
 from safetywash.analysis.newbenchmark import (
     align_to_fit,
     benchmark_scores_json,
+    check_new_benchmarks,
     format_benchmark_scores,
     score_benchmarks,
 )
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     areas = declared_areas(args)
     new, lines = read_new_benchmarks(args, areas)
     dt = open_fit(args.run)
+    check_new_benchmarks(new, dt)
     aligned, matches = align_to_fit(
         new, dt, source=str(args.scores), lines=lines, strict=args.strict_names
     )

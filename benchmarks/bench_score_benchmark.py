@@ -39,7 +39,8 @@ from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.fitfile import diagnostics_of, load_fit, save_fit
 from safetywash.inference.settings import SamplerSettings
 
-#: Safety benchmarks left out one at a time: one or two per area, and one scored on 20 LLMs.
+#: Safety benchmarks left out one at a time: one to three per area, |rho| from 0.2 to 0.95,
+#: one scored on 20 LLMs.
 DEFAULT_KEYS = (
     "truthfulqa_mc1",
     "bbq",
@@ -47,6 +48,9 @@ DEFAULT_KEYS = (
     "HarmBench-GCG-T-all",
     "rmsce_mmlu",
     "LMSYS_Chatbot_Arena",
+    "MT_Bench",
+    "sycophancy",
+    "cyberseceval2_mitre",
 )
 MEDIAN_TOLERANCE = 0.05
 WIDTH_TOLERANCE = 0.25

@@ -158,20 +158,7 @@ def plan_evaluation(
     use = rng.choice(len(capability), min(scoring_draws, len(capability)), replace=False)
     theta_use, prior_use = capability[use], prior_all.take(use)
     rho_true = rho_prior_draws(dt, prior, n_simulations, rng, group)
-    shape = (n_simulations, len(ns), len(DESIGNS))
-    draws = np.empty((*shape, len(use)))
-    for s in range(n_simulations):
-        truth = capability[rng.integers(len(capability))]
-        y_all = rho_true[s] * truth + np.sqrt(1 - rho_true[s] ** 2) * rng.standard_normal(
-            len(fitted)
-        )
-        for i, n in enumerate(ns):
-            picks = (chosen[n], rng.choice(cand, n, replace=False))
-            for d, idx in enumerate(picks):
-                y = y_all[idx]
-                y = (y - y.mean()) / y.std()  # the model's standardisation (ddof=0)
-                params = cut_posterior(theta_use[:, idx], y, prior_use, rng)
-                draws[s, i, d] = capability_correlation(params["loading"], params["residual_sd"])
+    draws = _simulate(capability, theta_use, prior_use, rho_true, chosen, cand, rng)
     out = _summarise(draws, rho_true, ns, chosen, fitted, prior, tau, ci_prob, ci_kind, seed)
     areas = post["area_loading_mean"]["area"].values if "area_loading_mean" in post else []
     known = area in [str(a) for a in areas]
@@ -179,6 +166,23 @@ def plan_evaluation(
         f"the fitted mean loading of area {area!r}" if known else "an area the fit does not have"
     )
     return out
+
+
+def _simulate(capability, theta_use, prior_use, rho_true, chosen, cand, rng) -> np.ndarray:
+    """Draws of rho per (simulation, n, design, scoring draw) for simulated benchmarks."""
+    ns = list(chosen)
+    draws = np.empty((len(rho_true), len(ns), len(DESIGNS), len(theta_use)))
+    for s, rho in enumerate(rho_true):
+        truth = capability[rng.integers(len(capability))]
+        y_all = rho * truth + np.sqrt(1 - rho**2) * rng.standard_normal(len(truth))
+        for i, n in enumerate(ns):
+            picks = (chosen[n], rng.choice(cand, n, replace=False))
+            for d, idx in enumerate(picks):
+                y = y_all[idx]
+                y = (y - y.mean()) / y.std()  # the model's standardisation (ddof=0)
+                params = cut_posterior(theta_use[:, idx], y, prior_use, rng)
+                draws[s, i, d] = capability_correlation(params["loading"], params["residual_sd"])
+    return draws
 
 
 def _summarise(draws, rho_true, ns, chosen, fitted, prior, tau, ci_prob, ci_kind, seed):

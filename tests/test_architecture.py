@@ -43,6 +43,9 @@ PYMC_FREE = (
     "safetywash.analysis.adjusted",
     "safetywash.analysis.newllm",
     "safetywash.analysis.intervals",
+    "safetywash.analysis.cutposterior",
+    "safetywash.analysis.newbenchmark",
+    "safetywash.analysis.plan",
 )
 
 

@@ -35,6 +35,8 @@ COMMANDS = (
     "compare",
     "adjusted",
     "score-llm",
+    "score-benchmark",
+    "plan",
     "sensitivity",
     "holdout",
     "sbc",
@@ -47,10 +49,16 @@ SHIMS = {
     "compare.py": "compare",
     "adjusted_scores.py": "adjusted",
     "score_llm.py": "score-llm",
+    "score_benchmark.py": "score-benchmark",
+    "plan.py": "plan",
     "sensitivity.py": "sensitivity",
     "holdout.py": "holdout",
     "sbc.py": "sbc",
 }
+
+
+#: Options whose file must exist when the arguments are parsed.
+INPUT_FILE_OPTIONS = ("--scores", "--metadata", "--candidates")
 
 
 def _subparsers(parser=None) -> dict:
@@ -124,7 +132,7 @@ def test_every_example_parses(tmp_path, monkeypatch):
                 if re.fullmatch(r"runs/\w+", token):
                     Path(token).mkdir(parents=True, exist_ok=True)
                     Path(token, "posterior.nc").touch()
-                elif token.endswith(".csv") and argv[argv.index(token) - 1] == "--scores":
+                elif token.endswith(".csv") and argv[argv.index(token) - 1] in INPUT_FILE_OPTIONS:
                     Path(token).touch()
                 elif argv[argv.index(token) - 1] == "--data-dir":
                     Path(token).mkdir(parents=True, exist_ok=True)
@@ -221,11 +229,14 @@ FIRST_WORK = {
     "compare": ["open_fit"],
     "adjusted": ["open_fit"],
     "score-llm": ["open_fit"],
+    "score-benchmark": ["open_fit", "read_wide_csv"],
+    "plan": ["open_fit"],
     "sensitivity": ["open_fit", "refit_prior_scales"],
     "sbc": ["run_sbc"],
     "datasets": ["listing", "fetch_dataset"],
 }
 BIG_SEED = str(2**32)
+BOTH_DECLARED = ("--safety", "a=b", "--metadata", "{tmp}/file.txt")
 
 #: One bad argument per case, for every subcommand: the command line and the message part.
 BAD_ARGUMENTS = [
@@ -252,6 +263,13 @@ BAD_ARGUMENTS = [
     (["adjusted", "{tmp}/run", "--csv", "{tmp}/file.txt/x.csv"], "is a file, not a folder"),
     (["score-llm", "{tmp}/run", "--scores", "{tmp}/none.csv"], "no such file"),
     (["score-llm", "{tmp}/run", "--scores", "{tmp}/file.txt", "--seed", BIG_SEED], "at most"),
+    (["score-benchmark", "{tmp}/run", "--scores", "{tmp}/none.csv"], "no such file"),
+    (["score-benchmark", "{tmp}/run", "--scores", "{tmp}/file.txt"], "not described"),
+    (["score-benchmark", "{tmp}/run", "--scores", "{tmp}/file.txt", *BOTH_DECLARED], "not both"),
+    (["score-benchmark", "{tmp}/run", "--scores", "{tmp}/file.txt", "--safety", "a"], "COL=AREA"),
+    (["plan", "{tmp}/run", "--n", "2"], "--n: must be at least 3"),
+    (["plan", "{tmp}/run", "--prior", "flat"], "invalid choice: 'flat'"),
+    (["plan", "{tmp}/run", "--figure", "{tmp}"], "is a folder"),
     (["sensitivity", "{tmp}/run", "--scales", "0"], "--scales: must be above 0"),
     (["sensitivity", "{tmp}/run", "--draws", "0"], "--draws: must be at least 1"),
     (["sensitivity", "{tmp}/run", "--save-fits", "{tmp}/file.txt"], "is an existing file"),

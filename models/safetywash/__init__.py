@@ -41,6 +41,8 @@ API = {
     "compare_structures": "safetywash.analysis.structures",
     "adjusted_scores": "safetywash.analysis.adjusted",
     "score_new_llm": "safetywash.analysis.newllm",
+    "score_benchmarks": "safetywash.analysis.newbenchmark",
+    "plan_evaluation": "safetywash.analysis.plan",
 }
 
 __all__ = ["__version__", *API]

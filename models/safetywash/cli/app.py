@@ -19,8 +19,10 @@ from safetywash.cli import (
     datasets,
     fit,
     holdout,
+    plan,
     report,
     sbc,
+    score_benchmark,
     score_llm,
     sensitivity,
 )
@@ -34,6 +36,7 @@ from safetywash.report.runfolder import OutputFolderError
 #: Subcommand modules, in the order ``safetywash --help`` lists them (the flow of a study).
 COMMANDS = (datasets, baseline, fit, report, compare, adjusted, score_llm, sensitivity, holdout)
 COMMANDS += (sbc,)
+COMMANDS += (score_benchmark, plan)
 
 #: Exceptions that mean the input is wrong, not the code.
 USER_ERRORS = (

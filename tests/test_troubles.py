@@ -108,7 +108,7 @@ def test_fit_retries_once_at_defaults_and_records_it(monkeypatch, tmp_path, caps
         return _tree_with(BAD_DIAGNOSTICS if len(calls) == 1 else GOOD_DIAGNOSTICS)
 
     monkeypatch.setattr(fit_command, "fit", fake_fit)
-    monkeypatch.setattr(fit_command, "load_dataset", lambda *a, **k: _study())
+    monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
     monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
     status = main(["fit", "--out", str(tmp_path / "run"), "--no-progress"])
     out = capsys.readouterr().out
@@ -127,7 +127,7 @@ def test_no_retry_when_asked_or_settings_chosen(monkeypatch, tmp_path, capsys):
         return _tree_with(BAD_DIAGNOSTICS)
 
     monkeypatch.setattr(fit_command, "fit", fake_fit)
-    monkeypatch.setattr(fit_command, "load_dataset", lambda *a, **k: _study())
+    monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
     monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
     status = main(["fit", "--out", str(tmp_path / "a"), "--no-retry", "--no-progress"])
     assert status == 2 and len(calls) == 1
@@ -142,7 +142,7 @@ def test_no_retry_when_asked_or_settings_chosen(monkeypatch, tmp_path, capsys):
 
 def test_retry_that_still_fails_escalates(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(fit_command, "fit", lambda *a, **k: _tree_with(BAD_DIAGNOSTICS))
-    monkeypatch.setattr(fit_command, "load_dataset", lambda *a, **k: _study())
+    monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
     monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
     assert main(["fit", "--out", str(tmp_path / "c"), "--no-progress"]) == 2
     verdict = (tmp_path / "c" / "VERDICT").read_text()

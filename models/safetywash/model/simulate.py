@@ -98,8 +98,7 @@ def simulate(
         Target share of missing cells (0 <= missing < 1), or the observed cells themselves
         (shape ``(n_llms, benchmarks)``: a fixed design, as in the rounds of an SBC).
     mechanism : {"random", "era"}
-        Missing completely at random, or by era (an LLM, released later the more capable
-        it is, misses the benchmarks introduced after it).
+        Missing at random, or by era (later, more capable LLMs miss fewer new benchmarks).
     populations : sequence of str
         Population labels, assigned round-robin.
     factor_areas : sequence of str
@@ -133,8 +132,7 @@ def simulate(
     theta = _capability_truth(rng, pops, truth, priors)
     params = _benchmark_truth(rng, n_capability, safe_areas, list(safety), truth, priors)
     items = _fix(params, keys, {"loading": loadings, "specific_sd": residuals, "n_items": n_items})
-    members = [[i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
-    members = [[n_capability + i for i in m] for m in members]
+    members = [[n_capability + i for i, a in enumerate(safe_areas) if a == f] for f in factor_areas]
     gamma, eta = _factor_truth(rng, theta, len(keys), members, truth, priors)
     y = _scores(rng, theta, params, gamma, eta, members, items)
     observed = _observation_mask(rng, theta, len(keys), missing, mechanism, observed)

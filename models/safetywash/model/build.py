@@ -59,6 +59,7 @@ SAMPLER_SPACE_VARIABLES = (
     "area_loading_aux",
     "area_loading_average",
     "log_specific_sd",
+    "log_specific_sd_z",
     "area_factor_z",
     "factor_anchor_loading",
     "factor_free_loading",
@@ -102,7 +103,7 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         theta = None if marginal else _capability(data, pop_mean, pop_sd, pop_idx)
         pool = pooling(data, config)
         loading = _loadings(data, pool, priors)
-        sigma, intercept = _residuals(data, priors)
+        sigma, intercept = _residuals(data, priors, pool)
 
         if marginal:
             loglik = marginal_loglik_by_llm(
@@ -255,10 +256,12 @@ def _area_rotation(data: ModelData, centred: bool, top, spread, safety_sd):
     return average, top + spread * (spread * u + within * v) / r
 
 
-def _residuals(data: ModelData, priors: Priors):
+def _residuals(data: ModelData, priors: Priors, pool: Pooling):
     """Residual SDs and intercepts of every benchmark.
 
-    The benchmark-specific SD is log-normal, pooled and centred. Where the score is a
+    The benchmark-specific SD is log-normal and pooled, centred or not as the data say
+    (``pool.residual``; non-centred when the log SDs may spread less than their own
+    uncertainty, where a centred group has a funnel). Where the score is a
     proportion of a known number of items its measurement noise is known
     (``ModelData.noise_variance``) and ``residual_sd = sqrt(noise_sd**2 + specific_sd**2)``:
     a floor the residual cannot go below, so the benchmark cannot become a perfect measure
@@ -270,8 +273,12 @@ def _residuals(data: ModelData, priors: Priors):
     res_log_mean = pm.Normal(
         "residual_log_mean", priors.residual_log_mean_loc, priors.residual_log_mean_scale
     )
-    res_log_sd = pm.HalfNormal("residual_log_sd", priors.residual_log_sd_scale)
-    log_specific = pm.Normal("log_specific_sd", res_log_mean, res_log_sd, dims="benchmark")
+    res_log_sd = pm.Gamma("residual_log_sd", alpha=2.0, beta=1.0 / priors.residual_log_sd_scale)
+    if pool.residual:
+        log_specific = pm.Normal("log_specific_sd", res_log_mean, res_log_sd, dims="benchmark")
+    else:
+        z = pm.Normal("log_specific_sd_z", 0.0, 1.0, dims="benchmark")
+        log_specific = res_log_mean + res_log_sd * z
     specific = pm.Deterministic("specific_sd", pt.exp(log_specific), dims="benchmark")
     noise = pt.as_tensor(np.sqrt(np.nan_to_num(data.noise_variance)))
     sigma = pm.Deterministic("residual_sd", residual_sd(noise, specific, xp=pt), dims="benchmark")

@@ -1,7 +1,7 @@
-"""How each pooled group of loadings is parameterised: centred or non-centred (no PyMC here).
+"""How each pooled group is parameterised: centred or non-centred (no PyMC here).
 
 A pooled group (the capability loadings on the log scale; the safety loadings within their
-areas) can be written centred, ``x_b ~ Normal(mean, sd)``, or non-centred,
+areas; the log benchmark-specific SDs) can be written centred, ``x_b ~ Normal(mean, sd)``, or non-centred,
 ``x_b = mean + sd * z_b``. Centred has a funnel when ``sd`` is comparable with the
 uncertainty of each member, so that its posterior reaches towards 0; non-centred has a
 ridge between ``sd`` and the offsets when the data pin every member far more tightly than
@@ -49,6 +49,8 @@ class Pooling:
     capability: bool
     safety: bool
     area: bool = False
+    #: Centre the log benchmark-specific SDs (non-centred: ``log sd = mean + spread * z``).
+    residual: bool = True
 
 
 def start_capability(data: ModelData) -> np.ndarray:
@@ -63,6 +65,23 @@ def start_capability(data: ModelData) -> np.ndarray:
 def loading_estimates(data: ModelData, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares slope of every benchmark's scores on a capability estimate, and its
     standard error (slope 0 and an infinite error for a benchmark with under 3 scores)."""
+    slope, se, _, _ = _least_squares(data, theta)
+    return slope, se
+
+
+def residual_estimates(data: ModelData, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log residual SD of every benchmark around its least-squares line on a capability
+    estimate, and its standard error ``1 / sqrt(2 (n - 2))`` (infinite under 3 scores)."""
+    _, _, resid, n = _least_squares(data, theta)
+    fitted = n > 2
+    log_sd = 0.5 * np.log(np.clip(resid, 1e-6, None))
+    se = np.where(fitted, 1.0 / np.sqrt(2.0 * np.clip(n - 2, 1, None)), np.inf)
+    return np.where(fitted, log_sd, 0.0), se
+
+
+def _least_squares(data: ModelData, theta: np.ndarray):
+    """Per benchmark (in coordinate order): slope, its standard error, residual variance
+    and number of scores."""
     b, i = data.benchmark_idx, data.llm_idx
     frame = pd.DataFrame({"b": b, "y": data.y, "t": theta[i]})
     frame["ty"], frame["tt"], frame["yy"] = frame["t"] * frame["y"], frame["t"] ** 2, data.y**2
@@ -79,6 +98,8 @@ def loading_estimates(data: ModelData, theta: np.ndarray) -> tuple[np.ndarray, n
     return (
         slope.reindex(every).fillna(0.0).to_numpy(),
         se.reindex(every).fillna(np.inf).to_numpy(),
+        resid.reindex(every).fillna(0.0).to_numpy(),
+        n.reindex(every).fillna(0).to_numpy(),
     )
 
 
@@ -117,7 +138,9 @@ def informativeness(estimate: np.ndarray, se: np.ndarray, group: np.ndarray) -> 
 def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
     """The parameterisation of every pooled group for a study and a config."""
     config = config or ModelConfig()
-    slope, se = loading_estimates(data, start_capability(data))
+    theta = start_capability(data)
+    slope, se = loading_estimates(data, theta)
+    log_sd, log_sd_se = residual_estimates(data, theta)
     pos = {k: j for j, k in enumerate(data.coords["benchmark"])}
     cap = np.array([pos[k] for k in data.capability_keys], dtype=np.int64)
     safe = np.array([pos[k] for k in data.safety_keys], dtype=np.int64)
@@ -125,8 +148,13 @@ def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
     ratio = {
         "capability": informativeness(np.log(floor), se[cap] / floor, np.zeros_like(cap)),
         "safety": informativeness(slope[safe], se[safe], data.safety_area_idx),
+        "residual": informativeness(log_sd, log_sd_se, np.zeros(len(log_sd), dtype=np.int64)),
     }
-    choice = {"capability": config.capability_loadings, "safety": config.safety_loadings}
+    choice = {
+        "capability": config.capability_loadings,
+        "safety": config.safety_loadings,
+        "residual": config.residuals,
+    }
     centred = {
         name: c == "centered" if c != "auto" else ratio[name] >= CENTER_FROM_INFORMATIVENESS
         for name, c in choice.items()

@@ -264,7 +264,7 @@ def _benchmark_truth(rng, n_capability, safe_areas, area_names, truth: str, prio
     )
     if truth == "prior":
         res_log_mean = rng.normal(priors.residual_log_mean_loc, priors.residual_log_mean_scale)
-        res_log_sd = abs(rng.normal(0, priors.residual_log_sd_scale))
+        res_log_sd = rng.gamma(2.0, priors.residual_log_sd_scale)
     else:
         res_log_mean, res_log_sd = priors.residual_log_mean_loc, design.residual_log_sd
     params = {

@@ -259,7 +259,10 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
         help="benchmark metadata CSV (key, role, area, direction, ...; data/README.md)",
     )
     group.add_argument(
-        "--llm-column", default="llm", metavar="NAME", help="the LLM column (default: llm)"
+        "--llm-column",
+        default="llm",
+        metavar="NAME",
+        help="the LLM column of every table (default: llm)",
     )
     group.add_argument(
         "--llm-meta",

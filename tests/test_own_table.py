@@ -214,6 +214,7 @@ def test_baseline_of_a_user_table(tmp_path):
         (["--metadata", "m.csv"], "--metadata describes your table"),
         (["--strict-names"], "--strict-names needs --add-scores"),
         (["--new-llms"], "--new-llms needs --add-scores"),
+        (["--scores", "x.csv", "--data-dir", "."], "--data-dir locates registered datasets"),
     ],
 )
 def test_table_options_need_a_table(tmp_path, fitted, capsys, argv, needle):

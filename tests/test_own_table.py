@@ -147,6 +147,21 @@ def test_quick_declarations_without_metadata(tmp_path, fitted):
             ["unknown LLM column 'famly'", "'family'"],
         ),
         (["--llm-meta", "family"], ["expected KEY=COLUMN"]),
+        (
+            [
+                *("--llm-meta", "family=Model Family", "params=Model Size (B)"),
+                *("--capability", "cap1", "cap2", "--safety", "harm=misuse", "cap1=bias"),
+            ],
+            ["column 'cap1'", "declared twice"],
+        ),
+        (
+            [
+                *("--llm-meta", "family=Model Family", "params=Model Size (B)"),
+                *("--capability", "cap1", "cap2", "--safety", "harm=misuse"),
+                *("--lower-is-better", "cap3"),
+            ],
+            ["column 'cap3'", "declared lower-is-better but not as a capability or safety"],
+        ),
         (["--encoding", "utf-9"], ["unknown text encoding 'utf-9'"]),
     ],
 )
@@ -160,6 +175,37 @@ def test_bad_declarations_are_one_error_line(tmp_path, fitted, capsys, extra, ne
     assert fitted == [] and not (tmp_path / "run").exists()
 
 
+def test_metadata_and_quick_declaration_of_one_column(tmp_path, fitted, capsys):
+    _table().to_csv(tmp_path / "scores.csv", index=False)
+    (tmp_path / "meta.csv").write_text(META)
+    argv = ["fit", "--out", str(tmp_path / "run"), "--scores", str(tmp_path / "scores.csv")]
+    argv += ["--llm-column", "Model", "--metadata", str(tmp_path / "meta.csv")]
+    argv += ["--llm-meta", "family=Model Family", "params=Model Size (B)"]
+    assert main([*argv, "--safety", "harm=misuse"]) == 2
+    line = _error(capsys)
+    assert "column 'harm'" in line and "described in" in line and "declare" in line
+    assert fitted == []
+
+
+def test_baseline_of_a_user_table(tmp_path):
+    """The paper's baseline on a user's table: Spearman of each column with the first
+    principal component of its capability columns (two here: their standardised sum)."""
+    table = _table(12, seed=2)
+    table.to_csv(tmp_path / "scores.csv", index=False)
+    argv = ["baseline", "--scores", str(tmp_path / "scores.csv"), "--llm-column", "Model"]
+    argv += ["--llm-meta", "family=Model Family", "params=Model Size (B)"]
+    argv += ["--capability", "cap1", "cap2", "--safety", "harm=misuse", "--lower-is-better", "harm"]
+    assert main([*argv, "--json", str(tmp_path / "b.json")]) == 0
+    got = json.loads((tmp_path / "b.json").read_text())["correlations"]
+    z = (table[["cap1", "cap2"]] - table[["cap1", "cap2"]].mean()) / table[["cap1", "cap2"]].std(
+        ddof=0
+    )
+    score = z.sum(axis=1)
+    expected = table["harm"].rank().corr(score.rank())
+    assert got["harm"] == pytest.approx(expected, abs=1e-12)
+    assert set(got) == {"cap1", "cap2", "harm"}
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
@@ -168,6 +214,7 @@ def test_bad_declarations_are_one_error_line(tmp_path, fitted, capsys, extra, ne
         (["--metadata", "m.csv"], "--metadata describes your table"),
         (["--strict-names"], "--strict-names needs --add-scores"),
         (["--new-llms"], "--new-llms needs --add-scores"),
+        (["--scores", "x.csv", "--data-dir", "."], "--data-dir locates registered datasets"),
     ],
 )
 def test_table_options_need_a_table(tmp_path, fitted, capsys, argv, needle):

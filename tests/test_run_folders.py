@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+import safetywash.cli.common as study_options
 import safetywash.cli.fit as fit_command
 import safetywash.cli.sbc as sbc_command
 import safetywash.cli.sensitivity as sensitivity_command
@@ -61,7 +62,7 @@ class StandIns:
         self.study, _ = simulate(24, 4, {"bias": 3, "calibration": 3}, seed=SEED)
         self.tree = simulated_fit_tree(seed=SEED, diagnostics=diagnostics)
         self.during = during
-        monkeypatch.setattr(fit_command, "load_dataset", self.load)
+        monkeypatch.setattr(study_options, "load_dataset", self.load)
         monkeypatch.setattr(fit_command, "fit", self.fit)
 
     def load(self, *args, **kwargs):

@@ -49,6 +49,7 @@ __all__ = [
     "add_progress_argument",
     "add_sampler_arguments",
     "add_seed_argument",
+    "add_table_arguments",
     "add_tau_argument",
     "check_names",
     "check_study_arguments",
@@ -245,11 +246,12 @@ def add_dataset_arguments(
             action="store_true",
             help="with --add-scores: add LLMs the study does not have (default: leave them out)",
         )
-    _add_table_arguments(parser)
+    add_table_arguments(parser)
 
 
-def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
-    """How to read a user's table: layout, metadata, declarations, per-LLM columns, encoding."""
+def add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """How to read a user's table: layout, metadata, declarations, per-LLM columns, encoding
+    (read them with :func:`user_table`)."""
     group = parser.add_argument_group("your table (--scores, --add-scores): declare every column")
     group.add_argument("--long", action="store_true", help="the table has llm,benchmark,value rows")
     group.add_argument(
@@ -259,7 +261,10 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
         help="benchmark metadata CSV (key, role, area, direction, ...; data/README.md)",
     )
     group.add_argument(
-        "--llm-column", default="llm", metavar="NAME", help="the LLM column (default: llm)"
+        "--llm-column",
+        default="llm",
+        metavar="NAME",
+        help="the LLM column of every table (default: llm)",
     )
     group.add_argument(
         "--llm-meta",
@@ -295,12 +300,8 @@ def _add_table_arguments(parser: argparse.ArgumentParser) -> None:
 
 #: Options that describe a user's table: an error without --scores or --add-scores.
 TABLE_OPTIONS = {
-    "long": "--long",
-    "metadata": "--metadata",
-    "llm_meta": "--llm-meta",
-    "capability": "--capability",
-    "safety": "--safety",
-    "lower_is_better": "--lower-is-better",
+    dest: "--" + dest.replace("_", "-")
+    for dest in ("long", "metadata", "llm_meta", "capability", "safety", "lower_is_better")
 }
 
 
@@ -332,6 +333,8 @@ def check_study_arguments(args: argparse.Namespace) -> None:
                 raise UsageError(f"--{flag.replace('_', '-')} needs --add-scores")
     if args.scores is None:
         resolve_population(args.dataset or "safetywashing", getattr(args, "population", None))
+    elif args.data_dir is not None:
+        raise UsageError("--data-dir locates registered datasets: it does not apply to --scores")
 
 
 def study_from_args(args: argparse.Namespace, *, report=print) -> BenchmarkStudy:

@@ -47,14 +47,16 @@ class Declarations:
         """Every column declared as a benchmark, capability first."""
         return [*self.capability, *self.safety]
 
-    def check(self) -> None:
-        """No column is declared twice, and lower-is-better columns are declared ones."""
+    def check(self, source: str | None = None) -> None:
+        """No column is declared twice, and lower-is-better columns are declared ones
+        (errors name ``source``, the table's file)."""
         seen: set[str] = set()
         for key in self.keys:
             if key in seen:
                 raise StudyValidationError(
                     f"column {key!r} is declared twice (as capability and as safety, or "
                     "twice in one list)",
+                    source=source,
                     column=key,
                 )
             seen.add(key)
@@ -62,7 +64,9 @@ class Declarations:
             if key not in seen:
                 raise StudyValidationError(
                     f"column {key!r} is declared lower-is-better but not as a capability or "
-                    "safety benchmark; declare it as one of them too",
+                    "safety benchmark; declare it as one of them too (a column of the metadata "
+                    "takes its direction from there)",
+                    source=source,
                     column=key,
                 )
 
@@ -72,7 +76,7 @@ class Declarations:
         A bad declaration (an empty area, a misspelt paper area) fails naming ``source``'s
         header and the column declared.
         """
-        self.check()
+        self.check(source)
         rows = []
         for key in self.keys:
             row = {
@@ -146,8 +150,8 @@ def declared_catalog(
     if both:
         where = metadata if not isinstance(metadata, pd.DataFrame) else "the metadata"
         raise StudyValidationError(
-            f"column {both[0]!r} is described in {where} and declared again on the command "
-            "line; describe each column once",
+            f"column {both[0]!r} is described in {where} and declared again as capability "
+            "or safety; describe each column once",
             source=source,
             column=both[0],
         )

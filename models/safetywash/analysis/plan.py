@@ -269,6 +269,7 @@ def plan_json(result: xr.Dataset, run: str) -> dict:
         str(int(n)): [str(v) for v in result["chosen"].sel(n=n).values if str(v)]
         for n in result["n"].values
     }
-    attrs = {k: result.attrs[k] for k in ("prior", "tau", "ci_prob", "ci_kind", "seed")}
+    names = ("prior", "loading_prior", "tau", "ci_prob", "ci_kind", "seed")
+    attrs = {k: result.attrs[k] for k in names}
     return {"run": run, **attrs, "n_simulations": result.attrs["n_simulations"],
             "decisive": result.attrs["decisive"], "rows": rows, "chosen": chosen}  # fmt: skip

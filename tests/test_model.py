@@ -195,7 +195,7 @@ def test_model_reads_its_priors_from_the_config(small):
         "area_loading_sd": stats.gamma(a=2, scale=0.4 * s).logpdf(x),
         "safety_loading_sd": stats.gamma(a=2, scale=0.3 * s).logpdf(x),
         "residual_log_mean": stats.norm(-1.5, 0.5 * s).logpdf(x),
-        "residual_log_sd": stats.halfnorm(scale=0.7 * s).logpdf(x),
+        "residual_log_sd": stats.gamma(a=2, scale=0.7 * s).logpdf(x),
         "intercept": stats.norm(0, 3.0).logpdf(x),
         "factor_anchor_loading": stats.halfnorm(scale=0.6 * s).logpdf(x),
         "factor_free_loading": stats.norm(0, 0.6 * s).logpdf(x),

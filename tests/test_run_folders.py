@@ -126,7 +126,11 @@ def test_untrusted_fit_is_written_and_says_so(tmp_path, monkeypatch, capsys):
     verdict = (out / "VERDICT").read_text().splitlines()
     assert verdict[0] == "NOT TRUSTED"
     assert verdict[1 : 1 + len(BAD_DIAGNOSTICS.problems)] == BAD_DIAGNOSTICS.problems
-    assert verdict[-1] == BAD_DIAGNOSTICS.verdict()
+    sentence = 2 + len(BAD_DIAGNOSTICS.problems)
+    assert verdict[sentence] == BAD_DIAGNOSTICS.verdict()
+    # then what to do: the retry made, the likely causes and the command to try
+    notes = verdict[sentence + 1 :]
+    assert "Likely causes:" in notes and notes[-1].startswith("Try: safetywash fit ")
     stored = load_fit(out / "posterior.nc").attrs["diagnostics"]
     assert '"trustworthy": false' in stored
     captured = capsys.readouterr()

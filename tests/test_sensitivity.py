@@ -59,6 +59,7 @@ STORED_CATALOG_DEFAULTS = {
     "lower": 0.0,
     "upper": 1.0,
     "chance": np.nan,
+    "n_items": np.nan,
     "parent": "",
     "note": "",
 }
@@ -136,10 +137,10 @@ def test_flags_and_shifts_are_the_direct_ones(toy_fits):
     assert list(ds["prior_scale"].values) == [0.5, 1.0, 2.0]
     fits = {0.5: refits[0.5], 1.0: dt, 2.0: refits[2.0]}
     for scale, f in fits.items():
-        expected = separability(f, tau=0.5, ci_prob=0.94)
+        expected = separability(f, tau=0.5, ci_prob=0.94, shares=False)
         for var in ("rho_median", "rho_hdi_low", "rho_hdi_high", "p_separable"):
             np.testing.assert_allclose(ds[var].sel(prior_scale=scale).values, expected[var].values)
-    medians = np.array([separability(fits[s])["rho_median"].values for s in fits])
+    medians = np.array([separability(fits[s], shares=False)["rho_median"].values for s in fits])
     np.testing.assert_allclose(ds.rho_median_shift.values, np.ptp(medians, axis=0))
     names = ["separable_depends_on_prior", "sign_depends_on_prior", "prior_dependent"]
     flags = ds[names].reset_coords(drop=True).to_dataframe()[names]
@@ -306,7 +307,7 @@ def test_refit_reference_replaces_the_saved_fit(toy_fits, tmp_path_factory, monk
     ds = prior_sensitivity(dt, {1.0: same_scale, 2.0: refits[2.0]})
     np.testing.assert_allclose(
         ds.rho_median.sel(prior_scale=1.0).values,
-        separability(refits[0.5])["rho_median"].values,
+        separability(refits[0.5], shares=False)["rho_median"].values,
     )
     # which scales are refitted (the sampler itself is replaced: only the loop is tested)
     import safetywash.analysis.sensitivity as sensitivity

@@ -169,7 +169,7 @@ def prior_sensitivity(
     scales = sorted(fits)
     parts = []
     for s in scales:
-        part = separability(fits[s], tau=tau, ci_prob=ci_prob, group=group)
+        part = separability(fits[s], tau=tau, ci_prob=ci_prob, group=group, shares=False)
         part = part[["rho_median", "rho_hdi_low", "rho_hdi_high", "p_separable"]]
         part["p_positive"] = (fits[s][group]["rho"] > 0).mean(SAMPLE_DIMS)
         parts.append(part)

@@ -39,6 +39,7 @@ def separability(
     ci_prob: float = CI_PROB,
     ci_kind: str = CI_KIND,
     group: str = "posterior",
+    shares: bool = True,
 ) -> xr.Dataset:
     """Per-benchmark posterior summaries of capability entanglement.
 
@@ -54,6 +55,8 @@ def separability(
         Kind of the intervals (the variables keep the ``hdi`` names).
     group : str
         Group holding the draws.
+    shares : bool
+        Add the variance shares and ``noise_known`` (they need the fit's stored scores).
 
     Returns
     -------
@@ -79,14 +82,14 @@ def separability(
             "loading_median": dt[group]["loading"].median(SAMPLE_DIMS),
         }
     )
-    shares = variance_share_draws(dt, group=group)
-    for name in SHARES:
-        share = shares[name]
-        low, high = interval_bounds(share, ci_prob=ci_prob, ci_kind=ci_kind)
-        out[f"{name}_share_median"] = share.median(SAMPLE_DIMS)
-        out[f"{name}_share_hdi_low"], out[f"{name}_share_hdi_high"] = low, high
+    if shares:
+        draws = variance_share_draws(dt, group=group)
+        for name in SHARES:
+            low, high = interval_bounds(draws[name], ci_prob=ci_prob, ci_kind=ci_kind)
+            out[f"{name}_share_median"] = draws[name].median(SAMPLE_DIMS)
+            out[f"{name}_share_hdi_low"], out[f"{name}_share_hdi_high"] = low, high
+        out["noise_known"] = np.isfinite(noise_sd(dt).sel(benchmark=rho["benchmark"]))
     meta = benchmark_table(dt).loc[rho["benchmark"].values.astype(str)]
-    out["noise_known"] = np.isfinite(noise_sd(dt).sel(benchmark=rho["benchmark"]))
     out = out.assign_coords(
         {name: ("benchmark", meta[name].to_numpy()) for name in ("display_name", "role", "area")}
     )

@@ -1,8 +1,8 @@
 """How each pooled group is parameterised: centred or non-centred (no PyMC here).
 
 A pooled group (the capability loadings on the log scale; the safety loadings within their
-areas; the log benchmark-specific SDs) can be written centred, ``x_b ~ Normal(mean, sd)``, or non-centred,
-``x_b = mean + sd * z_b``. Centred has a funnel when ``sd`` is comparable with the
+areas; the log benchmark-specific SDs) can be written centred, ``x_b ~ Normal(mean, sd)``,
+or non-centred, ``x_b = mean + sd * z_b``. Centred has a funnel when ``sd`` is comparable with the
 uncertainty of each member, so that its posterior reaches towards 0; non-centred has a
 ridge between ``sd`` and the offsets when the data pin every member far more tightly than
 the group spreads. Which one suits a group is read off the data

@@ -19,7 +19,13 @@ from safetywash.model.data import (
     zero_sum_by_group_inverse,
 )
 from safetywash.model.likelihood import capability_conditional, marginal_loglik_by_llm
-from safetywash.model.pooling import Pooling, informativeness, loading_estimates, pooling
+from safetywash.model.pooling import (
+    Pooling,
+    informativeness,
+    loading_estimates,
+    pooling,
+    start_capability,
+)
 from safetywash.model.simulate import simulate
 
 
@@ -196,7 +202,6 @@ def test_model_reads_its_priors_from_the_config(small):
         "safety_loading_sd": stats.gamma(a=2, scale=0.3 * s).logpdf(x),
         "residual_log_mean": stats.norm(-1.5, 0.5 * s).logpdf(x),
         "residual_log_sd": stats.halfnorm(scale=0.7 * s).logpdf(x),
-        "intercept": stats.norm(0, 3.0).logpdf(x),
         "factor_anchor_loading": stats.halfnorm(scale=0.6 * s).logpdf(x),
         "factor_free_loading": stats.norm(0, 0.6 * s).logpdf(x),
     }
@@ -206,6 +211,31 @@ def test_model_reads_its_priors_from_the_config(small):
         got = np.asarray(pm.logp(rv, value).eval())
         # (PyTensor keeps scales exact in float32 as float32 constants: ~1e-8 relative.)
         np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)
+
+
+def test_intercept_prior_is_normal_whatever_each_benchmarks_centre(small):
+    """The sampler sees each benchmark's mean at its LLMs' mean start capability ``c_b``;
+    the intercept keeps its Normal(0, intercept_sd) prior (a shift: unit Jacobian)."""
+    study, _ = small
+    data = prepare_data(study)
+    model = build_model(study, ModelConfig(priors=Priors(intercept_sd=3.0)))
+    theta = start_capability(data)
+    n = len(data.coords["benchmark"])
+    centre = np.array([theta[data.llm_idx[data.benchmark_idx == b]].mean() for b in range(n)])
+    assert np.abs(centre).max() > 0.05  # 30% missing: the centres are not all 0
+    point = model.initial_point()
+    loading = model.compile_fn(
+        model.replace_rvs_by_values([model["loading"]])[0],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )(point)
+    x = np.linspace(-2, 2, n)
+    point["intercept_at_center"] = x + loading * centre
+    fns = model.replace_rvs_by_values([model["intercept"]])
+    intercept = model.compile_fn(fns[0], inputs=model.value_vars, on_unused_input="ignore")
+    np.testing.assert_allclose(intercept(point), x)
+    logp = model.compile_logp(vars=[model["intercept_at_center"]], sum=False)(point)[0]
+    np.testing.assert_allclose(logp, stats.norm(0, 3.0).logpdf(x), rtol=1e-6)
 
 
 def test_informativeness_is_the_low_end_of_the_spread_over_the_error():

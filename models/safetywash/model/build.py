@@ -38,7 +38,7 @@ from safetywash.model.likelihood import (
     marginal_loglik_by_llm,
     residual_sd,
 )
-from safetywash.model.pooling import Pooling, pooling
+from safetywash.model.pooling import Pooling, pooling, start_capability
 
 #: Variables in the sampler's coordinates: standardised offsets, log-scale copies of
 #: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading`` and
@@ -56,6 +56,7 @@ SAMPLER_SPACE_VARIABLES = (
     "area_loading_aux",
     "area_loading_average",
     "log_specific_sd",
+    "intercept_at_center",
     "area_factor_z",
     "factor_anchor_loading",
     "factor_free_loading",
@@ -97,7 +98,8 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         theta = None if marginal else _capability(data, pop_mean, pop_sd, pop_idx)
         pool = pooling(data, config)
         loading = _loadings(data, pool, priors)
-        sigma, intercept = _residuals(data, priors)
+        sigma = _residuals(data, priors)
+        intercept = _intercepts(data, priors, loading)
 
         if marginal:
             loglik = marginal_loglik_by_llm(
@@ -181,13 +183,22 @@ def _loadings(data: ModelData, pool: Pooling, priors: Priors):
     cap_log_sd = pm.Gamma(
         "capability_loading_log_sd", alpha=2.0, beta=1.0 / priors.capability_loading_log_sd_scale
     )
-    if pool.capability:
+    centred = pool.capability_centred(len(cap_pos))
+    if centred.all():
         cap_log = pm.Normal(
             "capability_loading_log", cap_log_mean, cap_log_sd, dims="capability_benchmark"
         )
-    else:
+    elif not centred.any():
         u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
         cap_log = cap_log_mean + cap_log_sd * u
+    else:
+        tight = pm.Normal(
+            "capability_loading_log", cap_log_mean, cap_log_sd, shape=int(centred.sum())
+        )
+        u = pm.Normal("capability_loading_z", 0.0, 1.0, shape=int((~centred).sum()))
+        cap_log = pt.zeros(len(cap_pos))
+        cap_log = pt.set_subtensor(cap_log[np.flatnonzero(centred)], tight)
+        cap_log = pt.set_subtensor(cap_log[np.flatnonzero(~centred)], cap_log_mean + cap_log_sd * u)
     loading = pt.zeros(len(bench_pos))
     loading = pt.set_subtensor(loading[cap_pos], pt.exp(cap_log))
     if data.safety_keys:
@@ -251,7 +262,7 @@ def _area_rotation(data: ModelData, centred: bool, top, spread, safety_sd):
 
 
 def _residuals(data: ModelData, priors: Priors):
-    """Residual SDs and intercepts of every benchmark.
+    """Residual SDs of every benchmark.
 
     The benchmark-specific SD is log-normal, pooled and centred. Where the score is a
     proportion of a known number of items its measurement noise is known
@@ -270,8 +281,27 @@ def _residuals(data: ModelData, priors: Priors):
     specific = pm.Deterministic("specific_sd", pt.exp(log_specific), dims="benchmark")
     noise = pt.as_tensor(np.sqrt(np.nan_to_num(data.noise_variance)))
     sigma = pm.Deterministic("residual_sd", residual_sd(noise, specific, xp=pt), dims="benchmark")
-    intercept = pm.Normal("intercept", 0.0, priors.intercept_sd, dims="benchmark")
-    return sigma, intercept
+    return sigma
+
+
+def _intercepts(data: ModelData, priors: Priors, loading):
+    """Intercepts, ``intercept ~ Normal(0, intercept_sd)``, sampled at each benchmark's LLMs.
+
+    The sampler sees ``intercept_at_center = intercept + loading * c_b``, the cell mean at
+    ``c_b``, the mean data-driven capability of the LLMs that have the benchmark: a shift
+    of ``intercept`` (unit Jacobian), so the model is unchanged. A benchmark scored only
+    on recent (or only on early) LLMs has ``c_b`` far from 0, and its intercept and
+    loading trade off along a ridge (Epoch's benchmark stitching: R-hat 1.02 on the
+    loadings, their pooled spread and the intercepts); its mean at ``c_b`` does not.
+    """
+    theta = start_capability(data)
+    counts = np.bincount(data.benchmark_idx, minlength=len(data.coords["benchmark"]))
+    sums = np.bincount(data.benchmark_idx, weights=theta[data.llm_idx], minlength=len(counts))
+    center = sums / np.maximum(counts, 1)
+    at_center = pm.Normal(
+        "intercept_at_center", loading * center, priors.intercept_sd, dims="benchmark"
+    )
+    return pm.Deterministic("intercept", at_center - loading * center, dims="benchmark")
 
 
 def _area_factors(data: ModelData, priors: Priors, theta):

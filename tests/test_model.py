@@ -10,6 +10,7 @@ import pytensor.tensor as pt
 import pytest
 from scipy import stats
 
+from safetywash.data.study import BenchmarkStudy
 from safetywash.model.build import build_model
 from safetywash.model.config import ModelConfig, Priors
 from safetywash.model.data import (
@@ -20,6 +21,7 @@ from safetywash.model.data import (
 )
 from safetywash.model.likelihood import capability_conditional, marginal_loglik_by_llm
 from safetywash.model.pooling import (
+    MIN_SLOPE,
     Pooling,
     informativeness,
     loading_estimates,
@@ -486,3 +488,51 @@ def test_prior_truth_factor_follows_the_model_sign_rule(seed):
     # As in the model, the factor is centred and uncorrelated with capability in-sample.
     eta, theta = truth["area_factor"].values[:, 0], truth["capability"].values
     assert abs(eta.mean()) < 1e-12 and abs(np.dot(theta - theta.mean(), eta)) < 1e-9
+
+
+def test_partial_centring_centres_the_capability_loadings_the_data_pin_down():
+    """Four capability benchmarks scored by all 200 LLMs, twelve by 12 each, loadings spread
+    widely: the group as a whole is non-centred, its four well-measured members centred."""
+    loadings = {f"cap{j:02d}": float(np.exp(0.5 * np.sin(3 * j))) for j in range(16)}
+    full, _ = simulate(200, 16, {"bias": 3}, loadings=loadings, seed=4)
+    rng = np.random.default_rng(4)
+    llms = np.array(full.llms.index)
+    keep = {
+        k: set(llms) if j < 4 else set(rng.choice(llms, 12, replace=False))
+        for j, k in enumerate(f"cap{j:02d}" for j in range(16))
+    }
+    scores = full.scores[
+        [
+            b not in keep or llm in keep[b]
+            for llm, b in zip(full.scores["llm"], full.scores["benchmark"], strict=True)
+        ]
+    ]
+    study = BenchmarkStudy.from_frames(scores, full.llms, full.benchmarks)
+    data = prepare_data(study)
+    pool = pooling(data)
+    assert not pool.capability
+    # Centred: the members whose standard error (of the log slope) is below the group's
+    # DerSimonian-Laird spread, written out here.
+    slopes, se = loading_estimates(data, start_capability(data))
+    cap = [data.coords["benchmark"].index(k) for k in data.capability_keys]
+    x, err = np.log(np.clip(slopes[cap], MIN_SLOPE, None)), se[cap] / slopes[cap]
+    w = 1 / err**2
+    q = np.sum(w * (x - np.sum(w * x) / w.sum()) ** 2)
+    tau = np.sqrt(max(q - (len(x) - 1), 0) / (w.sum() - np.sum(w**2) / w.sum()))
+    want = err < tau
+    assert list(pool.capability_members) == list(want)
+    assert want[:4].all() and not want[4:].all()
+    model = build_model(study)
+    assert tuple(model["capability_loading_log"].shape.eval()) == (want.sum(),)
+    assert tuple(model["capability_loading_z"].shape.eval()) == ((~want).sum(),)
+    # The loadings of the two kinds land on their own benchmarks, from the start values.
+    start = initial_point(data)
+    point = {**model.initial_point(), **start}
+    point["capability_loading_log_sd_log__"] = np.log(point.pop("capability_loading_log_sd"))
+    point = {v.name: point[v.name] for v in model.value_vars}
+    values = model.compile_fn(
+        model.replace_rvs_by_values([model["loading"]])[0],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )(point)
+    np.testing.assert_allclose(values[cap], np.exp(x), rtol=1e-9)

@@ -7,7 +7,8 @@ uncertainty of each member, so that its posterior reaches towards 0; non-centred
 ridge between ``sd`` and the offsets when the data pin every member far more tightly than
 the group spreads. Which one suits a group is read off the data
 (:func:`informativeness`): how far the members' least-squares estimates surely spread,
-over their typical standard error.
+over their typical standard error. A non-centred capability group may still centre some of
+its members (partial centring): those whose standard error is below the group's spread.
 """
 
 from __future__ import annotations

@@ -288,20 +288,35 @@ def _intercepts(data: ModelData, priors: Priors, loading):
     """Intercepts, ``intercept ~ Normal(0, intercept_sd)``, sampled at each benchmark's LLMs.
 
     The sampler sees ``intercept_at_center = intercept + loading * c_b``, the cell mean at
-    ``c_b``, the mean data-driven capability of the LLMs that have the benchmark: a shift
+    ``c_b``, about the mean data-driven capability of the LLMs that have the benchmark
+    (:func:`benchmark_centers`): a shift
     of ``intercept`` (unit Jacobian), so the model is unchanged. A benchmark scored only
     on recent (or only on early) LLMs has ``c_b`` far from 0, and its intercept and
     loading trade off along a ridge (Epoch's benchmark stitching: R-hat 1.02 on the
     loadings, their pooled spread and the intercepts); its mean at ``c_b`` does not.
     """
-    theta = start_capability(data)
-    counts = np.bincount(data.benchmark_idx, minlength=len(data.coords["benchmark"]))
-    sums = np.bincount(data.benchmark_idx, weights=theta[data.llm_idx], minlength=len(counts))
-    center = sums / np.maximum(counts, 1)
+    center = benchmark_centers(data)
     at_center = pm.Normal(
         "intercept_at_center", loading * center, priors.intercept_sd, dims="benchmark"
     )
     return pm.Deterministic("intercept", at_center - loading * center, dims="benchmark")
+
+
+def benchmark_centers(data: ModelData) -> np.ndarray:
+    """Each benchmark's centre ``c_b`` for :func:`_intercepts`: the mean data-driven
+    capability of its LLMs, rounded to a signed power of two (0 below 1/8 in size).
+
+    A power of two makes ``loading * c_b`` exact in floating point, so the intercept
+    recomputed from the sampler's variables (e.g. by ``pm.compute_log_likelihood``) is
+    bit for bit the stored one, however the products are fused.
+    """
+    theta = start_capability(data)
+    counts = np.bincount(data.benchmark_idx, minlength=len(data.coords["benchmark"]))
+    sums = np.bincount(data.benchmark_idx, weights=theta[data.llm_idx], minlength=len(counts))
+    mean = sums / np.maximum(counts, 1)
+    with np.errstate(divide="ignore"):
+        power = np.exp2(np.round(np.log2(np.abs(mean))))
+    return np.where(np.abs(mean) < 0.125, 0.0, np.sign(mean) * power)
 
 
 def _area_factors(data: ModelData, priors: Priors, theta):

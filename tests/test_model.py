@@ -10,7 +10,8 @@ import pytensor.tensor as pt
 import pytest
 from scipy import stats
 
-from safetywash.model.build import build_model
+from safetywash.data.study import BenchmarkStudy
+from safetywash.model.build import benchmark_centers, build_model
 from safetywash.model.config import ModelConfig, Priors
 from safetywash.model.data import (
     initial_point,
@@ -19,7 +20,14 @@ from safetywash.model.data import (
     zero_sum_by_group_inverse,
 )
 from safetywash.model.likelihood import capability_conditional, marginal_loglik_by_llm
-from safetywash.model.pooling import Pooling, informativeness, loading_estimates, pooling
+from safetywash.model.pooling import (
+    MIN_SLOPE,
+    Pooling,
+    informativeness,
+    loading_estimates,
+    pooling,
+    start_capability,
+)
 from safetywash.model.simulate import simulate
 
 
@@ -196,7 +204,6 @@ def test_model_reads_its_priors_from_the_config(small):
         "safety_loading_sd": stats.gamma(a=2, scale=0.3 * s).logpdf(x),
         "residual_log_mean": stats.norm(-1.5, 0.5 * s).logpdf(x),
         "residual_log_sd": stats.gamma(a=2, scale=0.7 * s).logpdf(x),
-        "intercept": stats.norm(0, 3.0).logpdf(x),
         "factor_anchor_loading": stats.halfnorm(scale=0.6 * s).logpdf(x),
         "factor_free_loading": stats.norm(0, 0.6 * s).logpdf(x),
     }
@@ -206,6 +213,36 @@ def test_model_reads_its_priors_from_the_config(small):
         got = np.asarray(pm.logp(rv, value).eval())
         # (PyTensor keeps scales exact in float32 as float32 constants: ~1e-8 relative.)
         np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)
+
+
+def test_intercept_prior_is_normal_whatever_each_benchmarks_centre(small):
+    """The sampler sees each benchmark's mean at its LLMs' mean start capability ``c_b``;
+    the intercept keeps its Normal(0, intercept_sd) prior (a shift: unit Jacobian)."""
+    study, _ = small
+    data = prepare_data(study)
+    model = build_model(study, ModelConfig(priors=Priors(intercept_sd=3.0)))
+    theta = start_capability(data)
+    n = len(data.coords["benchmark"])
+    mean = np.array([theta[data.llm_idx[data.benchmark_idx == b]].mean() for b in range(n)])
+    # (Rounded to a signed power of two, or 0 below 1/8: products with it are exact.)
+    centre = benchmark_centers(data)
+    assert np.abs(centre).max() > 0  # 30% missing: the centres are not all 0
+    for c, m in zip(centre, mean, strict=True):
+        assert c == 0 if abs(m) < 0.125 else (np.sign(c) == np.sign(m) and 0.7 < c / m < 1.42)
+        assert c == 0 or np.log2(abs(c)) == int(np.log2(abs(c)))
+    point = model.initial_point()
+    loading = model.compile_fn(
+        model.replace_rvs_by_values([model["loading"]])[0],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )(point)
+    x = np.linspace(-2, 2, n)
+    point["intercept_at_center"] = x + loading * centre
+    fns = model.replace_rvs_by_values([model["intercept"]])
+    intercept = model.compile_fn(fns[0], inputs=model.value_vars, on_unused_input="ignore")
+    np.testing.assert_allclose(intercept(point), x)
+    logp = model.compile_logp(vars=[model["intercept_at_center"]], sum=False)(point)[0]
+    np.testing.assert_allclose(logp, stats.norm(0, 3.0).logpdf(x), rtol=1e-6)
 
 
 def test_informativeness_is_the_low_end_of_the_spread_over_the_error():
@@ -456,3 +493,51 @@ def test_prior_truth_factor_follows_the_model_sign_rule(seed):
     # As in the model, the factor is centred and uncorrelated with capability in-sample.
     eta, theta = truth["area_factor"].values[:, 0], truth["capability"].values
     assert abs(eta.mean()) < 1e-12 and abs(np.dot(theta - theta.mean(), eta)) < 1e-9
+
+
+def test_partial_centring_centres_the_capability_loadings_the_data_pin_down():
+    """Four capability benchmarks scored by all 200 LLMs, twelve by 12 each, loadings spread
+    widely: the group as a whole is non-centred, its four well-measured members centred."""
+    loadings = {f"cap{j:02d}": float(np.exp(0.5 * np.sin(3 * j))) for j in range(16)}
+    full, _ = simulate(200, 16, {"bias": 3}, loadings=loadings, seed=4)
+    rng = np.random.default_rng(4)
+    llms = np.array(full.llms.index)
+    keep = {
+        k: set(llms) if j < 4 else set(rng.choice(llms, 12, replace=False))
+        for j, k in enumerate(f"cap{j:02d}" for j in range(16))
+    }
+    scores = full.scores[
+        [
+            b not in keep or llm in keep[b]
+            for llm, b in zip(full.scores["llm"], full.scores["benchmark"], strict=True)
+        ]
+    ]
+    study = BenchmarkStudy.from_frames(scores, full.llms, full.benchmarks)
+    data = prepare_data(study)
+    pool = pooling(data)
+    assert not pool.capability
+    # Centred: the members whose standard error (of the log slope) is below the group's
+    # DerSimonian-Laird spread, written out here.
+    slopes, se = loading_estimates(data, start_capability(data))
+    cap = [data.coords["benchmark"].index(k) for k in data.capability_keys]
+    x, err = np.log(np.clip(slopes[cap], MIN_SLOPE, None)), se[cap] / slopes[cap]
+    w = 1 / err**2
+    q = np.sum(w * (x - np.sum(w * x) / w.sum()) ** 2)
+    tau = np.sqrt(max(q - (len(x) - 1), 0) / (w.sum() - np.sum(w**2) / w.sum()))
+    want = err < tau
+    assert list(pool.capability_members) == list(want)
+    assert want[:4].all() and not want[4:].all()
+    model = build_model(study)
+    assert tuple(model["capability_loading_log"].shape.eval()) == (want.sum(),)
+    assert tuple(model["capability_loading_z"].shape.eval()) == ((~want).sum(),)
+    # The loadings of the two kinds land on their own benchmarks, from the start values.
+    start = initial_point(data)
+    point = {**model.initial_point(), **start}
+    point["capability_loading_log_sd_log__"] = np.log(point.pop("capability_loading_log_sd"))
+    point = {v.name: point[v.name] for v in model.value_vars}
+    values = model.compile_fn(
+        model.replace_rvs_by_values([model["loading"]])[0],
+        inputs=model.value_vars,
+        on_unused_input="ignore",
+    )(point)
+    np.testing.assert_allclose(values[cap], np.exp(x), rtol=1e-9)

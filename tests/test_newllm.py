@@ -32,6 +32,7 @@ from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import prepare_data
 from safetywash.model.simulate import simulate
+from safetywash.model.transform import LOGIT_EPS
 from shared_fits import shared_fit
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -205,7 +206,7 @@ def test_logit_scale_maps_reproduce_prepare_data(real_study):
     floor, upper = transform.floor[b], transform.upper[b]
     with np.errstate(divide="ignore", invalid="ignore"):
         share = (raw - floor) / (upper - floor)
-    inside = finite & (~transform.logit[b] | (np.abs(share - 0.5) < 0.5 - 1e-3))
+    inside = finite & (~transform.logit[b] | (np.abs(share - 0.5) < 0.5 - LOGIT_EPS))
     np.testing.assert_allclose(back[inside], raw[inside], rtol=1e-7, atol=1e-9)
 
 

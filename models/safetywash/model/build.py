@@ -38,7 +38,7 @@ from safetywash.model.likelihood import (
     marginal_loglik_by_llm,
     residual_sd,
 )
-from safetywash.model.pooling import Pooling, pooling
+from safetywash.model.pooling import Pooling, pooling, start_capability
 
 #: The ``pm.Data`` container of the model-scale scores of the observed cells.
 OBSERVED_SCORES = "observed_score"
@@ -60,6 +60,7 @@ SAMPLER_SPACE_VARIABLES = (
     "area_loading_average",
     "log_specific_sd",
     "log_specific_sd_z",
+    "intercept_at_center",
     "area_factor_z",
     "factor_anchor_loading",
     "factor_free_loading",
@@ -103,7 +104,8 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         theta = None if marginal else _capability(data, pop_mean, pop_sd, pop_idx)
         pool = pooling(data, config)
         loading = _loadings(data, pool, priors)
-        sigma, intercept = _residuals(data, priors, pool)
+        sigma = _residuals(data, priors, pool)
+        intercept = _intercepts(data, priors, loading)
 
         if marginal:
             loglik = marginal_loglik_by_llm(
@@ -187,13 +189,22 @@ def _loadings(data: ModelData, pool: Pooling, priors: Priors):
     cap_log_sd = pm.Gamma(
         "capability_loading_log_sd", alpha=2.0, beta=1.0 / priors.capability_loading_log_sd_scale
     )
-    if pool.capability:
+    centred = pool.capability_centred(len(cap_pos))
+    if centred.all():
         cap_log = pm.Normal(
             "capability_loading_log", cap_log_mean, cap_log_sd, dims="capability_benchmark"
         )
-    else:
+    elif not centred.any():
         u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
         cap_log = cap_log_mean + cap_log_sd * u
+    else:
+        tight = pm.Normal(
+            "capability_loading_log", cap_log_mean, cap_log_sd, shape=int(centred.sum())
+        )
+        u = pm.Normal("capability_loading_z", 0.0, 1.0, shape=int((~centred).sum()))
+        cap_log = pt.zeros(len(cap_pos))
+        cap_log = pt.set_subtensor(cap_log[np.flatnonzero(centred)], tight)
+        cap_log = pt.set_subtensor(cap_log[np.flatnonzero(~centred)], cap_log_mean + cap_log_sd * u)
     loading = pt.zeros(len(bench_pos))
     loading = pt.set_subtensor(loading[cap_pos], pt.exp(cap_log))
     if data.safety_keys:
@@ -257,7 +268,7 @@ def _area_rotation(data: ModelData, centred: bool, top, spread, safety_sd):
 
 
 def _residuals(data: ModelData, priors: Priors, pool: Pooling):
-    """Residual SDs and intercepts of every benchmark.
+    """Residual SDs of every benchmark.
 
     The benchmark-specific SD is log-normal and pooled, centred or not as the data say
     (``pool.residual``; non-centred when the log SDs may spread less than their own
@@ -282,8 +293,42 @@ def _residuals(data: ModelData, priors: Priors, pool: Pooling):
     specific = pm.Deterministic("specific_sd", pt.exp(log_specific), dims="benchmark")
     noise = pt.as_tensor(np.sqrt(np.nan_to_num(data.noise_variance)))
     sigma = pm.Deterministic("residual_sd", residual_sd(noise, specific, xp=pt), dims="benchmark")
-    intercept = pm.Normal("intercept", 0.0, priors.intercept_sd, dims="benchmark")
-    return sigma, intercept
+    return sigma
+
+
+def _intercepts(data: ModelData, priors: Priors, loading):
+    """Intercepts, ``intercept ~ Normal(0, intercept_sd)``, sampled at each benchmark's LLMs.
+
+    The sampler sees ``intercept_at_center = intercept + loading * c_b``, the cell mean at
+    ``c_b``, about the mean data-driven capability of the LLMs that have the benchmark
+    (:func:`benchmark_centers`): a shift
+    of ``intercept`` (unit Jacobian), so the model is unchanged. A benchmark scored only
+    on recent (or only on early) LLMs has ``c_b`` far from 0, and its intercept and
+    loading trade off along a ridge (Epoch's benchmark stitching: R-hat 1.02 on the
+    loadings, their pooled spread and the intercepts); its mean at ``c_b`` does not.
+    """
+    center = benchmark_centers(data)
+    at_center = pm.Normal(
+        "intercept_at_center", loading * center, priors.intercept_sd, dims="benchmark"
+    )
+    return pm.Deterministic("intercept", at_center - loading * center, dims="benchmark")
+
+
+def benchmark_centers(data: ModelData) -> np.ndarray:
+    """Each benchmark's centre ``c_b`` for :func:`_intercepts`: the mean data-driven
+    capability of its LLMs, rounded to a signed power of two (0 below 1/8 in size).
+
+    A power of two makes ``loading * c_b`` exact in floating point, so the intercept
+    recomputed from the sampler's variables (e.g. by ``pm.compute_log_likelihood``) is
+    bit for bit the stored one, however the products are fused.
+    """
+    theta = start_capability(data)
+    counts = np.bincount(data.benchmark_idx, minlength=len(data.coords["benchmark"]))
+    sums = np.bincount(data.benchmark_idx, weights=theta[data.llm_idx], minlength=len(counts))
+    mean = sums / np.maximum(counts, 1)
+    with np.errstate(divide="ignore"):
+        power = np.exp2(np.round(np.log2(np.abs(mean))))
+    return np.where(np.abs(mean) < 0.125, 0.0, np.sign(mean) * power)
 
 
 def _area_factors(data: ModelData, priors: Priors, theta):

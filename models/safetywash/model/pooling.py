@@ -7,7 +7,8 @@ uncertainty of each member, so that its posterior reaches towards 0; non-centred
 ridge between ``sd`` and the offsets when the data pin every member far more tightly than
 the group spreads. Which one suits a group is read off the data
 (:func:`informativeness`): how far the members' least-squares estimates surely spread,
-over their typical standard error.
+over their typical standard error. A non-centred capability group may still centre some of
+its members (partial centring): those whose standard error is below the group's spread.
 """
 
 from __future__ import annotations
@@ -49,8 +50,19 @@ class Pooling:
     capability: bool
     safety: bool
     area: bool = False
+    #: With non-centred capability loadings (``"auto"`` only): the members centred all the
+    #: same, one flag per capability benchmark (empty: none), see :func:`pooling`.
+    capability_members: tuple[bool, ...] = ()
     #: Centre the log benchmark-specific SDs (non-centred: ``log sd = mean + spread * z``).
     residual: bool = True
+
+    def capability_centred(self, n: int) -> np.ndarray:
+        """Whether each of the ``n`` capability loadings is sampled centred."""
+        if self.capability:
+            return np.ones(n, dtype=bool)
+        if self.capability_members:
+            return np.array(self.capability_members, dtype=bool)
+        return np.zeros(n, dtype=bool)
 
 
 def start_capability(data: ModelData) -> np.ndarray:
@@ -118,21 +130,29 @@ def informativeness(estimate: np.ndarray, se: np.ndarray, group: np.ndarray) -> 
     0: the group is best centred. Below, the pooled SD can approach the members' own
     uncertainty and the group is best non-centred.
     """
+    spread, dof, se = group_spread(estimate, se, group)
+    if dof < 1:
+        return 0.0
+    low = spread * np.sqrt(stats.chi2.ppf(0.05, dof) / dof)
+    return float(low / np.median(se))
+
+
+def group_spread(estimate: np.ndarray, se: np.ndarray, group: np.ndarray):
+    """DerSimonian and Laird's estimate of the spread of true values around their group
+    means, its degrees of freedom and the finite standard errors it used."""
     keep = np.isfinite(se) & (se > 0)
     estimate, se, group = estimate[keep], se[keep], group[keep]
     sizes = np.bincount(group) if len(group) else np.zeros(0, dtype=np.int64)
     dof = len(group) - np.count_nonzero(sizes)
     if dof < 1:
-        return 0.0
+        return 0.0, dof, se
     w = 1.0 / se**2
     wsum = np.bincount(group, weights=w)
     means = np.bincount(group, weights=w * estimate) / np.where(wsum > 0, wsum, 1.0)
     q = float(np.sum(w * (estimate - means[group]) ** 2))
     used = sizes > 0
     scale = float(w.sum() - np.sum(np.bincount(group, weights=w**2)[used] / wsum[used]))
-    spread = np.sqrt(max(q - dof, 0.0) / scale)
-    low = spread * np.sqrt(stats.chi2.ppf(0.05, dof) / dof)
-    return float(low / np.median(se))
+    return float(np.sqrt(max(q - dof, 0.0) / scale)), dof, se
 
 
 def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
@@ -160,4 +180,15 @@ def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
         for name, c in choice.items()
     }
     area = config.safety_loadings == "auto" and not centred["safety"]
-    return Pooling(**centred, area=area)
+    members: tuple[bool, ...] = ()
+    if config.capability_loadings == "auto" and not centred["capability"]:
+        # Partial centring: a member whose data pin its log loading more tightly than the
+        # group spreads (its standard error below the estimated spread) is centred, the
+        # others stay non-centred. In between the two regimes (Epoch's benchmark stitching:
+        # 36 capability benchmarks, some scored by 100 LLMs, some by 6) neither form suits
+        # every member: all non-centred, bulk ESS 322 on the mean log loading.
+        tau, _, _ = group_spread(np.log(floor), se[cap] / floor, np.zeros_like(cap))
+        tight = se[cap] / floor < tau
+        if tight.any():
+            members = tuple(bool(t) for t in tight)
+    return Pooling(**centred, area=area, capability_members=members)

@@ -88,8 +88,9 @@ def test_noise_variance_matches_a_hand_computation(study):
 
 
 def test_model_residual_is_noise_plus_specific_where_noise_is_known(study):
-    data = prepare_data(study)
-    model = build_model(study)
+    config = ModelConfig(residuals="centered")  # log_specific_sd as a variable of its own
+    data = prepare_data(study, config)
+    model = build_model(study, config)
     # No noise parameter: only the sum of noise and specific variance is identified where
     # the item count is unknown, so the model has no separate noise term there.
     assert not any("noise" in v.name for v in model.free_RVs + model.deterministics)

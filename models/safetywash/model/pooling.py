@@ -25,6 +25,12 @@ from safetywash.model.config import CENTER_FROM_INFORMATIVENESS, ModelConfig
 if TYPE_CHECKING:
     from safetywash.model.data import ModelData
 
+#: The log benchmark-specific SDs are centred from a lower informativeness than loadings:
+#: real tables sit just above 1 (Epoch's benchmark stitching 1.22: centred, R-hat 1.006 /
+#: 1.009 on seeds 0 / 1; non-centred 1.009 with bulk ESS 363 / R-hat 1.012; Safetywashing
+#: chat 1.33, centred on 16 of 16 seeds), while groups whose spread may be below their own
+#: uncertainty (small studies, SBC draws of a small spread) score near 0.
+RESIDUAL_CENTER_FROM = 1.0
 #: Slopes are floored here before taking logs (a capability benchmark's loading is positive).
 MIN_SLOPE = 0.05
 
@@ -175,8 +181,10 @@ def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
         "safety": config.safety_loadings,
         "residual": config.residuals,
     }
+    threshold = {"capability": CENTER_FROM_INFORMATIVENESS, "safety": CENTER_FROM_INFORMATIVENESS}
+    threshold["residual"] = RESIDUAL_CENTER_FROM
     centred = {
-        name: c == "centered" if c != "auto" else ratio[name] >= CENTER_FROM_INFORMATIVENESS
+        name: c == "centered" if c != "auto" else ratio[name] >= threshold[name]
         for name, c in choice.items()
     }
     area = config.safety_loadings == "auto" and not centred["safety"]

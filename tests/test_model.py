@@ -516,15 +516,16 @@ def test_partial_centring_centres_the_capability_loadings_the_data_pin_down():
     data = prepare_data(study)
     pool = pooling(data)
     assert not pool.capability
-    # Centred: the members whose standard error (of the log slope) is below the group's
-    # DerSimonian-Laird spread, written out here.
+    # Centred: the members whose standard error (of the log slope) is below the low end of
+    # the group's DerSimonian-Laird spread, written out here.
     slopes, se = loading_estimates(data, start_capability(data))
     cap = [data.coords["benchmark"].index(k) for k in data.capability_keys]
     x, err = np.log(np.clip(slopes[cap], MIN_SLOPE, None)), se[cap] / slopes[cap]
     w = 1 / err**2
     q = np.sum(w * (x - np.sum(w * x) / w.sum()) ** 2)
     tau = np.sqrt(max(q - (len(x) - 1), 0) / (w.sum() - np.sum(w**2) / w.sum()))
-    want = err < tau
+    dof = len(x) - 1
+    want = err < tau * np.sqrt(stats.chi2.ppf(0.05, dof) / dof)
     assert list(pool.capability_members) == list(want)
     assert want[:4].all() and not want[4:].all()
     model = build_model(study)

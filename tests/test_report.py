@@ -155,7 +155,7 @@ def test_disagreement_flag_in_report_rows(fit_dt):
     rows = separability_rows(table)
     flagged = [r[0] for r in rows if r[-1] == "disagrees"]
     assert flagged == [str(s["display_name"].sel(benchmark="calibration_01").values)]
-    text = render_markdown([Table(["a"] * 7, rows, flag_column=6)])
+    text = render_markdown([Table(["a"] * 8, rows, flag_column=7)])
     assert text.count("**disagrees**") == 1
 
 

@@ -8,7 +8,8 @@ ridge between ``sd`` and the offsets when the data pin every member far more tig
 the group spreads. Which one suits a group is read off the data
 (:func:`informativeness`): how far the members' least-squares estimates surely spread,
 over their typical standard error. A non-centred capability group may still centre some of
-its members (partial centring): those whose standard error is below the group's spread.
+its members (partial centring): those whose standard error is below the low end of the
+group's spread.
 """
 
 from __future__ import annotations
@@ -191,12 +192,17 @@ def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
     members: tuple[bool, ...] = ()
     if config.capability_loadings == "auto" and not centred["capability"]:
         # Partial centring: a member whose data pin its log loading more tightly than the
-        # group spreads (its standard error below the estimated spread) is centred, the
+        # group surely spreads (its standard error below the spread's low end) is centred, the
         # others stay non-centred. In between the two regimes (Epoch's benchmark stitching:
         # 36 capability benchmarks, some scored by 100 LLMs, some by 6) neither form suits
         # every member: all non-centred, bulk ESS 322 on the mean log loading.
-        tau, _, _ = group_spread(np.log(floor), se[cap] / floor, np.zeros_like(cap))
-        tight = se[cap] / floor < tau
+        # The spread is taken at the low end of its plausible range (as in
+        # informativeness): with few members it may be near 0, and a member centred then
+        # sits in a funnel (8 capability benchmarks, half the cells missing: 299
+        # divergences with the point estimate).
+        tau, dof, _ = group_spread(np.log(floor), se[cap] / floor, np.zeros_like(cap))
+        low = tau * np.sqrt(stats.chi2.ppf(0.05, dof) / dof) if dof >= 1 else 0.0
+        tight = se[cap] / floor < low
         if tight.any():
             members = tuple(bool(t) for t in tight)
     return Pooling(**centred, area=area, capability_members=members)

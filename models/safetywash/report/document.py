@@ -193,7 +193,7 @@ def _area_sections(table: pd.DataFrame, areas: xr.Dataset, header: list[str]) ->
             )
         facts.append(f"{int((part['p_separable'] > 0.5).sum())} with P(separable) > 0.5")
         blocks.append(Paragraph("; ".join(facts) + "."))
-        blocks.append(Table(header, separability_rows(part), flag_column=6, align="lrrrrrl"))
+        blocks.append(Table(header, separability_rows(part), flag_column=7, align="lrrrrrrl"))
     return blocks
 
 

@@ -19,9 +19,14 @@ from safetywash.analysis.baseline import (
     oriented_baseline,
 )
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label
-from safetywash.analysis.separability import DEFAULT_TAU, separability, separability_table
+from safetywash.analysis.separability import (
+    DEFAULT_TAU,
+    format_shares,
+    separability,
+    separability_table,
+)
 from safetywash.inference.fitfile import benchmark_table, study_from_fit
-from safetywash.report.render import Heading, Paragraph, Table
+from safetywash.report.render import Heading, Paragraph
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Safety benchmarks shown against capability when none are chosen.
@@ -141,6 +146,7 @@ def separability_header(
         interval_label(ci_prob, ci_kind),
         f"P(|ρ| < {tau:g})",
         "unexplained 1 − ρ²",
+        "shares cap/spec/noise",
         "paper baseline",
         f"baseline vs {ci_kind.upper()}",
     ]
@@ -148,7 +154,7 @@ def separability_header(
 
 def separability_rows(table: pd.DataFrame) -> list[list[str]]:
     """Report rows of :func:`report_table`: name, rho, interval, P(sep.), unexplained,
-    paper, flag."""
+    variance shares (:func:`safetywash.analysis.separability.format_shares`), paper, flag."""
     return [
         [
             str(r.display_name),
@@ -156,6 +162,7 @@ def separability_rows(table: pd.DataFrame) -> list[list[str]]:
             f"[{format_number(r.rho_hdi_low)}, {format_number(r.rho_hdi_high)}]",
             format_number(r.p_separable, signed=False),
             format_number(r.unexplained_median, signed=False),
+            format_shares(r.capability_share_median, r.specific_share_median, r.noise_share_median),
             format_number(r.baseline_correlation),
             "disagrees" if r.disagrees else "",
         ]
@@ -186,7 +193,7 @@ def capability_rows(summary: pd.DataFrame) -> list[list[str]]:
 
 
 def share_rows(table: pd.DataFrame) -> list[list[str]]:
-    """Rows of :func:`share_blocks`: name, area, then each share's median [interval], noise."""
+    """Rows of every benchmark's shares: name, area, each share's median [interval], noise."""
     rows = []
     for r in table.itertuples():
         cells = [str(r.display_name), str(r.area)]
@@ -207,22 +214,16 @@ def share_rows(table: pd.DataFrame) -> list[list[str]]:
 
 
 def share_blocks(table: pd.DataFrame, ci_prob: float = CI_PROB, ci_kind: str = CI_KIND) -> list:
-    """The report's variance-share section for :func:`report_table`'s benchmarks."""
-    label = interval_label(ci_prob, ci_kind)
-    header = ["Benchmark", "area", f"capability ρ² ({label})", "specific", "noise", "noise is"]
+    """The report's note on the variance shares shown in every area's table."""
     text = (
-        "Each benchmark's variance on the model scale, split three ways (posterior medians "
-        "and intervals): capability (ρ²), benchmark-specific (what it measures beyond "
-        "capability: its own variance and any area factor's; the safety signal, if any) and "
-        "measurement noise (sampling noise of a score over a finite set of items). 'known (n "
-        "items)': the noise follows from the number of scored items, and the three shares "
-        "sum to 1. 'not separated' (noise n/a): noise not separated: give n_items (the "
-        "number of scored items of a proportion score) in the catalog; the specific share "
-        "there includes any noise. A benchmark whose unexplained share is mostly noise is "
-        "separable only because it is small and noisy."
+        "The column 'shares cap/spec/noise' splits each benchmark's variance on the model "
+        "scale three ways (posterior medians; intervals in separability.csv): capability "
+        "(ρ²), benchmark-specific (what it measures beyond capability: its own variance and "
+        "any area factor's; the safety signal, if any) and measurement noise (sampling noise "
+        "of a score over a finite set of items, known from the catalog's n_items; the three "
+        "then sum to 1). 'n/a': noise not separated: give n_items (the number of scored "
+        "items of a proportion score); the specific share there includes any noise. A "
+        "benchmark whose unexplained share is mostly noise is separable only because it is "
+        "small and noisy."
     )
-    return [
-        Heading("Variance shares: capability, benchmark-specific, noise", 3),
-        Paragraph(text),
-        Table(header, share_rows(table), align="llrrrl"),
-    ]
+    return [Heading("Variance shares: capability, benchmark-specific, noise", 3), Paragraph(text)]

@@ -24,7 +24,9 @@ from safetywash.model.simulate import simulate
 SAFETY = {"alignment": 2, "bias": 2}
 # Explicit parameterisations: the pooling choice, hence the structure, cannot change
 # with the scores, so every study of one design shares one compiled model.
-FIXED_POOLING = ModelConfig(capability_loadings="noncentered", safety_loadings="centered")
+FIXED_POOLING = ModelConfig(
+    capability_loadings="noncentered", safety_loadings="centered", residuals="centered"
+)
 
 
 def _design(missing: float = 0.2) -> dict:

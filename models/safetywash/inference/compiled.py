@@ -1,8 +1,9 @@
 """Compiled models reused across fits of studies that differ only in their scores.
 
 A model built by :func:`safetywash.model.build.build_model_from_data` depends on the
-observed scores only through its ``observed_score`` container; everything else (config,
-pooling, coordinates, index arrays) is its structure (:func:`structure_key`).
+observed scores only through its ``observed_score`` and ``benchmark_center`` containers;
+everything else (config, pooling, coordinates, index arrays) is its structure
+(:func:`structure_key`).
 :class:`ModelCache` builds and compiles one model per structure and feeds each later study
 its scores (``with_data``) and data-driven starts, so that refit-based studies (SBC) compile
 once per structure instead of once per fit.
@@ -18,7 +19,12 @@ import threading
 import numpy as np
 import pymc as pm
 
-from safetywash.model.build import OBSERVED_SCORES, build_model_from_data
+from safetywash.model.build import (
+    BENCHMARK_CENTERS,
+    OBSERVED_SCORES,
+    benchmark_centers,
+    build_model_from_data,
+)
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData
 from safetywash.model.pooling import pooling
@@ -91,9 +97,10 @@ class ModelCache:
         else:
             self.reuses += 1
         model, compiled = self._entries[key]
-        pm.set_data({OBSERVED_SCORES: data.y}, model=model)
+        values = {OBSERVED_SCORES: data.y, BENCHMARK_CENTERS: benchmark_centers(data)}
+        pm.set_data(values, model=model)
         if compiled is not None:
-            compiled = compiled.with_data(**{OBSERVED_SCORES: data.y})
+            compiled = compiled.with_data(**values)
         return model, compiled
 
 

@@ -42,6 +42,9 @@ from safetywash.model.pooling import Pooling, pooling, start_capability
 
 #: The ``pm.Data`` container of the model-scale scores of the observed cells.
 OBSERVED_SCORES = "observed_score"
+#: The ``pm.Data`` container of the benchmarks' centres (:func:`benchmark_centers`): read
+#: off the scores, so a compiled model refitted to new scores gets them too.
+BENCHMARK_CENTERS = "benchmark_center"
 
 #: Variables in the sampler's coordinates: standardised offsets, log-scale copies of
 #: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading`` and
@@ -307,7 +310,7 @@ def _intercepts(data: ModelData, priors: Priors, loading):
     loading trade off along a ridge (Epoch's benchmark stitching: R-hat 1.02 on the
     loadings, their pooled spread and the intercepts); its mean at ``c_b`` does not.
     """
-    center = benchmark_centers(data)
+    center = pm.Data(BENCHMARK_CENTERS, benchmark_centers(data), dims="benchmark")
     at_center = pm.Normal(
         "intercept_at_center", loading * center, priors.intercept_sd, dims="benchmark"
     )

@@ -59,6 +59,7 @@ STORED_CATALOG_DEFAULTS = {
     "lower": 0.0,
     "upper": 1.0,
     "chance": np.nan,
+    "n_items": np.nan,
     "parent": "",
     "note": "",
 }

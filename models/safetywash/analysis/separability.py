@@ -107,6 +107,8 @@ def noise_sd(dt: xr.DataTree) -> xr.DataArray:
     model put under that benchmark's residual.
     """
     meta = benchmark_table(dt)
+    if "raw_value" not in dt["constant_data"].data_vars:  # a tree without its scores
+        return xr.DataArray(np.full(len(meta), np.nan), coords={"benchmark": meta.index})
     _, bench_idx = cell_index(dt)
     raw = np.asarray(dt["constant_data"]["raw_value"].values, dtype=float)
     variance = fitted_transform(dt).noise_variance(raw, bench_idx, proportion_items(meta))
@@ -122,6 +124,9 @@ def variance_share_draws(dt: xr.DataTree, *, group: str = "posterior") -> xr.Dat
     Where the noise is not separated the noise share is NaN and the specific share is
     everything capability does not explain (any noise included).
 
+    A tree whose posterior holds ``rho`` but no ``residual_sd`` gets ``rho**2``, the rest
+    as specific, and no noise share.
+
     Returns
     -------
     xarray.Dataset
@@ -129,6 +134,9 @@ def variance_share_draws(dt: xr.DataTree, *, group: str = "posterior") -> xr.Dat
         noise is known the three sum to 1 in every draw.
     """
     post = dt[group]
+    if "residual_sd" not in post.data_vars:  # rho only: capability and the rest
+        rho2 = post["rho"] ** 2
+        return xr.Dataset({"capability": rho2, "specific": 1 - rho2, "noise": rho2 * np.nan})
     loading = post["loading"]
     factor = None
     if "factor_loading" in post.data_vars:

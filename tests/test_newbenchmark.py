@@ -305,3 +305,32 @@ def test_align_to_fit_refuses_a_file_of_strangers(full_fit):
     strangers = BenchmarkStudy.from_frames(renamed, None, one.benchmarks.rename_axis("key"))
     with pytest.raises(ValueError, match="none of its"):
         align_to_fit(strangers, full)
+
+
+def test_variance_shares_of_a_scored_benchmark(full_fit):
+    """A proportion over a known number of items: its shares sum to 1 in every draw, the
+    capability share is rho**2 and the noise share is the known noise over the total;
+    without an item count the noise is not separated (NaN)."""
+    study, _, full = full_fit
+    one = _one(study, "bias_02", "prop")
+    values = one.scores["value"].to_numpy(dtype=float)
+    share = 0.2 + 0.6 * (values - values.min()) / (values.max() - values.min())
+    catalog = one.benchmarks.rename_axis("key").reset_index()
+    catalog = catalog.assign(direction="higher", scale="fraction", lower=0.0, upper=1.0)
+    counted = BenchmarkStudy.from_frames(
+        one.scores.assign(value=share), one.llms, catalog.assign(n_items=250)
+    )
+    got = score_benchmarks(full, counted, seed=5).sel(benchmark="prop")
+    total = got["capability_share"] + got["specific_share"] + got["noise_share"]
+    np.testing.assert_allclose(total, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(got["capability_share"], got["rho"] ** 2, rtol=1e-12)
+    # independent: p(1 - p) / n averaged over the LLMs, on the standardised scale
+    p = (250 * share + 0.5) / 251
+    noise = np.mean(p * (1 - p) / 250) / np.var(share)  # the transform's SD: ddof 0
+    variance = got["loading"] ** 2 + got["residual_sd"] ** 2
+    expected = np.minimum(noise, got["residual_sd"] ** 2) / variance
+    np.testing.assert_allclose(got["noise_share"], expected, rtol=1e-6)
+    uncounted = BenchmarkStudy.from_frames(one.scores.assign(value=share), one.llms, catalog)
+    plain = score_benchmarks(full, uncounted, seed=5).sel(benchmark="prop")
+    assert plain["noise_share"].isnull().all()
+    np.testing.assert_allclose(plain["capability_share"] + plain["specific_share"], 1.0)

@@ -35,18 +35,21 @@ import xarray as xr
 from safetywash.analysis.cutposterior import cut_posterior, new_benchmark_prior
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_bounds, interval_label
 from safetywash.analysis.latent import sample_values
-from safetywash.analysis.separability import DEFAULT_TAU
+from safetywash.analysis.separability import DEFAULT_TAU, format_shares
+from safetywash.data.catalog import proportion_items
 from safetywash.data.errors import StudyValidationError
 from safetywash.data.llmnames import LlmMatch, match_llms
 from safetywash.data.study import BenchmarkStudy
 from safetywash.data.validate import MIN_LLMS_PER_BENCHMARK
 from safetywash.inference.fitfile import benchmark_table, fit_config, llm_table
-from safetywash.model.likelihood import capability_correlation
+from safetywash.model.likelihood import capability_correlation, variance_shares
 from safetywash.model.transform import ScoreTransform
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Parameter draws of :func:`score_benchmarks`, each over (chain, draw, benchmark).
 DRAW_VARIABLES = ("rho", "loading", "intercept", "residual_sd")
+#: Variance shares per draw (capability = rho**2, benchmark-specific, measurement noise).
+SHARE_NAMES = ("capability_share", "specific_share", "noise_share")
 
 
 def align_to_fit(
@@ -114,9 +117,10 @@ def check_new_benchmarks(new: BenchmarkStudy, dt: xr.DataTree) -> None:
 
 def model_scale_scores(
     new: BenchmarkStudy, key: str, kind: str, *, llms: Sequence[str] | None = None
-) -> tuple[list[str], np.ndarray]:
-    """A benchmark's LLMs and scores on the model scale, by the model's own transform rule
-    (fitted on the scores of ``llms`` only, when given)."""
+) -> tuple[list[str], np.ndarray, float]:
+    """A benchmark's LLMs, scores on the model scale (by the model's own transform rule,
+    fitted on the scores of ``llms`` only, when given) and its model-scale measurement-noise
+    variance (NaN unless its score is a proportion of a known number of items)."""
     cells = new.scores[new.scores["benchmark"] == key]
     if llms is not None:
         cells = cells[cells["llm"].isin(set(llms))]
@@ -126,9 +130,10 @@ def model_scale_scores(
     if not transform.scale[0] > 0:
         raise ValueError(f"benchmark {key!r} has the same score on every LLM: nothing to relate")
     scored = one.scores["llm"].astype(str).tolist()
-    return scored, transform.forward(
-        one.scores["value"].to_numpy(dtype=float), np.zeros(len(scored), dtype=np.int64)
-    )
+    raw = one.scores["value"].to_numpy(dtype=float)
+    index = np.zeros(len(scored), dtype=np.int64)
+    noise = transform.noise_variance(raw, index, proportion_items(one.benchmarks))
+    return scored, transform.forward(raw, index), float(noise[0])
 
 
 def score_benchmarks(
@@ -163,7 +168,10 @@ def score_benchmarks(
     -------
     xarray.Dataset
         Over ``(chain, draw, benchmark)``: ``rho``, ``loading``, ``intercept``,
-        ``residual_sd`` (model scale). Over ``benchmark``: ``n_llms`` (fitted LLMs scored),
+        ``residual_sd`` (model scale) and the variance shares ``capability_share`` (rho**2),
+        ``specific_share``, ``noise_share`` (NaN unless the score is a proportion of a known
+        number of items). Over ``benchmark``: ``n_llms`` (fitted LLMs scored), the shares'
+        medians ``*_share_median``,
         ``rho_median``, ``rho_hdi_low``, ``rho_hdi_high``, ``p_separable``,
         ``loading_median``; coordinates ``display_name``, ``area``. Attrs ``tau``,
         ``ci_prob``, ``ci_kind``, ``seed``.
@@ -181,6 +189,7 @@ def score_benchmarks(
     keys = [str(k) for k in new.benchmarks.index]
     draws = {name: np.empty((*shape, len(keys))) for name in DRAW_VARIABLES}
     n_llms = np.zeros(len(keys), dtype=np.int64)
+    noise = np.full(len(keys), np.nan)
     cells = new.scores[new.scores["llm"].isin(position)]
     for j, key in enumerate(keys):
         inside_n = int((cells["benchmark"] == key).sum())
@@ -189,7 +198,7 @@ def score_benchmarks(
                 f"benchmark {key!r} is scored on {inside_n} LLM(s) of the fit; at least "
                 f"{MIN_LLMS_PER_BENCHMARK} are needed"
             )
-        llms, y = model_scale_scores(new, key, kind, llms=list(position))
+        llms, y, noise[j] = model_scale_scores(new, key, kind, llms=list(position))
         area = str(new.benchmarks.loc[key, "area"])
         prior = new_benchmark_prior(dt, area, rng=rng, group=group)
         theta = capability[:, [position[k] for k in llms]]
@@ -202,7 +211,24 @@ def score_benchmarks(
     out = xr.Dataset(
         {name: ((*SAMPLE_DIMS, "benchmark"), v) for name, v in draws.items()}, coords=coords
     )
+    out = _add_shares(out, noise)
     return _summarise(out, new, n_llms, tau=tau, ci_prob=ci_prob, ci_kind=ci_kind, seed=seed)
+
+
+def _add_shares(out: xr.Dataset, noise_variance: np.ndarray) -> xr.Dataset:
+    """Variance shares per draw (:func:`safetywash.model.likelihood.variance_shares`).
+
+    The cut residual has no noise floor, so a draw whose residual variance is below the
+    known noise counts all of it as noise (specific share 0); NaN noise: not separated.
+    """
+    noise = xr.DataArray(noise_variance, coords={"benchmark": out["benchmark"]})
+    residual = out["residual_sd"]
+    floor = np.sqrt(np.minimum(noise.fillna(0.0), residual**2))
+    capability, specific, noise_share = variance_shares(out["loading"], residual, floor)
+    out["capability_share"] = capability
+    out["specific_share"] = specific
+    out["noise_share"] = noise_share.where(np.isfinite(noise))
+    return out
 
 
 def _summarise(out: xr.Dataset, new: BenchmarkStudy, n_llms, **attrs) -> xr.Dataset:
@@ -213,8 +239,8 @@ def _summarise(out: xr.Dataset, new: BenchmarkStudy, n_llms, **attrs) -> xr.Data
     out["rho_hdi_high"] = high
     out["p_separable"] = (np.abs(out["rho"]) < attrs["tau"]).mean(SAMPLE_DIMS)
     out["loading_median"] = out["loading"].median(SAMPLE_DIMS)
-    # Variance shares (capability / specific / noise) go here once the model splits its
-    # residual into benchmark-specific variance and measurement noise.
+    for name in SHARE_NAMES:
+        out[f"{name}_median"] = out[name].median(SAMPLE_DIMS)
     meta = new.benchmarks.loc[out["benchmark"].values]
     out = out.assign_coords(
         display_name=("benchmark", meta["display_name"].astype(str).to_numpy()),
@@ -227,6 +253,7 @@ def _summarise(out: xr.Dataset, new: BenchmarkStudy, n_llms, **attrs) -> xr.Data
 def benchmark_scores_table(result: xr.Dataset) -> pd.DataFrame:
     """One row per scored benchmark: key, name, area, n_llms, rho summaries, p_separable."""
     columns = ["n_llms", "rho_median", "rho_hdi_low", "rho_hdi_high", "p_separable"]
+    columns += [f"{name}_median" for name in SHARE_NAMES]
     frame = result[columns].reset_coords(["display_name", "area"]).to_dataframe()
     return frame.reset_index()[["benchmark", "display_name", "area", *columns]]
 
@@ -239,13 +266,16 @@ def format_benchmark_scores(result: xr.Dataset) -> str:
     width = min(max(int(table["display_name"].str.len().max()), 9), 44) + 2
     lines = [
         f"{'benchmark':<{width}}{'area':<24}{'LLMs':>5}{'rho':>7}{label:>17}"
-        f"{f'P(|rho|<{tau:g})':>14}"
+        f"{f'P(|rho|<{tau:g})':>14}  cap/spec/noise"
     ]
     for r in table.itertuples():
         lines.append(
             f"{r.display_name[: width - 2]:<{width}}{r.area[:23]:<24}{r.n_llms:>5}"
             f"{r.rho_median:>+7.2f}   [{r.rho_hdi_low:+.2f}, {r.rho_hdi_high:+.2f}]"
-            f"{r.p_separable:>14.2f}"
+            f"{r.p_separable:>14.2f}  "
+            + format_shares(
+                r.capability_share_median, r.specific_share_median, r.noise_share_median
+            )
         )
     return "\n".join(lines)
 
@@ -261,6 +291,5 @@ def benchmark_scores_json(result: xr.Dataset, run: str) -> dict:
             "ci_prob": float(result.attrs["ci_prob"]),
             "p_separable": float(r.p_separable),
             "tau": float(result.attrs["tau"]),
-            # "variance_shares" (capability, specific, noise) join here with the noise term.
         }
     return {"run": run, "benchmarks": out}

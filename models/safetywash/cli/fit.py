@@ -43,7 +43,7 @@ from safetywash.data.catalog import SAFETY_AREAS
 from safetywash.inference.fitfile import diagnostics_of
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
-from safetywash.model.config import ModelConfig
+from safetywash.model.config import TRANSFORMS, ModelConfig
 from safetywash.report.fit_summary import VERDICT_FILE, write_fit_outputs
 from safetywash.report.runfolder import place_folder, staged_folder
 
@@ -94,7 +94,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help=f"safety areas that get a factor of their own, of {', '.join(SAFETY_AREAS)} "
         "or a new area of your table (default: capability only)",
     )
-    parser.add_argument("--transform", choices=("standardize", "logit"), default="standardize")
+    parser.add_argument(
+        "--transform",
+        choices=TRANSFORMS,
+        default=ModelConfig().transform,
+        help="score transform: 'auto' gives the logistic treatment to proportion scores "
+        "crowding a bound and standardises the rest (default: %(default)s)",
+    )
     parser.add_argument("--level", choices=("aggregate", "parts"), default="aggregate")
     parser.add_argument(
         "--capability-mode",

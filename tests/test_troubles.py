@@ -85,6 +85,15 @@ def test_scores_crowding_a_bound():
     crowded = [t for t in fit_troubles(dt) if t.subject == f"benchmark {key}"]
     assert len(crowded) == 1 and crowded[0].flags == {"--transform": "logit"}
     assert "within 5% of a bound" in crowded[0].problem
+    # a benchmark the fit already gave the logistic treatment is not flagged again
+    logit = dt["constant_data"]["logit_transformed"].values.copy()
+    logit[2] = True
+    dt["constant_data"] = (
+        dt["constant_data"]
+        .to_dataset()
+        .assign(logit_transformed=(dt["constant_data"]["logit_transformed"].dims, logit))
+    )
+    assert not [t for t in fit_troubles(dt) if t.subject == f"benchmark {key}"]
 
 
 def test_suggested_command_replaces_values_and_adds_overwrite():

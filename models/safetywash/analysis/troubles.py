@@ -17,7 +17,12 @@ import pandas as pd
 import xarray as xr
 
 from safetywash.inference.diagnostics import Diagnostics
-from safetywash.inference.fitfile import benchmark_table, cell_index, diagnostics_of
+from safetywash.inference.fitfile import (
+    benchmark_table,
+    cell_index,
+    diagnostics_of,
+    fitted_transform,
+)
 
 #: |rho| median at or above which a benchmark is an almost perfect capability measure.
 HEYWOOD_RHO = 0.97
@@ -140,12 +145,12 @@ def _thin(table: pd.DataFrame, counts: pd.Series) -> list[Trouble]:
 
 
 def _crowded(dt: xr.DataTree, table: pd.DataFrame, bench_idx: np.ndarray) -> list[Trouble]:
-    config_transform = str(dt.attrs.get("model_config", ""))
-    if '"transform": "logit"' in config_transform:
-        return []
+    treated = fitted_transform(dt).logit  # already given the logistic treatment
     raw = np.asarray(dt["constant_data"]["raw_value"].values, dtype=float)
     out = []
     for b, key in enumerate(table.index):
+        if treated[b]:
+            continue
         lower = table.at[key, "chance"] if np.isfinite(table.at[key, "chance"]) else None
         lower = table.at[key, "lower"] if lower is None else lower
         upper = table.at[key, "upper"]

@@ -21,6 +21,10 @@ coverage of the true ``rho`` and the mean absolute error of its posterior median
 sim-indicator, sim-thin-areas, sim-missing-80, sim-saturating, sim-two-populations and
 sim-2000-llms (left out by ``--skip-large``).
 
+Every fit is what ``safetywash fit`` does at its defaults
+(``safetywash.analysis.retry.fit_with_retry``): an untrusted first attempt is retried once
+(the table marks it "retried"; ``--no-retry`` for first attempts only), and capability is
+sampled or integrated out as ``ModelConfig(capability="auto")`` picks (column ``cap``).
 Each fit runs in a fresh subprocess (``--one CASE SEED``), one after another, or ``--workers
 N`` at once through ``safetywash.analysis.distributed.run_tasks`` (times then grow).
 ``--cold-cache`` gives every fit empty PyTensor/Numba caches: a seed's draws can depend on
@@ -171,15 +175,16 @@ def rho_medians(dt) -> dict:
 def measure(name: str, seed: int, args: argparse.Namespace) -> dict:
     """Fit one case at one seed in this process; the figures as a dict."""
     t_proc = time.perf_counter()
-    from safetywash.inference.fitfile import diagnostics_of
-    from safetywash.inference.sampling import fit
+    from safetywash.analysis.retry import fit_with_retry, retry_record
+    from safetywash.inference.fitfile import capability_mode_of, diagnostics_of
 
     study, truth, config = build_case(name, seed, args.data_dir)
     chosen = {"draws": args.draws, "tune": args.tune}
     settings = SamplerSettings(seed=seed, **{k: v for k, v in chosen.items() if v is not None})
     t0 = time.perf_counter()
-    dt = fit(study, config, settings, progressbar=False)
+    dt = fit_with_retry(study, config, settings, retry=not args.no_retry, progressbar=False)
     fit_s = time.perf_counter() - t0
+    record = retry_record(dt)
     row = {
         "study": study.name,
         "n_llms": int(dt["constant_data"].sizes["llm"]),
@@ -189,6 +194,9 @@ def measure(name: str, seed: int, args: argparse.Namespace) -> dict:
         "tune": settings.tune,
         "chains": settings.chains,
         "fit_s": fit_s,
+        "capability": capability_mode_of(dt),
+        "retried": record is not None,
+        "first_attempt": None if record is None else record["first_attempt"],
         **diagnostics_of(dt).to_dict(),
     }
     if truth is not None:
@@ -207,7 +215,7 @@ def child_command(name: str, seed: int, opts: dict, out: Path) -> list[str]:
     for flag in ("draws", "tune", "data_dir"):
         if opts[flag] is not None:
             cmd += [f"--{flag.replace('_', '-')}", str(opts[flag])]
-    return cmd
+    return cmd + (["--no-retry"] if opts.get("no_retry") else [])
 
 
 def run_child(name: str, seed: int, opts: dict) -> dict:
@@ -309,16 +317,18 @@ COLUMNS = (
 
 def format_table(rows: list[dict]) -> str:
     """The rows as aligned text (text columns left, numbers right)."""
-    header = ["case", "seed", "verdict", *(h for h, _, _ in COLUMNS), "worst"]
+    header = ["case", "seed", "cap", "verdict", *(h for h, _, _ in COLUMNS), "worst"]
     body = []
     for row in rows:
         numbers = []
         for _, key, fmt in COLUMNS:
             value = row.get(key)
             numbers.append("-" if value is None else fmt.format(value))
-        body.append([row["case"], str(row["seed"]), verdict(row), *numbers, worst_variable(row)])
+        mode = str(row.get("capability", "-"))[:4]
+        shown = verdict(row) + (" (retried)" if row.get("retried") else "")
+        body.append([row["case"], str(row["seed"]), mode, shown, *numbers, worst_variable(row)])
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    left = {0, 2, len(header) - 1}
+    left = {0, 2, 3, len(header) - 1}
 
     def line(cells: list[str]) -> str:
         return "  ".join(
@@ -366,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cold-cache", action="store_true", help="empty PyTensor and Numba caches for every fit"
     )
+    parser.add_argument(
+        "--no-retry",
+        action="store_true",
+        help="first attempts only (by default an untrusted fit is retried once, as `fit` does)",
+    )
     # Internal: run one fit in this process and write its figures as JSON.
     parser.add_argument("--one", nargs=2, metavar=("CASE", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
@@ -383,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cases = [c for c in dict.fromkeys(args.cases) if not (args.skip_large and c in LARGE_CASES)]
     pairs = [(name, seed) for name in cases for seed in dict.fromkeys(args.seeds)]
-    opts = {k: getattr(args, k) for k in ("draws", "tune", "timeout", "cold_cache")}
+    opts = {k: getattr(args, k) for k in ("draws", "tune", "timeout", "cold_cache", "no_retry")}
     opts["data_dir"] = str(args.data_dir) if args.data_dir is not None else None
     opts["script"] = str(Path(__file__).resolve())
     t0 = time.perf_counter()

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import safetywash.cli.fit as fit_command
 from safetywash.cli import main
 from safetywash.data.combine import add_benchmarks
 from safetywash.data.declare import Declarations
@@ -167,7 +166,7 @@ def fitted(monkeypatch):
         studies.append(study)
         raise Recorded
 
-    monkeypatch.setattr(fit_command, "fit", record)
+    monkeypatch.setattr("safetywash.analysis.retry.fit", record)
     return studies
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 import safetywash.cli.common as common_options
-import safetywash.cli.fit as fit_command
 from safetywash.cli import main
 from safetywash.cli.app import build_parser
 from safetywash.data.errors import StudyValidationError
@@ -79,7 +78,7 @@ def no_sampling(monkeypatch):
 
         return stand_in
 
-    monkeypatch.setattr(fit_command, "fit", record("fit"))
+    monkeypatch.setattr("safetywash.analysis.retry.fit", record("fit"))
     return calls
 
 
@@ -222,7 +221,7 @@ def test_unknown_population(shared_data_dir, tmp_path, no_sampling, capsys):
 
 #: Where each command would first read data, run a sampler or open a fit.
 FIRST_WORK = {
-    "fit": ["study_from_args", "fit"],
+    "fit": ["study_from_args", "fit_with_retry"],
     "baseline": ["study_from_args"],
     "holdout": ["study_from_args", "run_holdout"],
     "report": ["load_fit"],

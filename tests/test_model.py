@@ -23,9 +23,12 @@ from safetywash.model.likelihood import capability_conditional, marginal_loglik_
 from safetywash.model.pooling import (
     MIN_SLOPE,
     Pooling,
+    capability_mode,
     informativeness,
     loading_estimates,
     pooling,
+    resolved_config,
+    spread_quantile,
     start_capability,
 )
 from safetywash.model.simulate import simulate
@@ -495,11 +498,67 @@ def test_prior_truth_factor_follows_the_model_sign_rule(seed):
     assert abs(eta.mean()) < 1e-12 and abs(np.dot(theta - theta.mean(), eta)) < 1e-9
 
 
+def _spread_low_by_brute_force(x, err, priors, q=0.05):
+    """The q quantile of the capability loading spread on a 2-D grid of (mean, spread)."""
+    loc, scale = priors.capability_loading_log_mean_loc, priors.capability_loading_log_mean_scale
+    spread = np.linspace(1e-4, 8 * priors.capability_loading_log_sd_scale, 3000)
+    mean = np.linspace(loc - 6 * scale, loc + 6 * scale, 3001)
+    sd = np.sqrt(spread[:, None, None] ** 2 + err[None, None, :] ** 2)
+    loglik = stats.norm.logpdf(x[None, None, :], mean[None, :, None], sd).sum(axis=2)
+    logpost = loglik + stats.norm.logpdf(mean, loc, scale)[None, :]
+    logpost += stats.gamma.logpdf(spread, 2.0, scale=priors.capability_loading_log_sd_scale)[
+        :, None
+    ]
+    density = np.exp(logpost - logpost.max()).sum(axis=1)
+    cdf = np.cumsum(density) / density.sum()
+    return float(np.interp(q, cdf, spread))
+
+
+def test_spread_quantile_matches_brute_force():
+    priors = ModelConfig().priors
+    rng = np.random.default_rng(3)
+    for n, spread, err in [(5, 0.03, 0.008), (8, 0.0, 0.2), (12, 0.3, 0.1)]:
+        errors = err * rng.uniform(0.5, 1.5, n)
+        x = rng.normal(-0.2, spread, n) + rng.normal(0, errors)
+        got = spread_quantile(
+            x,
+            errors,
+            mean_prior=(
+                priors.capability_loading_log_mean_loc,
+                priors.capability_loading_log_mean_scale,
+            ),
+            spread_scale=priors.capability_loading_log_sd_scale,
+        )
+        want = _spread_low_by_brute_force(x, errors, priors)
+        assert got == pytest.approx(want, rel=0.02, abs=2e-4)
+
+
+def test_capability_is_integrated_out_from_100_llms_outnumbering_benchmarks_twice():
+    many, _ = simulate(100, 8, {"bias": 3}, seed=1)  # 100 LLMs, 11 benchmarks
+    few, _ = simulate(99, 8, {"bias": 3}, seed=1)  # 99 LLMs
+    wide, _ = simulate(150, 72, {"bias": 3}, seed=1)  # 150 LLMs, 75 benchmarks
+    assert capability_mode(prepare_data(wide)) == "marginal"
+    wider, _ = simulate(150, 73, {"bias": 3}, seed=1)  # 150 LLMs, 76 benchmarks
+    assert capability_mode(prepare_data(wider)) == "sampled"
+    assert capability_mode(prepare_data(many)) == "marginal"
+    assert capability_mode(prepare_data(few)) == "sampled"
+    assert capability_mode(prepare_data(many), ModelConfig(capability="sampled")) == "sampled"
+    factored, _ = simulate(100, 8, {"bias": 3}, factor_areas=("bias",), seed=1)
+    config = ModelConfig(factors=("bias",))
+    assert capability_mode(prepare_data(factored, config), config) == "sampled"
+    assert "capability_z" not in build_model(many).named_vars
+    assert "capability_z" in build_model(few).named_vars
+    assert resolved_config(prepare_data(many)).capability == "marginal"
+
+
 def test_partial_centring_centres_the_capability_loadings_the_data_pin_down():
-    """Four capability benchmarks scored by all 200 LLMs, twelve by 12 each, loadings spread
-    widely: the group as a whole is non-centred, its four well-measured members centred."""
-    loadings = {f"cap{j:02d}": float(np.exp(0.5 * np.sin(3 * j))) for j in range(16)}
-    full, _ = simulate(200, 16, {"bias": 3}, loadings=loadings, seed=4)
+    """Four capability benchmarks scored by all 200 LLMs, twelve by 12 each, residual SDs
+    (so standardised loadings) spread widely: the group as a whole is non-centred, its four
+    well-measured members centred."""
+    # On the standardised scale a loading is set by the benchmark's residual SD.
+    residuals = {f"cap{j:02d}": float(np.exp(1.5 * np.sin(3 * j) - 0.5)) for j in range(16)}
+    residuals.update({"cap00": 0.15, "cap01": 0.3, "cap02": 0.45, "cap03": 0.6})
+    full, _ = simulate(200, 16, {"bias": 3}, residuals=residuals, seed=4)
     rng = np.random.default_rng(4)
     llms = np.array(full.llms.index)
     keep = {
@@ -516,21 +575,22 @@ def test_partial_centring_centres_the_capability_loadings_the_data_pin_down():
     data = prepare_data(study)
     pool = pooling(data)
     assert not pool.capability
-    # Centred: the members whose standard error (of the log slope) is below the low end of
-    # the group's DerSimonian-Laird spread, written out here.
+    # Centred: the members whose standard error (of the log slope) is below the 5% point
+    # of the group spread's posterior under the model's priors, computed here by brute
+    # force on a grid of (mean, spread).
     slopes, se = loading_estimates(data, start_capability(data))
     cap = [data.coords["benchmark"].index(k) for k in data.capability_keys]
     x, err = np.log(np.clip(slopes[cap], MIN_SLOPE, None)), se[cap] / slopes[cap]
-    w = 1 / err**2
-    q = np.sum(w * (x - np.sum(w * x) / w.sum()) ** 2)
-    tau = np.sqrt(max(q - (len(x) - 1), 0) / (w.sum() - np.sum(w**2) / w.sum()))
-    dof = len(x) - 1
-    want = err < tau * np.sqrt(stats.chi2.ppf(0.05, dof) / dof)
-    assert list(pool.capability_members) == list(want)
-    assert want[:4].all() and not want[4:].all()
+    low = _spread_low_by_brute_force(x, err, ModelConfig().priors)
+    want = err < low
+    clear = np.abs(err / low - 1) > 0.02  # the two grids agree to 2% (test above)
+    assert clear.sum() >= 14
+    centred = np.array(pool.capability_members)
+    assert list(centred[clear]) == list(want[clear])
+    assert centred[:4].all() and not centred[4:].all()
     model = build_model(study)
-    assert tuple(model["capability_loading_log"].shape.eval()) == (want.sum(),)
-    assert tuple(model["capability_loading_z"].shape.eval()) == ((~want).sum(),)
+    assert tuple(model["capability_loading_log"].shape.eval()) == (centred.sum(),)
+    assert tuple(model["capability_loading_z"].shape.eval()) == ((~centred).sum(),)
     # The loadings of the two kinds land on their own benchmarks, from the start values.
     start = initial_point(data)
     point = {**model.initial_point(), **start}

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import safetywash.cli.fit as fit_command
 from safetywash.cli import main
 
 META = (
@@ -53,7 +52,7 @@ def fitted(monkeypatch):
         studies.append(study)
         raise Recorded
 
-    monkeypatch.setattr(fit_command, "fit", record)
+    monkeypatch.setattr("safetywash.analysis.retry.fit", record)
     return studies
 
 

@@ -22,7 +22,6 @@ import pytest
 import xarray as xr
 
 import safetywash.cli.common as study_options
-import safetywash.cli.fit as fit_command
 import safetywash.cli.sbc as sbc_command
 import safetywash.cli.sensitivity as sensitivity_command
 from fit_trees import BAD_DIAGNOSTICS, GOOD_DIAGNOSTICS, simulated_fit_tree
@@ -63,7 +62,7 @@ class StandIns:
         self.tree = simulated_fit_tree(seed=SEED, diagnostics=diagnostics)
         self.during = during
         monkeypatch.setattr(study_options, "load_dataset", self.load)
-        monkeypatch.setattr(fit_command, "fit", self.fit)
+        monkeypatch.setattr("safetywash.analysis.retry.fit", self.fit)
 
     def load(self, *args, **kwargs):
         self.calls.append("load")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fit_trees import BAD_DIAGNOSTICS, GOOD_DIAGNOSTICS, simulated_fit_tree
+from safetywash.analysis import retry as retry_module
 from safetywash.analysis.troubles import (
     FEW_OBSERVATIONS,
     RETRY_FLAGS,
@@ -46,6 +47,34 @@ def test_heywood_case_is_named_with_its_remedy():
     assert suggested_flags(troubles)["--capability-mode"] == "marginal"
     keys = set(dt["posterior"]["benchmark"].values.astype(str))
     assert [t for t in troubles if t.subject in keys] == heywood  # the others are far below
+
+
+def _near_perfect_tree(capability):
+
+    dt = simulated_fit_tree()
+    dt["posterior"]["rho"].values[..., 0] = 0.995
+    dt.attrs["capability_mode"] = capability
+    return dt
+
+
+def test_retry_integrates_capability_out_next_to_a_near_perfect_benchmark():
+    from safetywash.inference.settings import SamplerSettings
+
+    flags, config, settings = retry_module.retry_plan(
+        _near_perfect_tree("sampled"), SamplerSettings()
+    )
+    assert flags == {**RETRY_FLAGS, "--capability-mode": "marginal"}
+    assert config.capability == "marginal"
+    assert (settings.tune, settings.target_accept) == (2000, 0.99)
+    # already marginal: longer tuning only, and no advice to do what was done
+    dt = _near_perfect_tree("marginal")
+    flags, config, _ = retry_module.retry_plan(dt, SamplerSettings())
+    assert flags == RETRY_FLAGS and config.capability == "auto"
+    assert "--capability-mode" not in suggested_flags(fit_troubles(dt))
+    # no near-perfect benchmark: the capability mode is kept
+    plain = simulated_fit_tree()
+    flags, config, _ = retry_module.retry_plan(plain, SamplerSettings())
+    assert flags == RETRY_FLAGS and config.capability == "auto"
 
 
 def test_thin_areas_and_few_observations():
@@ -116,7 +145,7 @@ def test_fit_retries_once_at_defaults_and_records_it(monkeypatch, tmp_path, caps
         calls.append(settings)
         return _tree_with(BAD_DIAGNOSTICS if len(calls) == 1 else GOOD_DIAGNOSTICS)
 
-    monkeypatch.setattr(fit_command, "fit", fake_fit)
+    monkeypatch.setattr(retry_module, "fit", fake_fit)
     monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
     monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
     status = main(["fit", "--out", str(tmp_path / "run"), "--no-progress"])
@@ -135,7 +164,7 @@ def test_no_retry_when_asked_or_settings_chosen(monkeypatch, tmp_path, capsys):
         calls.append(settings)
         return _tree_with(BAD_DIAGNOSTICS)
 
-    monkeypatch.setattr(fit_command, "fit", fake_fit)
+    monkeypatch.setattr(retry_module, "fit", fake_fit)
     monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
     monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
     status = main(["fit", "--out", str(tmp_path / "a"), "--no-retry", "--no-progress"])
@@ -150,7 +179,7 @@ def test_no_retry_when_asked_or_settings_chosen(monkeypatch, tmp_path, capsys):
 
 
 def test_retry_that_still_fails_escalates(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(fit_command, "fit", lambda *a, **k: _tree_with(BAD_DIAGNOSTICS))
+    monkeypatch.setattr(retry_module, "fit", lambda *a, **k: _tree_with(BAD_DIAGNOSTICS))
     monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
     monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
     assert main(["fit", "--out", str(tmp_path / "c"), "--no-progress"]) == 2

@@ -19,8 +19,10 @@ import xarray as xr
 from safetywash.inference.diagnostics import Diagnostics
 from safetywash.inference.fitfile import (
     benchmark_table,
+    capability_mode_of,
     cell_index,
     diagnostics_of,
+    fit_config,
     fitted_transform,
 )
 
@@ -49,12 +51,16 @@ class Trouble:
         Command-line flags to try (``{"--tune": "2000"}``; value ``""`` for a switch).
     advice : str
         What to do when no flag addresses it (empty otherwise).
+    kind : str
+        ``"near_perfect"`` for a benchmark treated as an almost perfect capability measure,
+        else empty.
     """
 
     subject: str
     problem: str
     flags: dict[str, str]
     advice: str = ""
+    kind: str = ""
 
     def line(self) -> str:
         """The cause and remedy on one line."""
@@ -96,10 +102,23 @@ def suggested_flags(troubles: list[Trouble]) -> dict[str, str]:
     return merged
 
 
+def near_perfect(troubles: list[Trouble]) -> bool:
+    """Whether a benchmark was treated as an almost perfect measure of capability."""
+    return any(t.kind == "near_perfect" for t in troubles)
+
+
 def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:
     post = dt["posterior"]
     if "rho" not in post.data_vars:
         return []
+    config = fit_config(dt)
+    # Integrating capability out removes the per-LLM coordinates that stall next to a
+    # near-perfect benchmark; a fit that already did so gets longer tuning only.
+    marginal = (
+        {}
+        if capability_mode_of(dt) == "marginal" or config.factors
+        else {"--capability-mode": "marginal"}
+    )
     rho = np.abs(post["rho"]).median(("chain", "draw")).to_series()
     sd = post["residual_sd"].median(("chain", "draw")).to_series() if "residual_sd" in post else {}
     out = []
@@ -112,7 +131,8 @@ def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:
                 "measure of capability (towards a Heywood case, residual SD -> 0, where the "
                 "sampler stalls); its number of items (n_items) in the benchmark metadata "
                 "puts a measurement-noise floor under its residual",
-                flags={"--capability-mode": "marginal", **RETRY_FLAGS},
+                flags={**marginal, **RETRY_FLAGS},
+                kind="near_perfect",
             )
         )
     return out

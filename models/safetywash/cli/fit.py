@@ -12,18 +12,17 @@ and the command exits with status 2 unless --allow-untrusted is given.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import xarray as xr
 
 from safetywash.analysis.baseline import store_paper_baseline
 from safetywash.analysis.intervals import CI_PROB
+from safetywash.analysis.retry import fit_with_retry, retry_record
 from safetywash.analysis.separability import DEFAULT_TAU
-from safetywash.analysis.troubles import RETRY_FLAGS, fit_troubles, suggested_flags
+from safetywash.analysis.troubles import fit_troubles, suggested_flags
 from safetywash.cli.common import (
     add_ci_kind_argument,
     add_ci_prob_argument,
@@ -41,7 +40,6 @@ from safetywash.cli.paths import output_dir, prepare_output_folder
 from safetywash.cli.values import UsageError, closest, name_of
 from safetywash.data.catalog import SAFETY_AREAS
 from safetywash.inference.fitfile import diagnostics_of
-from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import TRANSFORMS, ModelConfig
 from safetywash.report.fit_summary import VERDICT_FILE, write_fit_outputs
@@ -104,10 +102,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--level", choices=("aggregate", "parts"), default="aggregate")
     parser.add_argument(
         "--capability-mode",
-        choices=("sampled", "marginal"),
-        default="sampled",
-        help="sample each LLM's capability, or integrate it out analytically (fast for "
-        "thousands of LLMs; one-factor models only)",
+        choices=("auto", "sampled", "marginal"),
+        default="auto",
+        help="sample each LLM's capability, or integrate it out analytically (one-factor "
+        "models only); auto (default): integrated out from 100 LLMs when they outnumber "
+        "benchmarks at least twice",
     )
     add_tau_argument(parser, DEFAULT_TAU)
     add_ci_prob_argument(parser, CI_PROB, "credible interval")
@@ -120,7 +119,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--no-retry",
         action="store_true",
         help="do not retry an untrusted fit once with --tune 2000 --target-accept 0.99 "
-        "(the retry happens only at the default --tune and --target-accept)",
+        "(and capability integrated out when a benchmark is an almost perfect capability "
+        "measure); the retry happens only at the default --tune and --target-accept",
     )
     return parser
 
@@ -163,7 +163,15 @@ def run(args: argparse.Namespace) -> int:
     study = study_from_args(args)
     check_factor_areas(args.factors, study)
     print(f"Fitting {study!r}\n  config {config.to_json()}", flush=True)
-    dt = fit_with_retry(study, config, settings, args)
+    dt = fit_with_retry(
+        study,
+        config,
+        settings,
+        retry=not args.no_retry,
+        announce=lambda line: print(line, flush=True),
+        posterior_predictive=args.posterior_predictive,
+        progressbar=not args.no_progress,
+    )
     dt = store_paper_baseline(dt, study)
     notes = trouble_notes(dt, getattr(args, "argv", None))
     with staged_folder(args.out) as stage:
@@ -185,55 +193,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fit_with_retry(study, config, settings: SamplerSettings, args) -> xr.DataTree:
-    """Fit; when the fit fails its diagnostics at the default tuning, retry once.
-
-    The retry (longer tuning, higher target acceptance: :data:`RETRY_FLAGS`) is announced
-    and recorded in the fit's attrs (``retried_after``: the first attempt's diagnostics).
-    """
-    dt = fit(
-        study,
-        config,
-        settings,
-        posterior_predictive=args.posterior_predictive,
-        progressbar=not args.no_progress,
-    )
-    first = diagnostics_of(dt)
-    defaults = SamplerSettings()
-    at_defaults = (settings.tune, settings.target_accept) == (defaults.tune, defaults.target_accept)
-    if first.trustworthy or args.no_retry or not at_defaults:
-        return dt
-    retry = replace(
-        settings,
-        tune=int(RETRY_FLAGS["--tune"]),
-        target_accept=float(RETRY_FLAGS["--target-accept"]),
-    )
-    flags = " ".join(f"{k} {v}" for k, v in RETRY_FLAGS.items())
-    print(
-        f"The fit is not trusted ({'; '.join(first.problems)}); retrying once with {flags} "
-        "(recorded in the fit; --no-retry turns this off)",
-        flush=True,
-    )
-    dt = fit(
-        study,
-        config,
-        retry,
-        posterior_predictive=args.posterior_predictive,
-        progressbar=not args.no_progress,
-    )
-    dt.attrs["retried_after"] = json.dumps(
-        {"first_attempt": first.to_dict(), "retry_flags": RETRY_FLAGS}, sort_keys=True
-    )
-    return dt
-
-
 def trouble_notes(dt: xr.DataTree, argv: list[str] | None) -> list[str]:
     """What VERDICT and the terminal say beyond the figures: a retry, causes, a command."""
     notes = []
-    if "retried_after" in dt.attrs:
-        first = json.loads(dt.attrs["retried_after"])["first_attempt"]
+    record = retry_record(dt)
+    if record is not None:
+        first, tried = record["first_attempt"], record["retry_flags"]
         notes.append(
-            "Retried once with --tune 2000 --target-accept 0.99 after a first attempt with "
+            f"Retried once with {' '.join(f'{k} {v}' for k, v in tried.items())} after a "
+            "first attempt with "
             f"max R-hat {first['max_rhat']:.3f}, min bulk ESS {first['min_ess_bulk']:.0f}, "
             f"{first['divergences']} divergences."
         )
@@ -243,9 +211,8 @@ def trouble_notes(dt: xr.DataTree, argv: list[str] | None) -> list[str]:
     notes.append("Likely causes:")
     notes.extend(f"  {t.line()}" for t in troubles)
     flags = suggested_flags(troubles)
-    if "retried_after" in dt.attrs:
-        tried = {k: v for k, v in flags.items() if RETRY_FLAGS.get(k) == v}
-        flags = {k: v for k, v in flags.items() if k not in tried} or {}
+    if record is not None:
+        flags = {k: v for k, v in flags.items() if tried.get(k) != v}
         flags = flags or {"--tune": "4000", "--draws": "2000", "--target-accept": "0.99"}
     if flags and argv is not None:
         notes.append(f"Try: {suggested_command(argv, flags)}")

@@ -33,6 +33,9 @@ from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData
 from safetywash.model.transform import ScoreTransform
 
+#: Root attr: ``"sampled"`` or ``"marginal"``, the capability mode a fit used (its config
+#: may say ``"auto"``).
+CAPABILITY_MODE_ATTR = "capability_mode"
 REQUIRED_ATTRS = ("safetywash_version", "model_config", "study_sha256", "seed")
 #: Raised when a saved config or variable changes meaning (2: Gamma loading spreads,
 #: pooled area means; 3: residual = measurement noise + specific); no attr: format 1.
@@ -78,6 +81,9 @@ class FitInfo:
     diagnostics : Diagnostics or None
     excluded_benchmarks : tuple of str
         Source columns the fitted study left out.
+    capability_mode : str
+        ``"sampled"`` or ``"marginal"``: how the fit treated capability (``model_config``
+        may say ``"auto"``); empty when not recorded.
     """
 
     model_config: ModelConfig
@@ -89,6 +95,7 @@ class FitInfo:
     timings: dict[str, float] = field(default_factory=dict)
     diagnostics: Diagnostics | None = None
     excluded_benchmarks: tuple[str, ...] = ()
+    capability_mode: str = ""
 
     def to_attrs(self) -> dict:
         """The root attrs of a fit (JSON strings for structured values)."""
@@ -106,6 +113,8 @@ class FitInfo:
         }
         if self.diagnostics is not None:
             attrs["diagnostics"] = json.dumps(self.diagnostics.to_dict())
+        if self.capability_mode:
+            attrs[CAPABILITY_MODE_ATTR] = self.capability_mode
         return attrs
 
     @classmethod
@@ -127,6 +136,7 @@ class FitInfo:
             timings=json.loads(attrs.get("timings", "{}")),
             diagnostics=diagnostics,
             excluded_benchmarks=tuple(json.loads(attrs.get("excluded_benchmarks", "[]"))),
+            capability_mode=str(attrs.get(CAPABILITY_MODE_ATTR, "")),
         )
 
 
@@ -138,6 +148,11 @@ def fit_info(dt: xr.DataTree) -> FitInfo:
 def fit_config(dt: xr.DataTree) -> ModelConfig:
     """The model config stored in a fit."""
     return ModelConfig.from_json(dt.attrs["model_config"])
+
+
+def capability_mode_of(dt: xr.DataTree) -> str:
+    """How a fit treated capability: its recorded mode, else its config's."""
+    return str(dt.attrs.get(CAPABILITY_MODE_ATTR, fit_config(dt).capability))
 
 
 def decode_diagnostics(text: str) -> Diagnostics:

@@ -43,6 +43,7 @@ from safetywash.model.likelihood import (
     marginal_loglik_by_llm,
     predictive_draws,
 )
+from safetywash.model.pooling import resolved_config
 
 # Kept for consumers that have not moved to safetywash.inference.fitfile.constant_data yet.
 _constant_data = constant_data
@@ -163,17 +164,18 @@ def fit(
     config = config or ModelConfig()
     settings = settings or SamplerSettings()
     data = prepare_data(study, config) if data is None else data
+    used = resolved_config(data, config)
     if cache is None:
-        model, compiled = build_model_from_data(data, config), None
+        model, compiled = build_model_from_data(data, used), None
     else:
-        model, compiled = cache.get(data, config, settings.sampler)
+        model, compiled = cache.get(data, used, settings.sampler)
     dt, timings = sample_model(
-        model, data, settings, config, progressbar=progressbar, compiled=compiled
+        model, data, settings, used, progressbar=progressbar, compiled=compiled
     )
 
     t0 = time.perf_counter()
     extra = {"posterior_predictive": posterior_predictive, "log_likelihood": log_likelihood}
-    out = xr.DataTree.from_dict(_groups(dt, model, data, config, settings.seed, **extra))
+    out = xr.DataTree.from_dict(_groups(dt, model, data, used, settings.seed, **extra))
     timings["postprocess"] = time.perf_counter() - t0
     info = FitInfo(
         model_config=config,
@@ -184,6 +186,7 @@ def fit(
         timings=timings,
         diagnostics=fit_diagnostics(out),
         excluded_benchmarks=tuple(data.study.excluded),
+        capability_mode=used.capability,
     )
     out.attrs.update(info.to_attrs())
     return out

@@ -38,7 +38,7 @@ from safetywash.model.likelihood import (
     marginal_loglik_by_llm,
     residual_sd,
 )
-from safetywash.model.pooling import Pooling, pooling, start_capability
+from safetywash.model.pooling import Pooling, capability_mode, pooling, start_capability
 
 #: The ``pm.Data`` container of the model-scale scores of the observed cells.
 OBSERVED_SCORES = "observed_score"
@@ -96,7 +96,7 @@ def build_model(study: BenchmarkStudy, config: ModelConfig | None = None) -> pm.
 def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
     """Build the model from already prepared :class:`ModelData`."""
     priors = config.scaled_priors
-    marginal = config.capability == "marginal"
+    marginal = capability_mode(data, config) == "marginal"
     with pm.Model(coords=data.coords) as model:
         llm_idx = pm.Data("llm_idx", data.llm_idx, dims="cell")
         bench_idx = pm.Data("benchmark_idx", data.benchmark_idx, dims="cell")

@@ -17,7 +17,7 @@ import numpy as np
 
 TRANSFORMS = ("auto", "standardize", "logit")
 PARAMETERISATIONS = ("auto", "noncentered", "centered")
-CAPABILITY_MODES = ("sampled", "marginal")
+CAPABILITY_MODES = ("auto", "sampled", "marginal")
 LEVELS = ("aggregate", "parts")
 CENTER_FROM_INFORMATIVENESS = 1.5
 MIN_BENCHMARKS_PER_FACTOR = 3
@@ -168,7 +168,10 @@ class ModelConfig:
     prior_scale : float
         Multiplies the scales of the hyperpriors on loadings and residuals
         (:attr:`Priors.SCALED`; prior sensitivity: 0.5 narrower, 2 wider).
-    capability : {"sampled", "marginal"}
+    capability : {"auto", "sampled", "marginal"}
+        ``"auto"`` (default): marginal for a one-factor model of at least 100 LLMs that
+        outnumber its benchmarks at least twice, sampled otherwise
+        (:func:`safetywash.model.pooling.capability_mode`; a fit records the mode used).
         ``"sampled"``: NUTS samples every LLM's capability (normalised to zero mean and
         unit spread within each population). ``"marginal"``: capability is integrated out
         analytically (the likelihood is Gaussian, so each LLM's scores are jointly normal
@@ -190,7 +193,7 @@ class ModelConfig:
     safety_loadings: str = "auto"
     residuals: str = "auto"
     prior_scale: float = 1.0
-    capability: str = "sampled"
+    capability: str = "auto"
     priors: Priors = field(default_factory=Priors)
 
     def __post_init__(self) -> None:

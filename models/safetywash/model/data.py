@@ -20,6 +20,7 @@ from safetywash.model.config import MIN_BENCHMARKS_PER_FACTOR, ModelConfig
 from safetywash.model.pooling import (
     MIN_SLOPE,
     Pooling,
+    capability_mode,
     loading_estimates,
     pooling,
     start_capability,
@@ -257,7 +258,7 @@ def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[st
     config = config or ModelConfig()
     theta = start_capability(data)
     start: dict[str, np.ndarray] = {}
-    if config.capability != "marginal":
+    if capability_mode(data, config) != "marginal":
         start["capability_z"] = zero_sum_by_group_inverse(
             theta, data.population_idx, len(data.populations)
         )

@@ -176,7 +176,7 @@ def measure(name: str, seed: int, args: argparse.Namespace) -> dict:
     """Fit one case at one seed in this process; the figures as a dict."""
     t_proc = time.perf_counter()
     from safetywash.analysis.retry import fit_with_retry, retry_record
-    from safetywash.inference.fitfile import capability_mode_of, diagnostics_of
+    from safetywash.inference.fitfile import diagnostics_of, fit_info
 
     study, truth, config = build_case(name, seed, args.data_dir)
     chosen = {"draws": args.draws, "tune": args.tune}
@@ -194,7 +194,7 @@ def measure(name: str, seed: int, args: argparse.Namespace) -> dict:
         "tune": settings.tune,
         "chains": settings.chains,
         "fit_s": fit_s,
-        "capability": capability_mode_of(dt),
+        "capability": fit_info(dt).capability_mode,
         "retried": record is not None,
         "first_attempt": None if record is None else record["first_attempt"],
         **diagnostics_of(dt).to_dict(),

@@ -18,7 +18,7 @@ import xarray as xr
 
 from safetywash.analysis.troubles import RETRY_FLAGS, fit_troubles, near_perfect
 from safetywash.data.study import BenchmarkStudy
-from safetywash.inference.fitfile import capability_mode_of, diagnostics_of, fit_config
+from safetywash.inference.fitfile import diagnostics_of, fit_config, fit_info
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
@@ -33,7 +33,7 @@ def retry_plan(
     """The flags, config and settings of the retry after an untrusted ``first`` attempt."""
     config = fit_config(first)
     flags = dict(RETRY_FLAGS)
-    sampled = capability_mode_of(first) == "sampled"
+    sampled = fit_info(first).capability_mode == "sampled"
     if sampled and not config.factors and near_perfect(fit_troubles(first)):
         flags["--capability-mode"] = "marginal"
         config = replace(config, capability="marginal")

@@ -19,10 +19,10 @@ import xarray as xr
 from safetywash.inference.diagnostics import Diagnostics
 from safetywash.inference.fitfile import (
     benchmark_table,
-    capability_mode_of,
     cell_index,
     diagnostics_of,
     fit_config,
+    fit_info,
     fitted_transform,
 )
 
@@ -116,7 +116,7 @@ def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:
     # near-perfect benchmark; a fit that already did so gets longer tuning only.
     marginal = (
         {}
-        if capability_mode_of(dt) == "marginal" or config.factors
+        if fit_info(dt).capability_mode == "marginal" or config.factors
         else {"--capability-mode": "marginal"}
     )
     rho = np.abs(post["rho"]).median(("chain", "draw")).to_series()

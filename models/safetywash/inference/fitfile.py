@@ -1,14 +1,13 @@
 """The fit file: a fit's attributes, its ``constant_data``, saving, loading and verification.
 
-A fit is an ArviZ DataTree (:func:`safetywash.inference.sampling.fit`) whose root attrs
-describe how it was made (:class:`FitInfo`) and whose ``constant_data`` holds the fitted
-study and its score transform. This module writes and reads both, so modules that read
-saved fits never import PyMC (nor does this one, even indirectly).
+A fit is an ArviZ DataTree whose root attrs describe how it was made (:class:`FitInfo`) and
+whose ``constant_data`` holds the fitted study and its score transform. This module writes
+and reads both, so modules that read saved fits never import PyMC (nor does this one).
 
-``constant_data`` variables: per cell ``llm_index``, ``benchmark_index``, ``raw_value``,
-``transformed_value`` (the model-scale score); per LLM ``llm_name``, ``population_label``,
-``family``, ``params``, ``flop``; per benchmark the catalog columns as ``benchmark_<column>``
-and the score transform (:data:`safetywash.model.transform.TRANSFORM_VARIABLES`).
+``constant_data``: per cell ``llm_index``, ``benchmark_index``, ``raw_value``,
+``transformed_value`` (model scale); per LLM ``llm_name``, ``population_label``, ``family``,
+``params``, ``flop``; per benchmark the catalog columns as ``benchmark_<column>`` and the
+score transform (:data:`safetywash.model.transform.TRANSFORM_VARIABLES`).
 """
 
 from __future__ import annotations
@@ -33,8 +32,7 @@ from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData
 from safetywash.model.transform import ScoreTransform
 
-#: Root attr: ``"sampled"`` or ``"marginal"``, the capability mode a fit used (its config
-#: may say ``"auto"``).
+#: Root attr: the capability mode a fit used, ``"sampled"`` or ``"marginal"``.
 CAPABILITY_MODE_ATTR = "capability_mode"
 REQUIRED_ATTRS = ("safetywash_version", "model_config", "study_sha256", "seed")
 #: Raised when a saved config or variable changes meaning (2: Gamma loading spreads,
@@ -59,9 +57,6 @@ class FitMismatchError(ValueError):
     """A saved fit does not match the study, config or package version asked for."""
 
 
-# =========================================================================== attrs
-
-
 @dataclass(frozen=True)
 class FitInfo:
     """What a fit's root attrs record.
@@ -82,8 +77,7 @@ class FitInfo:
     excluded_benchmarks : tuple of str
         Source columns the fitted study left out.
     capability_mode : str
-        ``"sampled"`` or ``"marginal"``: how the fit treated capability (``model_config``
-        may say ``"auto"``); empty when not recorded.
+        How the fit treated capability (``model_config`` may say ``"auto"``).
     """
 
     model_config: ModelConfig
@@ -126,8 +120,9 @@ class FitInfo:
         diagnostics = decode_diagnostics(attrs["diagnostics"]) if "diagnostics" in attrs else None
         settings = json.loads(attrs.get("sampler_settings", "{}"))
         names = {f.name for f in dataclasses.fields(SamplerSettings)}
+        config = ModelConfig.from_json(attrs["model_config"])
         return cls(
-            model_config=ModelConfig.from_json(attrs["model_config"]),
+            model_config=config,
             sampler_settings=SamplerSettings(**{k: v for k, v in settings.items() if k in names}),
             study_sha256=str(attrs["study_sha256"]),
             study_name=str(attrs.get("study_name", "fitted")),
@@ -136,7 +131,7 @@ class FitInfo:
             timings=json.loads(attrs.get("timings", "{}")),
             diagnostics=diagnostics,
             excluded_benchmarks=tuple(json.loads(attrs.get("excluded_benchmarks", "[]"))),
-            capability_mode=str(attrs.get(CAPABILITY_MODE_ATTR, "")),
+            capability_mode=str(attrs.get(CAPABILITY_MODE_ATTR, config.capability)),
         )
 
 
@@ -148,11 +143,6 @@ def fit_info(dt: xr.DataTree) -> FitInfo:
 def fit_config(dt: xr.DataTree) -> ModelConfig:
     """The model config stored in a fit."""
     return ModelConfig.from_json(dt.attrs["model_config"])
-
-
-def capability_mode_of(dt: xr.DataTree) -> str:
-    """How a fit treated capability: its recorded mode, else its config's."""
-    return str(dt.attrs.get(CAPABILITY_MODE_ATTR, fit_config(dt).capability))
 
 
 def decode_diagnostics(text: str) -> Diagnostics:
@@ -168,15 +158,8 @@ def diagnostics_of(dt: xr.DataTree) -> Diagnostics:
 
 
 def fit_sampler_settings(dt: xr.DataTree, **overrides) -> SamplerSettings:
-    """The sampler settings stored in a fit's attrs, with some fields replaced.
-
-    Parameters
-    ----------
-    dt : xarray.DataTree
-        A fit.
-    **overrides
-        Fields of :class:`SamplerSettings` to replace (``None`` values are ignored).
-    """
+    """A fit's sampler settings with the fields in ``overrides`` replaced (``None``
+    values are ignored)."""
     stored = json.loads(dt.attrs.get("sampler_settings", "{}"))
     names = {f.name for f in dataclasses.fields(SamplerSettings)}
     settings = SamplerSettings(**{k: v for k, v in stored.items() if k in names})

@@ -197,7 +197,12 @@ def test_model_reads_its_priors_from_the_config(small):
         factor_loading_scale=0.6,
     )
     s = 1.5
-    model = build_model(study, ModelConfig(factors=("bias",), prior_scale=s, priors=priors))
+    # centred safety loadings keep safety_loading_mean a free variable (with centred area
+    # averages its prior enters their covariance: test_centred_area_averages_...)
+    config = ModelConfig(
+        factors=("bias",), prior_scale=s, priors=priors, safety_loadings="centered"
+    )
+    model = build_model(study, config)
     x = 0.37
     expected = {
         "capability_loading_log_mean": stats.norm(0.3, 0.5 * s).logpdf(x),
@@ -394,27 +399,41 @@ def test_area_factor_is_centred_and_uncorrelated_with_capability(small):
 
 
 def test_centred_area_averages_have_the_hierarchical_prior():
-    # Informative area averages with non-centred loadings: each area's average is sampled,
-    # Normal(top, sqrt(sd^2 + within^2 / n)), and its mean follows by the same rotation.
+    # Informative area averages with non-centred loadings: the averages are sampled with
+    # the level above integrated out, MVN(0, diag(r^2) + scale^2), r = sqrt(sd^2 +
+    # within^2 / n); safety_loading_mean is drawn from its conditional given them, and each
+    # area mean follows by the same rotation.
     study, _ = simulate(60, 8, {"alignment": 2, "bias": 2, "calibration": 3}, seed=3)
-    config = ModelConfig()
+    config = ModelConfig(priors=Priors(safety_loading_mean_scale=0.7))
     assert pooling(prepare_data(study), config).area
     model = build_model(study, config)
-    top, sd, within = 0.3, 0.25, 0.5
+    scale, sd, within, t = 0.7, 0.25, 0.5, 0.8
     n = np.array([2, 2, 3])
     average, aux = np.array([0.9, -0.2, 0.4]), np.array([0.5, -1.0, 0.3])
     point = {
-        "safety_loading_mean": top,
         "area_loading_sd_log__": np.log(sd),
         "safety_loading_sd_log__": np.log(within),
         "area_loading_average": average,
+        "safety_loading_mean_z": t,
     }
     logp = model.compile_logp(vars=[model["area_loading_average"]], jacobian=False)
     r = np.sqrt(sd**2 + within**2 / n)
-    want = stats.norm(top, r).logpdf(average).sum()
+    cov = np.diag(r**2) + scale**2
+    want = stats.multivariate_normal(np.zeros(3), cov).logpdf(average)
     assert float(logp({**model.initial_point(), **point})) == pytest.approx(want, rel=1e-6)
-    start = {"safety_loading_mean": top, "area_loading_sd": sd, "safety_loading_sd": within}
+    # top | averages: precision-weighted, so that p(averages) p(top | averages) is the
+    # hierarchical joint prod_a N(average_a | top, r_a) N(top | 0, scale) at any top.
+    precision = 1 / scale**2 + np.sum(1 / r**2)
+    top = np.sum(average / r**2) / precision + t / np.sqrt(precision)
+    for other in (top, -1.3, 2.0):
+        joint = stats.norm(0, scale).logpdf(other) + stats.norm(other, r).logpdf(average).sum()
+        split = want + stats.norm(top - t / np.sqrt(precision), 1 / np.sqrt(precision)).logpdf(
+            other
+        )
+        assert split == pytest.approx(joint, rel=1e-9)
+    start = {"area_loading_sd": sd, "safety_loading_sd": within, "safety_loading_mean_z": t}
     start |= {"area_loading_average": average, "area_loading_aux": aux}
+    assert _at_start(model, start, "safety_loading_mean") == pytest.approx(top, rel=1e-9)
     u = (average - top) / r
     want = top + sd * (sd * u + within / np.sqrt(n) * aux) / r
     np.testing.assert_allclose(_at_start(model, start, "area_loading_mean"), want)

@@ -61,6 +61,7 @@ SAMPLER_SPACE_VARIABLES = (
     "area_loading_z",
     "area_loading_aux",
     "area_loading_average",
+    "safety_loading_mean_z",
     "log_specific_sd",
     "log_specific_sd_z",
     "intercept_at_center",
@@ -227,15 +228,16 @@ def _safety_loadings(data: ModelData, pool: Pooling, priors: Priors):
     from it, so that a thin area's between- and within-area parts do not trade off
     (:func:`_area_rotation`).
     """
-    top = pm.Normal("safety_loading_mean", 0.0, priors.safety_loading_mean_scale)
     spread = pm.Gamma("area_loading_sd", alpha=2.0, beta=1.0 / priors.area_loading_sd_scale)
     safety_sd = pm.Gamma("safety_loading_sd", alpha=2.0, beta=1.0 / priors.safety_loading_sd_scale)
     area_idx = data.safety_area_idx
+    top_scale = priors.safety_loading_mean_scale
+    top = None if pool.area else pm.Normal("safety_loading_mean", 0.0, top_scale)
     if pool.safety:
         z = pm.Normal("area_loading_z", 0.0, 1.0, dims="area")
         area_mean = pm.Deterministic("area_loading_mean", top + spread * z, dims="area")
         return pm.Normal("safety_loading", area_mean[area_idx], safety_sd, dims="safety_benchmark")
-    average, area_mean = _area_rotation(data, pool.area, top, spread, safety_sd)
+    average, area_mean = _area_rotation(data, top, top_scale, spread, safety_sd)
     pm.Deterministic("area_loading_mean", area_mean, dims="area")
     loading = average[area_idx]
     n_free = len(data.safety_keys) - len(data.areas)
@@ -245,23 +247,34 @@ def _safety_loadings(data: ModelData, pool: Pooling, priors: Priors):
     return pm.Deterministic("safety_loading", loading, dims="safety_benchmark")
 
 
-def _area_rotation(data: ModelData, centred: bool, top, spread, safety_sd):
+def _area_rotation(data: ModelData, top, top_scale: float, spread, safety_sd):
     """Each area's average safety loading and its mean.
 
     With ``n`` benchmarks in an area, their average is ``top + r * u`` with
-    ``r = sqrt(spread**2 + safety_sd**2 / n)`` and ``u`` standard normal (sampled as ``u``,
-    or centred as the average itself when the averages are informative:
-    :func:`safetywash.model.pooling.pooling`), and the area mean is
-    ``top + spread * (spread * u + safety_sd / sqrt(n) * v) / r``: an orthonormal rotation
-    of the area's standardised mean and mean within-area offset, so the pair has exactly
-    the hierarchical prior. ``v`` does not enter the likelihood (it carries the area
-    mean's own uncertainty given its benchmarks' average).
+    ``r = sqrt(spread**2 + safety_sd**2 / n)`` and ``u`` standard normal, and the area mean
+    is ``top + spread * (spread * u + safety_sd / sqrt(n) * v) / r``: an orthonormal
+    rotation of the area's standardised mean and mean within-area offset, so the pair has
+    exactly the hierarchical prior. ``v`` does not enter the likelihood (it carries the
+    area mean's own uncertainty given its benchmarks' average).
+
+    ``top`` None (centred averages, :func:`safetywash.model.pooling.pooling`): the averages
+    are sampled with ``top ~ Normal(0, top_scale)`` integrated out (jointly normal, the
+    covariance ``diag(r**2) + top_scale**2``), and ``top`` is then drawn from its
+    conditional normal given them, non-centred. The joint distribution is the same; but
+    with one or two areas, ``top`` sampled beside centred averages sat in a funnel with
+    ``r`` (Open LLM Leaderboard v1, one safety benchmark; Epoch, two areas of one: 1-2
+    divergences at the smallest spreads on half the seeds).
     """
     sizes = np.bincount(data.safety_area_idx, minlength=len(data.areas)).astype(float)
     within = safety_sd / np.sqrt(sizes)
     r = pt.sqrt(spread**2 + within**2)
-    if centred:
-        average = pm.Normal("area_loading_average", top, r, dims="area")
+    if top is None:
+        cov = pt.diag(r**2) + top_scale**2
+        average = pm.MvNormal("area_loading_average", pt.zeros(len(sizes)), cov, dims="area")
+        precision = 1.0 / top_scale**2 + pt.sum(1.0 / r**2)
+        centre = pt.sum(average / r**2) / precision
+        t = pm.Normal("safety_loading_mean_z", 0.0, 1.0)
+        top = pm.Deterministic("safety_loading_mean", centre + t / pt.sqrt(precision))
         u = (average - top) / r
     else:
         u = pm.Normal("area_loading_z", 0.0, 1.0, dims="area")

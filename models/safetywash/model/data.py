@@ -306,6 +306,8 @@ def _safety_start(data: ModelData, safe: np.ndarray, pool: Pooling) -> dict[str,
     # standardised, and the within-area offsets in zero-sum coordinates. (area_loading_aux
     # is left to the jitter: nutpie refuses a start where a gradient is exactly 0.)
     if pool.area:
+        # safety_loading_mean is then drawn given the averages (safetywash.model.build)
+        del start["safety_loading_mean"]
         start["area_loading_average"] = area_mean
     else:
         start["area_loading_z"] = (area_mean - top) / np.sqrt(area_spread**2 + spread**2 / sizes)

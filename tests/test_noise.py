@@ -202,3 +202,19 @@ def test_fitted_shares_sum_to_one_and_match_rho(indicator_fit):
     rows = {r[0]: r for r in share_rows(separability_table(summary))}
     assert rows["cap02"][4:] == ["n/a", "not separated"]
     assert rows["cap00"][5] == "known (n items)" and rows["cap00"][4] != "n/a"
+
+
+def test_simulated_proportions_stay_within_their_bounds():
+    # The trust suite's near-perfect indicator at seed 3 draws one cell beyond 5 SDs.
+    areas = {"alignment": 2, "truthfulness": 2, "machine_ethics": 2, "bias": 2}
+    study, _ = simulate(
+        n_llms=80,
+        n_capability=8,
+        safety=areas,
+        n_items={"cap00": 1172},
+        residuals={"cap00": 0.01},
+        seed=3,
+    )
+    values = study.scores.loc[study.scores["benchmark"] == "cap00", "value"]
+    assert values.between(0.0, 1.0).all()
+    assert (values == 0.0).any()  # the draw that fell below 0 is stored at the bound

@@ -18,7 +18,7 @@ import xarray as xr
 
 from safetywash.analysis.troubles import RETRY_FLAGS, fit_troubles, near_perfect
 from safetywash.data.study import BenchmarkStudy
-from safetywash.inference.fitfile import diagnostics_of, fit_config, fit_info
+from safetywash.inference.fitfile import diagnostics_of, fit_info
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
@@ -31,9 +31,10 @@ def retry_plan(
     first: xr.DataTree, settings: SamplerSettings
 ) -> tuple[dict[str, str], ModelConfig, SamplerSettings]:
     """The flags, config and settings of the retry after an untrusted ``first`` attempt."""
-    config = fit_config(first)
+    info = fit_info(first)
+    config = info.model_config
     flags = dict(RETRY_FLAGS)
-    sampled = fit_info(first).capability_mode == "sampled"
+    sampled = info.capability_mode == "sampled"
     if sampled and not config.factors and near_perfect(fit_troubles(first)):
         flags["--capability-mode"] = "marginal"
         config = replace(config, capability="marginal")

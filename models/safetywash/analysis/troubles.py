@@ -21,7 +21,6 @@ from safetywash.inference.fitfile import (
     benchmark_table,
     cell_index,
     diagnostics_of,
-    fit_config,
     fit_info,
     fitted_transform,
 )
@@ -111,12 +110,12 @@ def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:
     post = dt["posterior"]
     if "rho" not in post.data_vars:
         return []
-    config = fit_config(dt)
+    info = fit_info(dt)
     # Integrating capability out removes the per-LLM coordinates that stall next to a
     # near-perfect benchmark; a fit that already did so gets longer tuning only.
     marginal = (
         {}
-        if fit_info(dt).capability_mode == "marginal" or config.factors
+        if info.capability_mode == "marginal" or info.model_config.factors
         else {"--capability-mode": "marginal"}
     )
     rho = np.abs(post["rho"]).median(("chain", "draw")).to_series()

@@ -148,6 +148,31 @@ def test_a_few_rounds_compile_once_per_structure():
     assert set(summary["by_role"]) == {"capability", "safety"}
 
 
+def test_rounds_are_fitted_as_the_fit_command_does_retrying_an_untrusted_first_attempt(
+    monkeypatch,
+):
+    """With the test's short tuning as 'the default', every round (60 draws x 2 chains:
+    bulk ESS far below the threshold, so never trusted) is retried once and says so;
+    ``retry=False`` keeps first attempts."""
+    import functools
+
+    import safetywash.analysis.retry as retry_module
+
+    monkeypatch.setattr(
+        retry_module, "SamplerSettings", functools.partial(SamplerSettings, draws=60, tune=60)
+    )
+    monkeypatch.setattr(retry_module, "RETRY_FLAGS", {"--tune": "80", "--target-accept": "0.99"})
+    common = {**_design(), "draws": 60, "tune": 60, "chains": 2, "config": FIXED_POOLING}
+    retried = run_sbc(2, seed=31, **common)
+    assert not retried["trustworthy"].values.any()
+    assert retried["retried"].values.all() and retried.attrs["retry"] == 1
+    assert summarize_sbc(retried)["n_retried"] == 2
+    first = run_sbc(2, seed=31, retry=False, **common)
+    assert not first["retried"].values.any() and first.attrs["retry"] == 0
+    # Same seeds, other sampler settings on the retry: other draws.
+    assert not np.array_equal(first["rho_median"].values, retried["rho_median"].values)
+
+
 def test_summary_text_reports_roles_trust_compiles_and_time():
     from safetywash.cli.sbc import summary_text
 
@@ -174,6 +199,7 @@ def test_summary_text_reports_roles_trust_compiles_and_time():
         "divergences": 7,
         "n_compiles": 4,
         "n_structures": 2,
+        "n_retried": 5,
         "wall_seconds": 512.25,
     }
     lines = summary_text(summary).splitlines()
@@ -182,5 +208,6 @@ def test_summary_text_reports_roles_trust_compiles_and_time():
     assert rows["safety"][:3] == ["0.470", "0.910", "0.600"]
     assert rows["all"][:3] == ["0.490", "0.900", "0.310"]
     assert "untrusted fits: 3 of 100" in lines[5]
-    assert lines[6] == "compiled models: 4 for 2 structure(s)"
-    assert lines[7] == "wall time: 512.2 s"
+    assert lines[6] == "retried fits: 5 of 100"
+    assert lines[7] == "compiled models: 4 for 2 structure(s)"
+    assert lines[8] == "wall time: 512.2 s"

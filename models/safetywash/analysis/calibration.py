@@ -88,7 +88,8 @@ def summarize_sbc(ds: xr.Dataset, *, bins: int = 10) -> dict:
         is somewhat optimistic); ``mae_median``: mean absolute error of the posterior
         median; ``mean_rank``: mean rank over ``L`` (0.5 when unbiased; above 0.5 = the
         truth tends to lie above the posterior); ``n_untrusted``: rounds failing the
-        convergence thresholds; ``n_flipped``: rounds with a chain whose capability
+        convergence thresholds (after the retry of a round, if any; ``n_retried``: rounds
+        retried); ``n_flipped``: rounds with a chain whose capability
         correlates negatively with the truth; the same figures for
         ``rho_true_insample`` under ``insample``, and per role under ``by_role``.
     """
@@ -122,6 +123,8 @@ def summarize_sbc(ds: xr.Dataset, *, bins: int = 10) -> dict:
         "divergences": int(ds["divergences"].sum()),
         "insample": figures(ds, "_insample"),
     }
+    if "retried" in ds:
+        out["n_retried"] = int(ds["retried"].astype(bool).sum())
     if "compiled" in ds:
         out["n_compiles"] = int(ds["compiled"].astype(bool).sum())
         out["n_structures"] = len(np.unique(ds["structure"].values))

@@ -1,12 +1,13 @@
 """Simulation-based calibration (SBC) of the latent-factor model.
 
 Each round draws a study with known truth (:func:`safetywash.model.simulate.simulate`), fits it
-(:func:`safetywash.inference.sampling.fit`) and compares every benchmark's posterior of ``rho`` (its
-capability correlation) with the true value: the rank of the truth among thinned posterior
-draws, whether the central 50% and 90% intervals contain it, and the posterior median.
-Over many rounds a calibrated posterior gives uniform ranks and interval coverage close to
-the nominal 50% and 90% (Talts et al. 2018, "Validating Bayesian inference algorithms with
-simulation-based calibration").
+as ``safetywash fit`` does (:func:`safetywash.analysis.retry.fit_with_retry`: one retry of
+an untrusted first attempt at the default tuning) and compares every benchmark's posterior
+of ``rho`` (its capability correlation) with the true value: the rank of the truth among
+thinned posterior draws, whether the central 50% and 90% intervals contain it, and the
+posterior median. Over many rounds a calibrated posterior gives uniform ranks and interval
+coverage close to the nominal 50% and 90% (Talts et al. 2018, "Validating Bayesian
+inference algorithms with simulation-based calibration").
 
 What is checked, and what is not
 --------------------------------
@@ -56,9 +57,9 @@ from safetywash.analysis.calibration import (
     sbc_rank,
     thin_indices,
 )
+from safetywash.analysis.retry import fit_with_retry, retry_record
 from safetywash.inference.compiled import ModelCache, structure_key
 from safetywash.inference.fitfile import diagnostics_of
-from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData, prepare_data
@@ -115,6 +116,7 @@ def _one_round(
     seed: int,
     rank_draws: int,
     data_scale: str = "model",
+    retry: bool = True,
     **design,
 ) -> tuple[xr.Dataset, dict]:
     t0 = time.perf_counter()
@@ -124,10 +126,18 @@ def _one_round(
         data = on_model_scale(data)
     cache = process_cache()
     compiles = cache.compiles
-    dt = fit(
-        study, config, settings, progressbar=False, data=data, cache=cache, log_likelihood=False
+    dt = fit_with_retry(
+        study,
+        config,
+        settings,
+        retry=retry,
+        progressbar=False,
+        data=data,
+        cache=cache,
+        log_likelihood=False,
     )
     ds = _round_dataset(study, known, dt, rank_draws)
+    ds["retried"] = ((), retry_record(dt) is not None)
     ds["seed"] = ((), seed)
     ds["seconds"] = ((), time.perf_counter() - t0)
     ds["compiled"] = ((), cache.compiles > compiles)
@@ -138,6 +148,7 @@ def _one_round(
         "seed": seed,
         "seconds": float(ds["seconds"]),
         "compiled": bool(ds["compiled"]),
+        "retried": bool(ds["retried"]),
         "coverage50": float(ds["covered50"].mean()),
         "coverage90": float(ds["covered90"].mean()),
         "mae": float(np.abs(ds["rho_median"] - ds["rho_true"]).mean()),
@@ -256,6 +267,7 @@ def run_sbc(
     seed: int = 0,
     config: ModelConfig | None = None,
     rank_draws: int = RANK_DRAWS,
+    retry: bool = True,
     progress: ProgressCallback | None = None,
     workers: int = 0,
     scheduler: str | None = None,
@@ -280,6 +292,11 @@ def run_sbc(
     rank_draws : int
         ``L``: truths are ranked among ``L`` evenly spaced draws
         (:func:`~safetywash.analysis.calibration.thin_indices`), ranks ``0..L`` (default 99).
+    retry : bool
+        Fit every round as ``safetywash fit`` does
+        (:func:`~safetywash.analysis.retry.fit_with_retry`): an untrusted first attempt at
+        the default tuning is retried once. SBC then checks that procedure, which is what a
+        user's answer comes from; False keeps first attempts.
     progress : callable, optional
         ``progress(r, n_rounds, info)`` after every round (with a cluster:
         ``progress(-1, n_rounds, {"message": m})``).
@@ -302,7 +319,8 @@ def run_sbc(
         (``max_rhat``, ``min_ess_bulk``/``_tail``, ``min_ess``, ``divergences``,
         ``trustworthy``, ``worst_rhat_variable``, ``worst_ess_variable``),
         ``min_chain_capability_corr`` (< 0: a flipped chain), ``n_rank_draws``, ``seed``,
-        ``seconds``, ``compiled`` (the round compiled a model), ``structure`` (its hash);
+        ``seconds``, ``compiled`` (the round compiled a model), ``retried``, ``structure``
+        (its hash);
         coordinates ``role``, ``area``; the run's settings in attrs.
     """
     if n_rounds < 1 or rank_draws < 1:
@@ -310,7 +328,13 @@ def run_sbc(
     config = config or ModelConfig()
     design = _complete_design(design, config)
     cells = design_cells(design, config, seed)  # the same observed cells in every round
-    fixed = {**design, "observed": cells, "config": config, "rank_draws": rank_draws}
+    fixed = {
+        **design,
+        "observed": cells,
+        "config": config,
+        "rank_draws": rank_draws,
+        "retry": retry,
+    }
 
     def round_kwargs(r: int) -> dict:
         settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed + r)
@@ -324,7 +348,7 @@ def run_sbc(
         )
     out = xr.concat(rounds, dim="round", combine_attrs="drop")
     out = out.assign_coords(round=np.arange(n_rounds))
-    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "retry": int(retry)}
     out.attrs.update(_run_attrs(n_rounds, design, settings, rank_draws, config))
     return out
 

@@ -106,6 +106,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="fit the simulated scores on the model scale their prior draws live on "
         "(default), or standardised per benchmark first as a real study is (approximate)",
     )
+    parser.add_argument(
+        "--no-retry",
+        action="store_true",
+        help="keep every round's first attempt (by default a round fitted at fit's default "
+        "tuning, --tune 1000, is retried once when untrusted, as 'safetywash fit' does)",
+    )
     parser.add_argument("--rank-draws", type=count, default=RANK_DRAWS)
     parser.add_argument("--bins", type=count, default=10, help="rank histogram bins")
     parser.add_argument(
@@ -138,6 +144,7 @@ def print_round(r: int, n_rounds: int, info: dict) -> None:
         print(info["message"], flush=True)
         return
     flag = "ok" if info["trustworthy"] else "UNTRUSTED: " + "; ".join(info["problems"])
+    flag += " (retried)" if info.get("retried") else ""
     compiled = " compiled" if info.get("compiled") else ""
     print(
         f"round {r + 1:>3}/{n_rounds} seed {info['seed']:>5}  {info['seconds']:5.1f} s{compiled}  "
@@ -166,6 +173,8 @@ def summary_text(summary: dict) -> str:
         f"{summary['max_rhat']:.3f}, min ESS {summary['min_ess']:.0f}, divergences "
         f"{summary['divergences']}); flipped chains: {summary['n_flipped']}"
     )
+    if "n_retried" in summary:
+        lines.append(f"retried fits: {summary['n_retried']} of {summary['n_rounds']}")
     if "n_compiles" in summary:
         lines.append(
             f"compiled models: {summary['n_compiles']} for {summary['n_structures']} structure(s)"
@@ -230,6 +239,7 @@ def run(args: argparse.Namespace) -> int:
         chains=args.chains,
         rank_draws=args.rank_draws,
         data_scale=args.data_scale,
+        retry=not args.no_retry,
         progress=None if args.no_progress else print_round,
         workers=args.workers,
         scheduler=args.scheduler,

@@ -299,18 +299,24 @@ def test_auto_pooling_follows_how_informative_each_group_is():
     data = prepare_data(study)
     true = truth["loading"].sel(benchmark=data.safety_keys).values.reshape(3, 8)
     assert (true - true.mean(axis=1, keepdims=True)).std() > 0.2
-    assert pooling(data) == Pooling(capability=False, safety=True)
+    pool = pooling(data)
+    assert not pool.capability and pool.safety and not pool.area
+    # Alike loadings, each measured less well than they differ: mostly non-centred.
+    assert max(pool.capability_weights) < 0.5
     forced = ModelConfig(capability_loadings="centered", safety_loadings="noncentered")
     assert pooling(data, forced) == Pooling(capability=True, safety=False)
     names = build_model(study).named_vars
-    assert "capability_loading_z" in names and "capability_loading_log" not in names
+    assert "capability_loading_pz" in names and "capability_loading_log" not in names
+    names = build_model(study, ModelConfig(capability_loadings="noncentered")).named_vars
+    assert "capability_loading_z" in names and "capability_loading_pz" not in names
     assert "safety_loading" in names and "safety_loading_z" not in names
     names = build_model(study, forced).named_vars
     assert "capability_loading_log" in names and "safety_loading_z" in names
     # Two benchmarks per area, areas far apart: loadings within an area non-centred, the
     # areas' averages centred.
     study, _ = simulate(60, 8, {"alignment": 2, "bias": 2, "calibration": 2}, seed=3)
-    assert pooling(prepare_data(study)) == Pooling(capability=False, safety=False, area=True)
+    pool = pooling(prepare_data(study))
+    assert (pool.capability, pool.safety, pool.area) == (False, False, True)
     assert "area_loading_average" in build_model(study).named_vars
 
 
@@ -570,10 +576,10 @@ def test_capability_is_integrated_out_from_100_llms_outnumbering_benchmarks_twic
     assert resolved_config(prepare_data(many)).capability == "marginal"
 
 
-def test_partial_centring_centres_the_capability_loadings_the_data_pin_down():
+def test_partial_non_centring_weights_each_capability_loading_by_its_error():
     """Four capability benchmarks scored by all 200 LLMs, twelve by 12 each, residual SDs
     (so standardised loadings) spread widely: the group as a whole is non-centred, its four
-    well-measured members centred."""
+    well-measured members mostly centred, each by the weight its error calls for."""
     # On the standardised scale a loading is set by the benchmark's residual SD.
     residuals = {f"cap{j:02d}": float(np.exp(1.5 * np.sin(3 * j) - 0.5)) for j in range(16)}
     residuals.update({"cap00": 0.15, "cap01": 0.3, "cap02": 0.45, "cap03": 0.6})
@@ -594,23 +600,20 @@ def test_partial_centring_centres_the_capability_loadings_the_data_pin_down():
     data = prepare_data(study)
     pool = pooling(data)
     assert not pool.capability
-    # Centred: the members whose standard error (of the log slope) is below the 5% point
-    # of the group spread's posterior under the model's priors, computed here by brute
-    # force on a grid of (mean, spread).
+    # Each member's weight is s^2 / (s^2 + se^2), se the standard error of its log slope
+    # and s the median of the group spread's posterior under the model's priors, computed
+    # here by brute force on a grid of (mean, spread).
     slopes, se = loading_estimates(data, start_capability(data))
     cap = [data.coords["benchmark"].index(k) for k in data.capability_keys]
     x, err = np.log(np.clip(slopes[cap], MIN_SLOPE, None)), se[cap] / slopes[cap]
-    low = _spread_low_by_brute_force(x, err, ModelConfig().priors)
-    want = err < low
-    clear = np.abs(err / low - 1) > 0.02  # the two grids agree to 2% (test above)
-    assert clear.sum() >= 14
-    centred = np.array(pool.capability_members)
-    assert list(centred[clear]) == list(want[clear])
-    assert centred[:4].all() and not centred[4:].all()
+    spread = _spread_low_by_brute_force(x, err, ModelConfig().priors, q=0.5)
+    weights = np.array(pool.capability_weights)
+    # The two grids agree to 2% in the spread (test above): 4% in a weight at most.
+    np.testing.assert_allclose(weights, spread**2 / (spread**2 + err**2), rtol=0.04)
+    assert weights[:4].min() > 0.5 and np.median(weights[4:]) < 0.5
     model = build_model(study)
-    assert tuple(model["capability_loading_log"].shape.eval()) == (centred.sum(),)
-    assert tuple(model["capability_loading_z"].shape.eval()) == ((~centred).sum(),)
-    # The loadings of the two kinds land on their own benchmarks, from the start values.
+    assert tuple(model["capability_loading_pz"].shape.eval()) == (16,)
+    # The start values give every benchmark its own least-squares loading.
     start = initial_point(data)
     point = {**model.initial_point(), **start}
     point["capability_loading_log_sd_log__"] = np.log(point.pop("capability_loading_log_sd"))
@@ -621,3 +624,18 @@ def test_partial_centring_centres_the_capability_loadings_the_data_pin_down():
         on_unused_input="ignore",
     )(point)
     np.testing.assert_allclose(values[cap], np.exp(x), rtol=1e-9)
+    # The same distribution as centred at any mean and spread: log p(pz) at the pz of a log
+    # loading x, plus the log Jacobian -(1 - w) log s of pz -> x, is log Normal(x; m, s).
+    term = model.logp(vars=[model["capability_loading_pz"]], sum=False)[0]
+    logp = model.compile_fn(term, inputs=model.value_vars, on_unused_input="ignore")
+    rng = np.random.default_rng(0)
+    for m, s in [(-0.3, 0.05), (0.2, 0.4), (-1.0, 1.5)]:
+        log_loading = rng.normal(m, s, 16)
+        point["capability_loading_log_mean"] = np.asarray(m)
+        point["capability_loading_log_sd_log__"] = np.asarray(np.log(s))
+        point["capability_loading_pz"] = weights * m + (log_loading - m) / s ** (1 - weights)
+        np.testing.assert_allclose(
+            logp(point) - (1 - weights) * np.log(s),
+            stats.norm.logpdf(log_loading, m, s),
+            rtol=1e-9,
+        )

@@ -19,6 +19,7 @@ from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import prepare_data
+from safetywash.model.pooling import pooling
 from safetywash.model.simulate import simulate
 
 SAFETY = {"alignment": 2, "bias": 2}
@@ -103,19 +104,29 @@ def test_structure_key_ignores_scores_but_not_design_or_config(cells):
     assert structure_key(b, other) != structure_key(b, FIXED_POOLING)
 
 
-def test_a_reused_compiled_model_gives_the_draws_of_a_fresh_compile(cells):
+# Capability loadings partially non-centred, by weights read off each study's scores.
+WEIGHTED = ModelConfig(safety_loadings="centered", residuals="centered")
+
+
+@pytest.mark.parametrize("config", [FIXED_POOLING, WEIGHTED], ids=["fixed", "weighted"])
+def test_a_reused_compiled_model_gives_the_draws_of_a_fresh_compile(cells, config):
     """Same data and seed: bit-identical draws whether the model was compiled for this
-    study or compiled for another study of the design and given this one's scores."""
+    study or compiled for another study of the design and given this one's scores (and,
+    weighted, its own weights)."""
     settings = SamplerSettings(draws=60, tune=60, chains=2, seed=11)
-    first = on_model_scale(prepare_data(_study(5, cells)[0], FIXED_POOLING))
-    second_study = _study(6, cells)[0]
-    second = on_model_scale(prepare_data(second_study, FIXED_POOLING))
+    first = on_model_scale(prepare_data(_study(5, cells, config)[0], config))
+    second_study = _study(6, cells, config)[0]
+    second = on_model_scale(prepare_data(second_study, config))
+    if config is WEIGHTED:
+        one, two = pooling(first, config), pooling(second, config)
+        assert one.capability_weights and two.capability_weights
+        assert not np.allclose(one.capability_weights, two.capability_weights)
     cache = ModelCache()
     kwargs = {"progressbar": False, "log_likelihood": False}
-    fit(first.study, FIXED_POOLING, settings, data=first, cache=cache, **kwargs)
-    reused = fit(second_study, FIXED_POOLING, settings, data=second, cache=cache, **kwargs)
+    fit(first.study, config, settings, data=first, cache=cache, **kwargs)
+    reused = fit(second_study, config, settings, data=second, cache=cache, **kwargs)
     assert (cache.compiles, cache.reuses, len(cache)) == (1, 1, 1)
-    fresh = fit(second_study, FIXED_POOLING, settings, data=second, **kwargs)
+    fresh = fit(second_study, config, settings, data=second, **kwargs)
     for name in ("rho", "capability", "loading", "residual_sd", "intercept"):
         np.testing.assert_array_equal(reused["posterior"][name], fresh["posterior"][name])
     assert "log_likelihood" not in reused.children

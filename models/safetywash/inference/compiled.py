@@ -19,12 +19,7 @@ import threading
 import numpy as np
 import pymc as pm
 
-from safetywash.model.build import (
-    BENCHMARK_CENTERS,
-    OBSERVED_SCORES,
-    benchmark_centers,
-    build_model_from_data,
-)
+from safetywash.model.build import build_model_from_data, data_containers
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData
 from safetywash.model.pooling import pooling
@@ -39,12 +34,12 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
     """What a built model depends on besides the observed scores, as a hash.
 
     Two prepared studies with the same key (same config, pooling, coordinates and index
-    arrays) differ only in the values of the ``observed_score`` container, so one compiled
-    model serves both.
+    arrays) differ only in the values of the data containers read off the scores
+    (:func:`~safetywash.model.build.data_containers`), so one compiled model serves both.
     """
     parts = {
         "config": config.to_json(),
-        "pooling": repr(pooling(data, config)),
+        "pooling": pooling(data, config).structure(),
         "coords": {k: [str(v) for v in values] for k, values in data.coords.items()},
     }
     h = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
@@ -97,7 +92,7 @@ class ModelCache:
         else:
             self.reuses += 1
         model, compiled = self._entries[key]
-        values = {OBSERVED_SCORES: data.y, BENCHMARK_CENTERS: benchmark_centers(data)}
+        values = data_containers(data, config)
         pm.set_data(values, model=model)
         if compiled is not None:
             compiled = compiled.with_data(**values)

@@ -38,13 +38,22 @@ from safetywash.model.likelihood import (
     marginal_loglik_by_llm,
     residual_sd,
 )
-from safetywash.model.pooling import Pooling, capability_mode, pooling, start_capability
+from safetywash.model.pooling import (
+    Pooling,
+    capability_mode,
+    pooling,
+    resolved_config,
+    start_capability,
+)
 
 #: The ``pm.Data`` container of the model-scale scores of the observed cells.
 OBSERVED_SCORES = "observed_score"
 #: The ``pm.Data`` container of the benchmarks' centres (:func:`benchmark_centers`): read
 #: off the scores, so a compiled model refitted to new scores gets them too.
 BENCHMARK_CENTERS = "benchmark_center"
+#: The ``pm.Data`` container of the partially non-centred capability loadings' weights
+#: (:meth:`~safetywash.model.pooling.Pooling.capability_weight`), read off the scores.
+CAPABILITY_WEIGHTS = "capability_loading_weight"
 
 #: Variables in the sampler's coordinates: standardised offsets, log-scale copies of
 #: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading`` and
@@ -56,6 +65,7 @@ BENCHMARK_CENTERS = "benchmark_center"
 SAMPLER_SPACE_VARIABLES = (
     "capability_z",
     "capability_loading_z",
+    "capability_loading_pz",
     "capability_loading_log",
     "safety_loading_z",
     "area_loading_z",
@@ -193,22 +203,26 @@ def _loadings(data: ModelData, pool: Pooling, priors: Priors):
     cap_log_sd = pm.Gamma(
         "capability_loading_log_sd", alpha=2.0, beta=1.0 / priors.capability_loading_log_sd_scale
     )
-    centred = pool.capability_centred(len(cap_pos))
-    if centred.all():
+    if pool.capability:
         cap_log = pm.Normal(
             "capability_loading_log", cap_log_mean, cap_log_sd, dims="capability_benchmark"
         )
-    elif not centred.any():
+    elif pool.capability_weights:
+        # Partially non-centred (Pooling.capability_weight); the weights are read off the
+        # data, so a compiled model refitted to new scores gets them too.
+        weight = pm.Data(
+            CAPABILITY_WEIGHTS, np.asarray(pool.capability_weights), dims="capability_benchmark"
+        )
+        p = pm.Normal(
+            "capability_loading_pz",
+            weight * cap_log_mean,
+            cap_log_sd**weight,
+            dims="capability_benchmark",
+        )
+        cap_log = cap_log_mean + cap_log_sd ** (1.0 - weight) * (p - weight * cap_log_mean)
+    else:
         u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
         cap_log = cap_log_mean + cap_log_sd * u
-    else:
-        tight = pm.Normal(
-            "capability_loading_log", cap_log_mean, cap_log_sd, shape=int(centred.sum())
-        )
-        u = pm.Normal("capability_loading_z", 0.0, 1.0, shape=int((~centred).sum()))
-        cap_log = pt.zeros(len(cap_pos))
-        cap_log = pt.set_subtensor(cap_log[np.flatnonzero(centred)], tight)
-        cap_log = pt.set_subtensor(cap_log[np.flatnonzero(~centred)], cap_log_mean + cap_log_sd * u)
     loading = pt.zeros(len(bench_pos))
     loading = pt.set_subtensor(loading[cap_pos], pt.exp(cap_log))
     if data.safety_keys:
@@ -328,6 +342,16 @@ def _intercepts(data: ModelData, priors: Priors, loading):
         "intercept_at_center", loading * center, priors.intercept_sd, dims="benchmark"
     )
     return pm.Deterministic("intercept", at_center - loading * center, dims="benchmark")
+
+
+def data_containers(data: ModelData, config: ModelConfig | None = None) -> dict[str, np.ndarray]:
+    """The values of the model's data containers that are read off the scores: what a
+    compiled model of the same structure is given to refit a new study."""
+    values = {OBSERVED_SCORES: data.y, BENCHMARK_CENTERS: benchmark_centers(data)}
+    weights = pooling(data, resolved_config(data, config)).capability_weights
+    if weights:
+        values[CAPABILITY_WEIGHTS] = np.asarray(weights)
+    return values
 
 
 def benchmark_centers(data: ModelData) -> np.ndarray:

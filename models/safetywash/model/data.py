@@ -266,16 +266,16 @@ def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[st
     pos = {k: j for j, k in enumerate(data.coords["benchmark"])}
     pool = pooling(data, config)
     cap = np.log(np.clip([slopes[pos[k]] for k in data.capability_keys], MIN_SLOPE, None))
-    centred = pool.capability_centred(len(cap))
-    if centred.all():
+    if pool.capability:
         start["capability_loading_log"] = cap
     else:
-        start["capability_loading_log_mean"] = np.asarray(cap.mean())
-        spread = max(cap.std(), 0.1)
+        mean, spread = cap.mean(), max(cap.std(), 0.1)
+        start["capability_loading_log_mean"] = np.asarray(mean)
         start["capability_loading_log_sd"] = np.asarray(spread)
-        start["capability_loading_z"] = ((cap - cap.mean()) / spread)[~centred]
-        if centred.any():
-            start["capability_loading_log"] = cap[centred]
+        weight = pool.capability_weight(len(cap))
+        offset = weight * mean + (cap - mean) / spread ** (1 - weight)
+        name = "capability_loading_pz" if pool.capability_weights else "capability_loading_z"
+        start[name] = offset
     if data.safety_keys:
         safe = np.array([slopes[pos[k]] for k in data.safety_keys])
         start.update(_safety_start(data, safe, pool))

@@ -25,10 +25,11 @@ from safetywash.analysis.intervals import CI_PROB, interval_label
 from safetywash.cli.common import (
     add_ci_kind_argument,
     add_ci_prob_argument,
+    add_run_argument,
     check_names,
     command_parser,
 )
-from safetywash.cli.paths import fit_path, output_file, writable_run, write_csv
+from safetywash.cli.paths import output_file, writable_run, write_csv
 from safetywash.inference.fitfile import benchmark_table
 
 EXAMPLES = (
@@ -41,9 +42,7 @@ EXAMPLES = (
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Declare ``safetywash adjusted``."""
     parser = command_parser(subparsers, "adjusted", __doc__, EXAMPLES)
-    parser.add_argument(
-        "run", type=fit_path, metavar="RUN", help="run folder (with posterior.nc) or .nc fit"
-    )
+    add_run_argument(parser)
     parser.add_argument(
         "--csv", type=output_file, metavar="FILE", help="CSV (default RUN/adjusted_scores.csv)"
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from safetywash.cli.common import UsageError
+from safetywash.cli.values import UsageError
 from safetywash.data.files import atomic_write
 from safetywash.report.runfolder import OutputFolderError, check_output_folder, clean_leftovers
 

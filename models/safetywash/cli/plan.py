@@ -28,12 +28,13 @@ from safetywash.cli.common import (
     UsageError,
     add_ci_kind_argument,
     add_ci_prob_argument,
+    add_run_argument,
     add_seed_argument,
     add_tau_argument,
     command_parser,
     int_at_least,
 )
-from safetywash.cli.paths import fit_path, input_file, output_file, write_json
+from safetywash.cli.paths import input_file, output_file, write_json
 from safetywash.data.llmnames import describe_matches, match_llms
 from safetywash.data.table import read_table
 from safetywash.inference.fitfile import llm_table
@@ -49,9 +50,7 @@ EXAMPLES = (
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Declare ``safetywash plan``."""
     parser = command_parser(subparsers, "plan", __doc__, EXAMPLES)
-    parser.add_argument(
-        "run", type=fit_path, metavar="RUN", help="run folder (with posterior.nc) or .nc fit"
-    )
+    add_run_argument(parser)
     parser.add_argument(
         "--n", nargs="+", type=int_at_least(3), default=list(DEFAULT_NS), metavar="N",
         help="numbers of LLMs to evaluate on (default: %(default)s)",

@@ -31,11 +31,12 @@ from safetywash.cli.common import (
     UsageError,
     add_ci_kind_argument,
     add_ci_prob_argument,
+    add_run_argument,
     add_seed_argument,
     add_tau_argument,
     command_parser,
 )
-from safetywash.cli.paths import fit_path, input_file, output_file, write_json
+from safetywash.cli.paths import input_file, output_file, write_json
 from safetywash.data.llmnames import describe_matches
 from safetywash.data.readers import LLM_META_COLUMNS, read_wide_csv
 from safetywash.data.study import BenchmarkStudy
@@ -51,9 +52,7 @@ EXAMPLES = (
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Declare ``safetywash score-benchmark``."""
     parser = command_parser(subparsers, "score-benchmark", __doc__, EXAMPLES)
-    parser.add_argument(
-        "run", type=fit_path, metavar="RUN", help="run folder (with posterior.nc) or .nc fit"
-    )
+    add_run_argument(parser)
     parser.add_argument(
         "--scores", type=input_file, required=True, metavar="CSV",
         help="wide CSV: an LLM column and one column per new benchmark",

@@ -21,10 +21,11 @@ from safetywash.analysis.newllm import (
 from safetywash.analysis.newscores import read_new_scores, validate_new_scores
 from safetywash.cli.common import (
     add_ci_prob_argument,
+    add_run_argument,
     add_seed_argument,
     command_parser,
 )
-from safetywash.cli.paths import fit_path, input_file, output_file, write_json
+from safetywash.cli.paths import input_file, output_file, write_json
 
 EXAMPLES = (
     "safetywash score-llm runs/chat --scores new_llm.csv",
@@ -36,9 +37,7 @@ EXAMPLES = (
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Declare ``safetywash score-llm``."""
     parser = command_parser(subparsers, "score-llm", __doc__, EXAMPLES)
-    parser.add_argument(
-        "run", type=fit_path, metavar="RUN", help="run folder (with posterior.nc) or .nc fit"
-    )
+    add_run_argument(parser)
     parser.add_argument(
         "--scores", type=input_file, required=True, metavar="CSV", help="CSV: benchmark,value"
     )

@@ -30,6 +30,7 @@ from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.cli.common import (
     add_ci_prob_argument,
     add_overwrite_argument,
+    add_run_argument,
     add_sampler_arguments,
     add_seed_argument,
     add_tau_argument,
@@ -37,7 +38,6 @@ from safetywash.cli.common import (
     float_between,
 )
 from safetywash.cli.paths import (
-    fit_path,
     output_dir,
     output_file,
     prepare_output_folder,
@@ -62,9 +62,7 @@ EXAMPLES = (
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Declare ``safetywash sensitivity``."""
     parser = command_parser(subparsers, "sensitivity", __doc__, EXAMPLES)
-    parser.add_argument(
-        "run", type=fit_path, metavar="RUN", help="run folder (with posterior.nc) or .nc fit"
-    )
+    add_run_argument(parser)
     parser.add_argument(
         "--scales",
         type=float_between(0.0),

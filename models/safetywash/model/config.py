@@ -163,8 +163,9 @@ class ModelConfig:
         loadings, which load alike (their log-scale spread is within the error of one
         log loading), score 0 and are not: centring them put a funnel at a pooled SD near
         0.02 (divergences on 5 of 16 seeds). A non-centred capability group under
-        ``"auto"`` still centres the members its data pin down more tightly than the group
-        spreads (partial centring, :func:`safetywash.model.pooling.pooling`).
+        ``"auto"`` is partially non-centred, member by member: the more tightly its data
+        pin a member down against the group's spread, the more it is centred
+        (:func:`safetywash.model.pooling.pooling`); ``"noncentered"`` not at all.
     prior_scale : float
         Multiplies the scales of the hyperpriors on loadings and residuals
         (:attr:`Priors.SCALED`; prior sensitivity: 0.5 narrower, 2 wider).

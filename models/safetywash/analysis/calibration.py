@@ -1,6 +1,6 @@
 """Statistics of simulation-based calibration (Talts et al. 2018): thinning, ranks, a test of
-their uniformity, and the summary of an SBC run (:func:`safetywash.analysis.sbc.run_sbc`).
-No sampling here."""
+their uniformity, one fitted round against its truth, and the summary of an SBC run
+(:func:`safetywash.analysis.sbc.run_sbc`). No sampling here."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
+from safetywash.inference.fitfile import diagnostics_of
+from safetywash.model.likelihood import capability_correlation
+
 #: Number of posterior draws the truth is ranked among (ranks take values 0..L).
 RANK_DRAWS = 99
+#: Central interval probabilities whose coverage is recorded.
+INTERVALS = (0.5, 0.9)
+SAMPLE_DIMS = ("chain", "draw")
 
 
 def thin_indices(n_total: int, n_keep: int = RANK_DRAWS) -> np.ndarray:
@@ -134,3 +140,76 @@ def summarize_sbc(ds: xr.Dataset, *, bins: int = 10) -> dict:
             for role in np.unique(ds["role"].values)
         }
     return out
+
+
+def _in_interval(draws: xr.DataArray, truth: np.ndarray, prob: float) -> np.ndarray:
+    q = draws.quantile([(1 - prob) / 2, (1 + prob) / 2], dim=SAMPLE_DIMS).values
+    return (q[0] <= truth) & (truth <= q[1])
+
+
+def _chain_capability_corr(posterior: xr.Dataset, true_capability: np.ndarray) -> np.ndarray:
+    """Correlation of each chain's posterior-mean capability with the true capability."""
+    means = posterior["capability"].mean("draw").transpose("chain", "llm").values
+    return np.array([np.corrcoef(m, true_capability)[0, 1] for m in means])
+
+
+def round_dataset(
+    study, known: xr.Dataset, dt: xr.DataTree, rank_draws: int = RANK_DRAWS
+) -> xr.Dataset:
+    """Ranks, interval coverage, posterior summaries and diagnostics of one fitted SBC
+    round: its fit ``dt`` of the simulated ``study`` against the truth ``known`` (as
+    :func:`~safetywash.model.simulate.simulate` returns them).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``benchmark``: ``rho_true``, ``rho_true_insample``, ``rank``,
+        ``rank_insample``, ``covered50``, ``covered90`` (and ``*_insample``), ``rho_median``,
+        ``rho_sd``, ``n_observed``; the fit's diagnostics (``max_rhat``,
+        ``min_ess_bulk``/``_tail``, ``min_ess``, ``divergences``, ``trustworthy``,
+        ``worst_rhat_variable``, ``worst_ess_variable``), ``min_chain_capability_corr``
+        (< 0: a flipped chain) and ``n_rank_draws``; coordinates ``role``, ``area``.
+    """
+    posterior = dt["posterior"].to_dataset()
+    benchmarks = known["benchmark"].values
+    rho = posterior["rho"].reindex(benchmark=benchmarks)
+    rho_true = known["rho"].values
+    s = float(np.std(known["capability"].values))
+    rho_insample = capability_correlation(
+        known["loading"].values * s, known["residual_sd"].values, known["factor_loading"].values
+    )
+    flat = rho.stack(sample=SAMPLE_DIMS).transpose("sample", "benchmark").values
+    kept = flat[thin_indices(flat.shape[0], rank_draws)]
+    diag = diagnostics_of(dt)
+    chain_corr = _chain_capability_corr(posterior, known["capability"].values)
+    counts = study.scores.groupby("benchmark").size().reindex(benchmarks).fillna(0)
+    data = {
+        "rho_true": ("benchmark", rho_true),
+        "rho_true_insample": ("benchmark", rho_insample),
+        "rank": ("benchmark", sbc_rank(kept, rho_true)),
+        "rank_insample": ("benchmark", sbc_rank(kept, rho_insample)),
+        "rho_median": ("benchmark", rho.median(SAMPLE_DIMS).values),
+        "rho_sd": ("benchmark", rho.std(SAMPLE_DIMS).values),
+        "n_observed": ("benchmark", counts.to_numpy()),
+        "max_rhat": ((), diag.max_rhat),
+        "min_ess_bulk": ((), diag.min_ess_bulk),
+        "min_ess_tail": ((), diag.min_ess_tail),
+        "min_ess": ((), min(diag.min_ess_bulk, diag.min_ess_tail)),
+        "divergences": ((), diag.divergences),
+        "trustworthy": ((), diag.trustworthy),
+        "worst_rhat_variable": ((), diag.worst_rhat),
+        "worst_ess_variable": ((), diag.worst_ess_bulk),
+        "min_chain_capability_corr": ((), float(np.min(chain_corr))),
+        "n_rank_draws": ((), kept.shape[0]),
+    }
+    for prob in INTERVALS:
+        pct = round(100 * prob)
+        data[f"covered{pct}"] = ("benchmark", _in_interval(rho, rho_true, prob))
+        data[f"covered{pct}_insample"] = ("benchmark", _in_interval(rho, rho_insample, prob))
+    bench = study.benchmarks.reindex(benchmarks)
+    coords = {
+        "benchmark": benchmarks,
+        "role": ("benchmark", bench["role"].to_numpy(dtype=str)),
+        "area": ("benchmark", bench["area"].to_numpy(dtype=str)),
+    }
+    return xr.Dataset(data, coords=coords)

@@ -52,23 +52,14 @@ import pandas as pd
 import xarray as xr
 
 from safetywash import __version__
-from safetywash.analysis.calibration import (
-    RANK_DRAWS,
-    sbc_rank,
-    thin_indices,
-)
+from safetywash.analysis.calibration import RANK_DRAWS, round_dataset
 from safetywash.analysis.retry import fit_with_retry, retry_record
 from safetywash.inference.compiled import ModelCache, structure_key
 from safetywash.inference.fitfile import diagnostics_of
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData, prepare_data
-from safetywash.model.likelihood import capability_correlation
 from safetywash.model.simulate import simulate
-
-#: Central interval probabilities whose coverage is recorded.
-INTERVALS = (0.5, 0.9)
-SAMPLE_DIMS = ("chain", "draw")
 
 #: Scales the simulated scores are fitted on (module docstring).
 DATA_SCALES = ("model", "standardized")
@@ -95,17 +86,6 @@ def on_model_scale(data: ModelData) -> ModelData:
     return dataclasses.replace(
         data, y=transform.forward(raw, data.benchmark_idx), transform=transform
     )
-
-
-def _in_interval(draws: xr.DataArray, truth: np.ndarray, prob: float) -> np.ndarray:
-    q = draws.quantile([(1 - prob) / 2, (1 + prob) / 2], dim=SAMPLE_DIMS).values
-    return (q[0] <= truth) & (truth <= q[1])
-
-
-def _chain_capability_corr(posterior: xr.Dataset, true_capability: np.ndarray) -> np.ndarray:
-    """Correlation of each chain's posterior-mean capability with the true capability."""
-    means = posterior["capability"].mean("draw").transpose("chain", "llm").values
-    return np.array([np.corrcoef(m, true_capability)[0, 1] for m in means])
 
 
 def _one_round(
@@ -136,7 +116,7 @@ def _one_round(
         cache=cache,
         log_likelihood=False,
     )
-    ds = _round_dataset(study, known, dt, rank_draws)
+    ds = round_dataset(study, known, dt, rank_draws)
     ds["retried"] = ((), retry_record(dt) is not None)
     ds["seed"] = ((), seed)
     ds["seconds"] = ((), time.perf_counter() - t0)
@@ -183,53 +163,6 @@ def design_cells(design: dict, config: ModelConfig, seed: int) -> np.ndarray:
     scores = study.scores
     cells[llms.get_indexer(scores["llm"]), keys.get_indexer(scores["benchmark"])] = True
     return cells
-
-
-def _round_dataset(study, known: xr.Dataset, dt: xr.DataTree, rank_draws: int) -> xr.Dataset:
-    """Ranks, coverage, posterior summaries and diagnostics of one fitted round."""
-    posterior = dt["posterior"].to_dataset()
-    benchmarks = known["benchmark"].values
-    rho = posterior["rho"].reindex(benchmark=benchmarks)
-    rho_true = known["rho"].values
-    s = float(np.std(known["capability"].values))
-    rho_insample = capability_correlation(
-        known["loading"].values * s, known["residual_sd"].values, known["factor_loading"].values
-    )
-    flat = rho.stack(sample=SAMPLE_DIMS).transpose("sample", "benchmark").values
-    kept = flat[thin_indices(flat.shape[0], rank_draws)]
-    diag = diagnostics_of(dt)
-    chain_corr = _chain_capability_corr(posterior, known["capability"].values)
-    counts = study.scores.groupby("benchmark").size().reindex(benchmarks).fillna(0)
-    data = {
-        "rho_true": ("benchmark", rho_true),
-        "rho_true_insample": ("benchmark", rho_insample),
-        "rank": ("benchmark", sbc_rank(kept, rho_true)),
-        "rank_insample": ("benchmark", sbc_rank(kept, rho_insample)),
-        "rho_median": ("benchmark", rho.median(SAMPLE_DIMS).values),
-        "rho_sd": ("benchmark", rho.std(SAMPLE_DIMS).values),
-        "n_observed": ("benchmark", counts.to_numpy()),
-        "max_rhat": ((), diag.max_rhat),
-        "min_ess_bulk": ((), diag.min_ess_bulk),
-        "min_ess_tail": ((), diag.min_ess_tail),
-        "min_ess": ((), min(diag.min_ess_bulk, diag.min_ess_tail)),
-        "divergences": ((), diag.divergences),
-        "trustworthy": ((), diag.trustworthy),
-        "worst_rhat_variable": ((), diag.worst_rhat),
-        "worst_ess_variable": ((), diag.worst_ess_bulk),
-        "min_chain_capability_corr": ((), float(np.min(chain_corr))),
-        "n_rank_draws": ((), kept.shape[0]),
-    }
-    for prob in INTERVALS:
-        pct = round(100 * prob)
-        data[f"covered{pct}"] = ("benchmark", _in_interval(rho, rho_true, prob))
-        data[f"covered{pct}_insample"] = ("benchmark", _in_interval(rho, rho_insample, prob))
-    bench = study.benchmarks.reindex(benchmarks)
-    coords = {
-        "benchmark": benchmarks,
-        "role": ("benchmark", bench["role"].to_numpy(dtype=str)),
-        "area": ("benchmark", bench["area"].to_numpy(dtype=str)),
-    }
-    return xr.Dataset(data, coords=coords)
 
 
 def sbc_round(r: int, **kwargs) -> xr.Dataset:
@@ -293,10 +226,9 @@ def run_sbc(
         ``L``: truths are ranked among ``L`` evenly spaced draws
         (:func:`~safetywash.analysis.calibration.thin_indices`), ranks ``0..L`` (default 99).
     retry : bool
-        Fit every round as ``safetywash fit`` does
-        (:func:`~safetywash.analysis.retry.fit_with_retry`): an untrusted first attempt at
-        the default tuning is retried once. SBC then checks that procedure, which is what a
-        user's answer comes from; False keeps first attempts.
+        Fit every round as ``safetywash fit`` does (an untrusted first attempt at the
+        default tuning retried once, :func:`~safetywash.analysis.retry.fit_with_retry`), so
+        SBC checks the procedure a user's answer comes from; False keeps first attempts.
     progress : callable, optional
         ``progress(r, n_rounds, info)`` after every round (with a cluster:
         ``progress(-1, n_rounds, {"message": m})``).
@@ -313,28 +245,17 @@ def run_sbc(
     Returns
     -------
     xarray.Dataset
-        Over ``(round, benchmark)``: ``rho_true``, ``rho_true_insample``, ``rank``,
-        ``rank_insample``, ``covered50``, ``covered90`` (and ``*_insample``),
-        ``rho_median``, ``rho_sd``, ``n_observed``; per round the diagnostics
-        (``max_rhat``, ``min_ess_bulk``/``_tail``, ``min_ess``, ``divergences``,
-        ``trustworthy``, ``worst_rhat_variable``, ``worst_ess_variable``),
-        ``min_chain_capability_corr`` (< 0: a flipped chain), ``n_rank_draws``, ``seed``,
-        ``seconds``, ``compiled`` (the round compiled a model), ``retried``, ``structure``
-        (its hash);
-        coordinates ``role``, ``area``; the run's settings in attrs.
+        The rounds' :func:`~safetywash.analysis.calibration.round_dataset` over ``round``,
+        with ``seed``, ``seconds``, ``compiled`` (the round compiled a model), ``retried``
+        and ``structure`` (its hash); the run's settings in attrs.
     """
     if n_rounds < 1 or rank_draws < 1:
         raise ValueError("n_rounds and rank_draws must be at least 1")
     config = config or ModelConfig()
     design = _complete_design(design, config)
     cells = design_cells(design, config, seed)  # the same observed cells in every round
-    fixed = {
-        **design,
-        "observed": cells,
-        "config": config,
-        "rank_draws": rank_draws,
-        "retry": retry,
-    }
+    fixed = {**design, "observed": cells, "config": config, "rank_draws": rank_draws}
+    fixed["retry"] = retry
 
     def round_kwargs(r: int) -> dict:
         settings = SamplerSettings(draws=draws, tune=tune, chains=chains, seed=seed + r)
@@ -343,9 +264,8 @@ def run_sbc(
     if scheduler is None and workers <= 0:
         rounds = _local_rounds(n_rounds, round_kwargs, progress)
     else:
-        rounds = _distributed_rounds(
-            n_rounds, round_kwargs, seed, progress, workers, scheduler, work_dir
-        )
+        cluster = {"workers": workers, "scheduler": scheduler, "work_dir": work_dir}
+        rounds = _distributed_rounds(n_rounds, round_kwargs, seed, progress, **cluster)
     out = xr.concat(rounds, dim="round", combine_attrs="drop")
     out = out.assign_coords(round=np.arange(n_rounds))
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "retry": int(retry)}
@@ -400,7 +320,7 @@ def _run_attrs(n_rounds: int, design: dict, settings: dict, rank_draws: int, con
     }
 
 
-def _distributed_rounds(n_rounds, round_kwargs, seed, progress, workers, scheduler, work_dir):
+def _distributed_rounds(n_rounds, round_kwargs, seed, progress, *, workers, scheduler, work_dir):
     """The rounds run as tasks on a dask cluster (results kept per round in ``work_dir``)."""
     from safetywash.analysis.distributed import Task, run_tasks
 

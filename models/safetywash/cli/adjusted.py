@@ -25,11 +25,10 @@ from safetywash.analysis.intervals import CI_PROB, interval_label
 from safetywash.cli.common import (
     add_ci_kind_argument,
     add_ci_prob_argument,
-    add_run_argument,
     check_names,
     command_parser,
 )
-from safetywash.cli.paths import output_file, writable_run, write_csv
+from safetywash.cli.paths import add_run_argument, output_file, writable_run, write_csv
 from safetywash.inference.fitfile import benchmark_table
 
 EXAMPLES = (

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from safetywash.analysis.intervals import CI_KIND, CI_KINDS
-from safetywash.cli.paths import fit_path
 from safetywash.cli.values import (
     MAX_SEED,
     UsageError,
@@ -126,13 +125,6 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
 def add_seed_argument(parser: argparse.ArgumentParser, *, default: int | None, help: str) -> None:
     """``--seed``: an integer in ``[0, MAX_SEED]``."""
     parser.add_argument("--seed", type=seed_value, default=default, help=f"{help}; 0 to {MAX_SEED}")
-
-
-def add_run_argument(parser: argparse.ArgumentParser) -> None:
-    """The positional ``RUN`` of a command that reads a fit: a run folder or a .nc file."""
-    parser.add_argument(
-        "run", type=fit_path, metavar="RUN", help="run folder (with posterior.nc) or .nc fit"
-    )
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser, what: str) -> None:

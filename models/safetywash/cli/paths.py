@@ -21,6 +21,7 @@ from safetywash.data.files import atomic_write
 from safetywash.report.runfolder import OutputFolderError, check_output_folder, clean_leftovers
 
 __all__ = [
+    "add_run_argument",
     "fit_path",
     "input_file",
     "output_dir",
@@ -123,3 +124,10 @@ def write_csv(path: Path, table: pd.DataFrame) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_leftovers(path.parent, [path.name])
     return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
+def add_run_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional ``RUN`` of a command that reads a fit: a run folder or a .nc file."""
+    parser.add_argument(
+        "run", type=fit_path, metavar="RUN", help="run folder (with posterior.nc) or .nc fit"
+    )

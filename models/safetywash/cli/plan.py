@@ -28,13 +28,12 @@ from safetywash.cli.common import (
     UsageError,
     add_ci_kind_argument,
     add_ci_prob_argument,
-    add_run_argument,
     add_seed_argument,
     add_tau_argument,
     command_parser,
     int_at_least,
 )
-from safetywash.cli.paths import input_file, output_file, write_json
+from safetywash.cli.paths import add_run_argument, input_file, output_file, write_json
 from safetywash.data.llmnames import describe_matches, match_llms
 from safetywash.data.table import read_table
 from safetywash.inference.fitfile import llm_table

@@ -31,12 +31,11 @@ from safetywash.cli.common import (
     UsageError,
     add_ci_kind_argument,
     add_ci_prob_argument,
-    add_run_argument,
     add_seed_argument,
     add_tau_argument,
     command_parser,
 )
-from safetywash.cli.paths import input_file, output_file, write_json
+from safetywash.cli.paths import add_run_argument, input_file, output_file, write_json
 from safetywash.data.llmnames import describe_matches
 from safetywash.data.readers import LLM_META_COLUMNS, read_wide_csv
 from safetywash.data.study import BenchmarkStudy

@@ -21,11 +21,10 @@ from safetywash.analysis.newllm import (
 from safetywash.analysis.newscores import read_new_scores, validate_new_scores
 from safetywash.cli.common import (
     add_ci_prob_argument,
-    add_run_argument,
     add_seed_argument,
     command_parser,
 )
-from safetywash.cli.paths import input_file, output_file, write_json
+from safetywash.cli.paths import add_run_argument, input_file, output_file, write_json
 
 EXAMPLES = (
     "safetywash score-llm runs/chat --scores new_llm.csv",

@@ -30,7 +30,6 @@ from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.cli.common import (
     add_ci_prob_argument,
     add_overwrite_argument,
-    add_run_argument,
     add_sampler_arguments,
     add_seed_argument,
     add_tau_argument,
@@ -38,6 +37,7 @@ from safetywash.cli.common import (
     float_between,
 )
 from safetywash.cli.paths import (
+    add_run_argument,
     output_dir,
     output_file,
     prepare_output_folder,

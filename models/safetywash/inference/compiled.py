@@ -19,10 +19,16 @@ import threading
 import numpy as np
 import pymc as pm
 
-from safetywash.model.build import build_model_from_data, data_containers
+from safetywash.model.build import (
+    BENCHMARK_CENTERS,
+    CAPABILITY_WEIGHTS,
+    OBSERVED_SCORES,
+    benchmark_centers,
+    build_model_from_data,
+)
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData
-from safetywash.model.pooling import pooling
+from safetywash.model.pooling import pooling, resolved_config
 
 
 def jittered_variables(model: pm.Model, start: dict) -> set:
@@ -35,7 +41,7 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
 
     Two prepared studies with the same key (same config, pooling, coordinates and index
     arrays) differ only in the values of the data containers read off the scores
-    (:func:`~safetywash.model.build.data_containers`), so one compiled model serves both.
+    (:func:`data_containers`), so one compiled model serves both.
     """
     parts = {
         "config": config.to_json(),
@@ -53,6 +59,16 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
     ):
         h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes() + b"|")
     return h.hexdigest()
+
+
+def data_containers(data: ModelData, config: ModelConfig | None = None) -> dict[str, np.ndarray]:
+    """The values of the model's data containers that are read off the scores: what a
+    compiled model of the same structure is given to refit a new study."""
+    values = {OBSERVED_SCORES: data.y, BENCHMARK_CENTERS: benchmark_centers(data)}
+    weights = pooling(data, resolved_config(data, config)).capability_weights
+    if weights:
+        values[CAPABILITY_WEIGHTS] = np.asarray(weights)
+    return values
 
 
 class ModelCache:

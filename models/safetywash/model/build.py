@@ -38,13 +38,7 @@ from safetywash.model.likelihood import (
     marginal_loglik_by_llm,
     residual_sd,
 )
-from safetywash.model.pooling import (
-    Pooling,
-    capability_mode,
-    pooling,
-    resolved_config,
-    start_capability,
-)
+from safetywash.model.pooling import Pooling, capability_mode, pooling, start_capability
 
 #: The ``pm.Data`` container of the model-scale scores of the observed cells.
 OBSERVED_SCORES = "observed_score"
@@ -342,16 +336,6 @@ def _intercepts(data: ModelData, priors: Priors, loading):
         "intercept_at_center", loading * center, priors.intercept_sd, dims="benchmark"
     )
     return pm.Deterministic("intercept", at_center - loading * center, dims="benchmark")
-
-
-def data_containers(data: ModelData, config: ModelConfig | None = None) -> dict[str, np.ndarray]:
-    """The values of the model's data containers that are read off the scores: what a
-    compiled model of the same structure is given to refit a new study."""
-    values = {OBSERVED_SCORES: data.y, BENCHMARK_CENTERS: benchmark_centers(data)}
-    weights = pooling(data, resolved_config(data, config)).capability_weights
-    if weights:
-        values[CAPABILITY_WEIGHTS] = np.asarray(weights)
-    return values
 
 
 def benchmark_centers(data: ModelData) -> np.ndarray:

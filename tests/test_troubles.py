@@ -11,11 +11,15 @@ from safetywash.analysis.troubles import (
     FEW_OBSERVATIONS,
     RETRY_FLAGS,
     fit_troubles,
+    slow_residual_spread,
     suggested_flags,
 )
 from safetywash.cli import fit as fit_command
 from safetywash.cli.app import main
-from safetywash.inference.fitfile import FitInfo, cell_index, fit_info
+from safetywash.inference.diagnostics import Diagnostics
+from safetywash.inference.fitfile import FitInfo, cell_index, fit_info, study_from_fit
+from safetywash.model.data import prepare_data
+from safetywash.model.pooling import pooling
 
 
 def _subjects(troubles):
@@ -75,6 +79,38 @@ def test_retry_integrates_capability_out_next_to_a_near_perfect_benchmark():
     plain = simulated_fit_tree()
     flags, config, _ = retry_module.retry_plan(plain, SamplerSettings())
     assert flags == RETRY_FLAGS and config.capability == "auto"
+
+
+#: The residual spread mixed slowest: R-hat and bulk ESS fail there, no divergence.
+SLOW_RESIDUAL_SPREAD = Diagnostics(
+    1.03, "residual_log_sd", 150.0, "residual_log_sd", 420.0, "rho", 0, 60
+)
+
+
+def test_retry_samples_the_residual_sds_in_their_other_form_when_their_spread_mixed_slowest():
+    from safetywash.inference.settings import SamplerSettings
+
+    dt = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
+    assert slow_residual_spread(SLOW_RESIDUAL_SPREAD)
+    # The form the fit used: what the default config's pooling reads off its study.
+    data = prepare_data(study_from_fit(dt))
+    used = pooling(data).residual
+    other = "noncentered" if used else "centered"
+    flags, config, _ = retry_module.retry_plan(dt, SamplerSettings())
+    assert flags == {**RETRY_FLAGS, "--residuals": other} and config.residuals == other
+    assert suggested_flags(fit_troubles(dt))["--residuals"] == other
+    # A form the user chose is kept; the slowest variable elsewhere changes nothing.
+    fixed = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
+    chosen = json.loads(fixed.attrs["model_config"]) | {"residuals": "centered"}
+    fixed.attrs["model_config"] = json.dumps(chosen)
+    flags, config, _ = retry_module.retry_plan(fixed, SamplerSettings())
+    assert flags == RETRY_FLAGS and config.residuals == "centered"
+    elsewhere = Diagnostics(1.03, "rho", 150.0, "rho", 420.0, "rho", 0, 60)
+    assert not slow_residual_spread(elsewhere) and not slow_residual_spread(GOOD_DIAGNOSTICS)
+    flags, _, _ = retry_module.retry_plan(
+        simulated_fit_tree(diagnostics=elsewhere), SamplerSettings()
+    )
+    assert flags == RETRY_FLAGS
 
 
 def test_thin_areas_and_few_observations():
@@ -157,6 +193,30 @@ def test_fit_retries_once_at_defaults_and_records_it(monkeypatch, tmp_path, caps
     assert verdict.startswith("TRUSTED") and "Retried once" in verdict
 
 
+def test_fit_retries_a_slow_residual_spread_in_the_other_form(monkeypatch, tmp_path, capsys):
+    configs = []
+
+    def fake_fit(study, config, settings, **kwargs):
+        configs.append(config)
+        dt = _tree_with(SLOW_RESIDUAL_SPREAD if len(configs) % 2 else GOOD_DIAGNOSTICS)
+        dt.attrs["model_config"] = config.to_json()  # as a fit records the config it used
+        return dt
+
+    monkeypatch.setattr(retry_module, "fit", fake_fit)
+    monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
+    monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
+    assert main(["fit", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    used = pooling(prepare_data(study_from_fit(_tree_with(GOOD_DIAGNOSTICS)))).residual
+    other = "noncentered" if used else "centered"
+    assert [c.residuals for c in configs] == ["auto", other]
+    assert f"--residuals {other}" in capsys.readouterr().out
+    # A form given on the command line reaches the model and is kept on the retry.
+    configs.clear()
+    argv = ["fit", "--out", str(tmp_path / "run2"), "--no-progress", "--residuals", "centered"]
+    assert main(argv) == 0
+    assert [c.residuals for c in configs] == ["centered", "centered"]
+
+
 def test_no_retry_when_asked_or_settings_chosen(monkeypatch, tmp_path, capsys):
     calls = []
 
@@ -200,7 +260,7 @@ def test_fit_info_ignores_the_retry_record():
     assert isinstance(fit_info(dt), FitInfo)
 
 
-@pytest.mark.parametrize("flag", ["--no-retry"])
+@pytest.mark.parametrize("flag", ["--no-retry", "--residuals"])
 def test_fit_help_documents_the_retry(flag, capsys):
     assert main(["fit", "--help"]) == 0
     assert flag in capsys.readouterr().out

@@ -2,10 +2,11 @@
 
 What ``safetywash fit`` does at its defaults, and what the trust suite measures. The retry
 takes longer tuning and a higher target acceptance (:data:`RETRY_FLAGS`, for geometry that
-needs smaller steps) and, for a sampled-capability fit with a benchmark treated as an
-almost perfect measure of capability (:mod:`safetywash.analysis.troubles`), integrates
-capability out. The first attempt's diagnostics and the flags of the retry are recorded in
-the fit's attrs (``retried_after``).
+needs smaller steps); for a sampled-capability fit with a benchmark treated as an
+almost perfect measure of capability (:mod:`safetywash.analysis.troubles`) it integrates
+capability out, and when the pooled residual SDs mixed slowest it samples them in their
+other form (centred or non-centred, ``--residuals``). The first attempt's diagnostics and
+the flags of the retry are recorded in the fit's attrs (``retried_after``).
 """
 
 from __future__ import annotations
@@ -16,21 +17,30 @@ from dataclasses import replace
 
 import xarray as xr
 
-from safetywash.analysis.troubles import RETRY_FLAGS, fit_troubles, near_perfect
+from safetywash.analysis.troubles import (
+    RETRY_FLAGS,
+    fit_troubles,
+    near_perfect,
+    residual_switch,
+    residuals_centred,
+    slow_residual_spread,
+)
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.fitfile import diagnostics_of, fit_info
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
+from safetywash.model.data import ModelData
 
 #: Root attr of a retried fit: the first attempt's diagnostics and the retry's flags.
 RETRIED_ATTR = "retried_after"
 
 
 def retry_plan(
-    first: xr.DataTree, settings: SamplerSettings
+    first: xr.DataTree, settings: SamplerSettings, data: ModelData | None = None
 ) -> tuple[dict[str, str], ModelConfig, SamplerSettings]:
-    """The flags, config and settings of the retry after an untrusted ``first`` attempt."""
+    """The flags, config and settings of the retry after an untrusted ``first`` attempt
+    (``data``: what it was fitted to, when not its study prepared as ``fit`` does)."""
     info = fit_info(first)
     config = info.model_config
     flags = dict(RETRY_FLAGS)
@@ -38,6 +48,10 @@ def retry_plan(
     if sampled and not config.factors and near_perfect(fit_troubles(first)):
         flags["--capability-mode"] = "marginal"
         config = replace(config, capability="marginal")
+    if config.residuals == "auto" and slow_residual_spread(diagnostics_of(first)):
+        switch = residual_switch(residuals_centred(first, data))
+        flags.update(switch)
+        config = replace(config, residuals=switch["--residuals"])
     settings = replace(
         settings,
         tune=int(RETRY_FLAGS["--tune"]),
@@ -83,7 +97,7 @@ def fit_with_retry(
     at_defaults = (settings.tune, settings.target_accept) == (defaults.tune, defaults.target_accept)
     if first.trustworthy or not retry or not at_defaults:
         return dt
-    flags, config, settings = retry_plan(dt, settings)
+    flags, config, settings = retry_plan(dt, settings, fit_kwargs.get("data"))
     if announce is not None:
         text = " ".join(f"{k} {v}" for k, v in flags.items())
         announce(

@@ -16,14 +16,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.inference.diagnostics import Diagnostics
+from safetywash.inference.diagnostics import MAX_RHAT, MIN_ESS, Diagnostics
 from safetywash.inference.fitfile import (
     benchmark_table,
     cell_index,
     diagnostics_of,
     fit_info,
     fitted_transform,
+    study_from_fit,
 )
+from safetywash.model.data import ModelData, prepare_data
+from safetywash.model.pooling import pooling
 
 #: |rho| median at or above which a benchmark is an almost perfect capability measure.
 HEYWOOD_RHO = 0.97
@@ -34,6 +37,9 @@ CROWDED_SHARE = 0.25
 BOUND_BAND = 0.05
 #: Sampler settings of the retry for geometry problems.
 RETRY_FLAGS = {"--tune": "2000", "--target-accept": "0.99"}
+#: The pooled residual SDs' variables: when the slowest-mixing variable is one of them, the
+#: parameterisation of the log residual SDs is the likely cause (:func:`slow_residual_spread`).
+RESIDUAL_SPREAD = ("residual_log_sd", "residual_log_mean", "specific_sd", "residual_sd")
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class Trouble:
         What to do when no flag addresses it (empty otherwise).
     kind : str
         ``"near_perfect"`` for a benchmark treated as an almost perfect capability measure,
-        else empty.
+        ``"residual_spread"`` for the residual SDs' parameterisation, else empty.
     """
 
     subject: str
@@ -88,8 +94,51 @@ def fit_troubles(dt: xr.DataTree) -> list[Trouble]:
     _, bench_idx = cell_index(dt)
     counts = pd.Series(np.bincount(bench_idx, minlength=len(table)), index=table.index)
     found = _heywood(dt, table) + _thin(table, counts) + _crowded(dt, table, bench_idx)
+    if slow_residual_spread(diagnostics) and fit_info(dt).model_config.residuals == "auto":
+        found.append(_residual_spread(diagnostics, residuals_centred(dt)))
     found.append(_sampler(diagnostics))
     return found
+
+
+def slow_residual_spread(diagnostics: Diagnostics) -> bool:
+    """Whether a variable of the pooled residual SDs is the one whose R-hat or ESS failed."""
+    slow = []
+    if diagnostics.max_rhat > MAX_RHAT:
+        slow.append(diagnostics.worst_rhat)
+    if diagnostics.min_ess_bulk < MIN_ESS:
+        slow.append(diagnostics.worst_ess_bulk)
+    if diagnostics.min_ess_tail < MIN_ESS:
+        slow.append(diagnostics.worst_ess_tail)
+    return any(name in RESIDUAL_SPREAD for name in slow)
+
+
+def residuals_centred(dt: xr.DataTree, data: ModelData | None = None) -> bool:
+    """Whether a fit sampled its log residual SDs centred (``data``: the prepared data it
+    was fitted to, when not the fit's own study prepared as ``fit`` prepares it)."""
+    config = fit_info(dt).model_config
+    if config.residuals != "auto":
+        return config.residuals == "centered"
+    data = prepare_data(study_from_fit(dt), config) if data is None else data
+    return pooling(data, config).residual
+
+
+def residual_switch(centred: bool) -> dict[str, str]:
+    """The flag that samples the log residual SDs in the other form."""
+    return {"--residuals": "noncentered" if centred else "centered"}
+
+
+def _residual_spread(diagnostics: Diagnostics, centred: bool) -> Trouble:
+    form = "centred" if centred else "non-centred"
+    return Trouble(
+        subject=diagnostics.worst_rhat
+        if diagnostics.worst_rhat in RESIDUAL_SPREAD
+        else diagnostics.worst_ess_bulk,
+        problem=f"the pooled residual SDs mix slowly in their {form} form, chosen from "
+        "least-squares residuals (which overstate how far they spread when capability "
+        "is poorly measured, as in sparse tables)",
+        flags={**residual_switch(centred), **RETRY_FLAGS},
+        kind="residual_spread",
+    )
 
 
 def suggested_flags(troubles: list[Trouble]) -> dict[str, str]:

@@ -41,7 +41,7 @@ from safetywash.cli.values import UsageError, closest, name_of
 from safetywash.data.catalog import SAFETY_AREAS
 from safetywash.inference.fitfile import diagnostics_of
 from safetywash.inference.settings import SamplerSettings
-from safetywash.model.config import TRANSFORMS, ModelConfig
+from safetywash.model.config import PARAMETERISATIONS, TRANSFORMS, ModelConfig
 from safetywash.report.fit_summary import VERDICT_FILE, write_fit_outputs
 from safetywash.report.runfolder import place_folder, staged_folder
 
@@ -108,6 +108,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "models only); auto (default): integrated out from 100 LLMs when they outnumber "
         "benchmarks at least twice",
     )
+    parser.add_argument(
+        "--residuals",
+        choices=PARAMETERISATIONS,
+        default="auto",
+        help="sample the benchmarks' log residual SDs centred on their pooled mean or "
+        "non-centred; auto (default): read off how far their least-squares estimates spread",
+    )
     add_tau_argument(parser, DEFAULT_TAU)
     add_ci_prob_argument(parser, CI_PROB, "credible interval")
     add_ci_kind_argument(parser)
@@ -120,7 +127,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="do not retry an untrusted fit once with --tune 2000 --target-accept 0.99 "
         "(and capability integrated out when a benchmark is an almost perfect capability "
-        "measure); the retry happens only at the default --tune and --target-accept",
+        "measure, the residual SDs' other parameterisation when their spread mixed "
+        "slowly); the retry happens only at the default --tune and --target-accept",
     )
     return parser
 
@@ -151,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         factors=tuple(args.factors),
         level=args.level,
         capability=args.capability_mode,
+        residuals=args.residuals,
     )
     settings = SamplerSettings(
         draws=args.draws,

@@ -67,13 +67,15 @@ def test_retry_integrates_capability_out_next_to_a_near_perfect_benchmark():
     flags, config, settings = retry_module.retry_plan(
         _near_perfect_tree("sampled"), SamplerSettings()
     )
-    assert flags == {**RETRY_FLAGS, "--capability-mode": "marginal"}
+    # Integrated out, draws are cheap: the retry also doubles them.
+    assert flags == {**RETRY_FLAGS, "--capability-mode": "marginal", "--draws": "2000"}
     assert config.capability == "marginal"
-    assert (settings.tune, settings.target_accept) == (2000, 0.99)
-    # already marginal: longer tuning only, and no advice to do what was done
+    assert (settings.tune, settings.target_accept, settings.draws) == (2000, 0.99, 2000)
+    # already marginal: longer tuning and draws only, and no advice to do what was done
     dt = _near_perfect_tree("marginal")
-    flags, config, _ = retry_module.retry_plan(dt, SamplerSettings())
-    assert flags == RETRY_FLAGS and config.capability == "auto"
+    flags, config, settings = retry_module.retry_plan(dt, SamplerSettings(draws=700))
+    assert flags == {**RETRY_FLAGS, "--draws": "1400"} and config.capability == "auto"
+    assert settings.draws == 1400
     assert "--capability-mode" not in suggested_flags(fit_troubles(dt))
     # no near-perfect benchmark: the capability mode is kept
     plain = simulated_fit_tree()

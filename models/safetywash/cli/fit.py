@@ -128,7 +128,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="do not retry an untrusted fit once with --tune 2000 --target-accept 0.99 "
         "(and capability integrated out when a benchmark is an almost perfect capability "
         "measure, the residual SDs' other parameterisation when their spread mixed "
-        "slowly); the retry happens only at the default --tune and --target-accept",
+        "slowly, twice the draws when capability is integrated out); the retry happens "
+        "only at the default --tune and --target-accept",
     )
     return parser
 

@@ -39,6 +39,7 @@ import xarray as xr
 from safetywash.analysis.intervals import (
     CI_KIND,
     CI_PROB,
+    SAMPLE_DIMS,
     check_interval,
     interval_bounds,
     interval_label,
@@ -46,8 +47,6 @@ from safetywash.analysis.intervals import (
 from safetywash.analysis.latent import sample_values
 from safetywash.inference.fitfile import benchmark_table, cell_index, fitted_transform, llm_table
 from safetywash.model.likelihood import cell_mean
-
-SAMPLE_DIMS = ("chain", "draw")
 
 CSV_COLUMNS = (
     "llm",

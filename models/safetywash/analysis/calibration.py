@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
+from safetywash.analysis.intervals import SAMPLE_DIMS
 from safetywash.inference.fitfile import diagnostics_of
 from safetywash.model.likelihood import capability_correlation
 
@@ -15,7 +16,6 @@ from safetywash.model.likelihood import capability_correlation
 RANK_DRAWS = 99
 #: Central interval probabilities whose coverage is recorded.
 INTERVALS = (0.5, 0.9)
-SAMPLE_DIMS = ("chain", "draw")
 
 
 def thin_indices(n_total: int, n_keep: int = RANK_DRAWS) -> np.ndarray:

@@ -19,6 +19,7 @@ from safetywash.analysis.fits import aggregate_of
 from safetywash.analysis.intervals import (
     CI_KIND,
     CI_PROB,
+    SAMPLE_DIMS,
     check_interval,
     interval_bounds,
     interval_label,
@@ -26,8 +27,6 @@ from safetywash.analysis.intervals import (
 from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.data.names import close_matches
 from safetywash.inference.fitfile import benchmark_table, excluded_benchmarks, fit_config
-
-SAMPLE_DIMS = ("chain", "draw")
 
 
 class BenchmarkNotInFitError(ValueError):

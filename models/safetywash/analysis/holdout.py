@@ -33,7 +33,8 @@ import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
-from safetywash.analysis.predictive import SAMPLE_DIMS, cell_parameters
+from safetywash.analysis.intervals import SAMPLE_DIMS
+from safetywash.analysis.predictive import cell_parameters
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.fitfile import diagnostics_of, fitted_transform
 from safetywash.inference.sampling import fit

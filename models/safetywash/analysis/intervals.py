@@ -11,6 +11,8 @@ import arviz as az
 import xarray as xr
 
 #: Default probability mass of credible intervals.
+#: The dimensions a posterior's draws run along (ArviZ's ``sample_dims``).
+SAMPLE_DIMS = ("chain", "draw")
 CI_PROB = 0.94
 #: Default kind: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed).
 CI_KIND = "hdi"

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from safetywash.analysis.intervals import SAMPLE_DIMS
 from safetywash.inference.fitfile import benchmark_table, llm_table
 
-SAMPLE_DIMS = ("chain", "draw")
 LOG_2PI = float(np.log(2 * np.pi))
 
 

@@ -33,7 +33,13 @@ import pandas as pd
 import xarray as xr
 
 from safetywash.analysis.cutposterior import cut_posterior, new_benchmark_prior
-from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_bounds, interval_label
+from safetywash.analysis.intervals import (
+    CI_KIND,
+    CI_PROB,
+    SAMPLE_DIMS,
+    interval_bounds,
+    interval_label,
+)
 from safetywash.analysis.latent import sample_values
 from safetywash.analysis.separability import DEFAULT_TAU, format_shares
 from safetywash.data.catalog import proportion_items
@@ -45,7 +51,6 @@ from safetywash.inference.fitfile import benchmark_table, fit_config, llm_table
 from safetywash.model.likelihood import capability_correlation, variance_shares
 from safetywash.model.transform import ScoreTransform
 
-SAMPLE_DIMS = ("chain", "draw")
 #: Parameter draws of :func:`score_benchmarks`, each over (chain, draw, benchmark).
 DRAW_VARIABLES = ("rho", "loading", "intercept", "residual_sd")
 #: Variance shares per draw (capability = rho**2, benchmark-specific, measurement noise).

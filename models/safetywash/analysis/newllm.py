@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.intervals import percent
+from safetywash.analysis.intervals import SAMPLE_DIMS, percent
 from safetywash.analysis.latent import (
     BenchmarkParameters,
     benchmark_parameters,
@@ -36,7 +36,6 @@ from safetywash.inference.fitfile import benchmark_table, fitted_transform
 from safetywash.model.likelihood import cell_mean, cell_sd, predictive_draws
 from safetywash.model.transform import ScoreTransform
 
-SAMPLE_DIMS = ("chain", "draw")
 #: Probability of the equal-tailed intervals of a new LLM's capability and predictions.
 DEFAULT_PREDICTION_PROB = 0.9
 

@@ -14,12 +14,11 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from safetywash.analysis.intervals import CI_PROB
+from safetywash.analysis.intervals import CI_PROB, SAMPLE_DIMS
 from safetywash.analysis.predictive import cell_parameters
 from safetywash.inference.fitfile import benchmark_table, cell_index, fit_info, llm_table
 from safetywash.model.likelihood import predictive_draws
 
-SAMPLE_DIMS = ("chain", "draw")
 #: Fewest LLMs two benchmarks must share for their correlation to be checked.
 MIN_PAIRS = 5
 #: Most posterior draws used for the correlation PPC (evenly thinned).

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.latent import SAMPLE_DIMS, area_factor_loadings, sample_values
+from safetywash.analysis.intervals import SAMPLE_DIMS
+from safetywash.analysis.latent import area_factor_loadings, sample_values
 from safetywash.inference.fitfile import cell_index
 from safetywash.model.likelihood import cell_mean, cell_sd, log_density, predictive_draws
 

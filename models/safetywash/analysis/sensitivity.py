@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.intervals import CI_PROB
+from safetywash.analysis.intervals import CI_PROB, SAMPLE_DIMS
 from safetywash.analysis.separability import DEFAULT_TAU, separability
 from safetywash.inference.fitfile import (
     diagnostics_of,
@@ -41,7 +41,6 @@ DEFAULT_SCALES = (0.5, 2.0)
 SEPARABLE_PROBABILITY = 0.5
 #: How far from 0.5 P(rho > 0) must be for the posterior to favour a sign.
 SIGN_MARGIN = 0.1
-SAMPLE_DIMS = ("chain", "draw")
 
 
 def refit_prior_scales(

@@ -21,13 +21,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_bounds, interval_label
+from safetywash.analysis.intervals import (
+    CI_KIND,
+    CI_PROB,
+    SAMPLE_DIMS,
+    interval_bounds,
+    interval_label,
+)
 from safetywash.data.catalog import proportion_items
 from safetywash.inference.fitfile import benchmark_table, cell_index, fitted_transform
 from safetywash.model.likelihood import variance_shares
 
 DEFAULT_TAU = 0.5
-SAMPLE_DIMS = ("chain", "draw")
 #: The three parts of a benchmark's variance (:func:`variance_shares`).
 SHARES = ("capability", "specific", "noise")
 

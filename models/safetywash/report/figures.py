@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from safetywash.analysis.intervals import (
     CI_KIND,
     CI_PROB,
+    SAMPLE_DIMS,
     interval_bounds,
     interval_label,
     percent,
@@ -34,9 +35,6 @@ from safetywash.report.style import (
     shorten,
     study_name,
 )
-
-SAMPLE_DIMS = ("chain", "draw")
-
 
 # --------------------------------------------------------------------------- capability
 

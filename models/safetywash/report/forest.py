@@ -9,12 +9,11 @@ import xarray as xr
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label
+from safetywash.analysis.intervals import CI_KIND, CI_PROB, SAMPLE_DIMS, interval_label
 from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.inference.fitfile import benchmark_table
 from safetywash.report.style import area_color, area_legend_handles, shorten, study_name
 
-SAMPLE_DIMS = ("chain", "draw")
 #: Figure height in inches: base plus one row per benchmark, at least the minimum (the
 #: margins above and below the forest are fixed in inches).
 FOREST_BASE_HEIGHT = 1.6

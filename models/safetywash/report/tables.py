@@ -18,7 +18,7 @@ from safetywash.analysis.baseline import (
     fitted_capability_benchmarks,
     oriented_baseline,
 )
-from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label
+from safetywash.analysis.intervals import CI_KIND, CI_PROB, SAMPLE_DIMS, interval_label
 from safetywash.analysis.separability import (
     DEFAULT_TAU,
     format_shares,
@@ -28,7 +28,6 @@ from safetywash.analysis.separability import (
 from safetywash.inference.fitfile import benchmark_table, study_from_fit
 from safetywash.report.render import Heading, Paragraph
 
-SAMPLE_DIMS = ("chain", "draw")
 #: Safety benchmarks shown against capability when none are chosen.
 DEFAULT_N_BENCHMARKS = 4
 

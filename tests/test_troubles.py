@@ -89,19 +89,25 @@ SLOW_RESIDUAL_SPREAD = Diagnostics(
 )
 
 
-def test_retry_samples_the_residual_sds_in_their_other_form_when_their_spread_mixed_slowest():
+def test_retry_samples_centred_residual_sds_non_centred_when_their_spread_mixed_slowest(
+    monkeypatch,
+):
     from safetywash.inference.settings import SamplerSettings
 
     dt = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
     assert slow_residual_spread(SLOW_RESIDUAL_SPREAD)
-    # The form the fit used: what the default config's pooling reads off its study.
-    data = prepare_data(study_from_fit(dt))
-    used = pooling(data).residual
-    other = "noncentered" if used else "centered"
-    flags, config, _ = retry_module.retry_plan(dt, SamplerSettings())
-    assert flags == {**RETRY_FLAGS, "--residuals": other} and config.residuals == other
-    assert suggested_flags(fit_troubles(dt))["--residuals"] == other
+    # The form the fit used is what the default config's pooling reads off its study.
+    assert retry_module.residuals_centred(dt) == pooling(prepare_data(study_from_fit(dt))).residual
+    for centred in (True, False):
+        monkeypatch.setattr(retry_module, "residuals_centred", lambda *a, c=centred: c)
+        flags, config, _ = retry_module.retry_plan(dt, SamplerSettings())
+        if centred:  # the form chosen from an overstated spread: retried non-centred
+            assert flags == {**RETRY_FLAGS, "--residuals": "noncentered"}
+            assert config.residuals == "noncentered"
+        else:  # non-centred already: a plain retry
+            assert flags == RETRY_FLAGS and config.residuals == "auto"
     # A form the user chose is kept; the slowest variable elsewhere changes nothing.
+    monkeypatch.setattr(retry_module, "residuals_centred", lambda *a: True)
     fixed = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
     chosen = json.loads(fixed.attrs["model_config"]) | {"residuals": "centered"}
     fixed.attrs["model_config"] = json.dumps(chosen)
@@ -113,6 +119,19 @@ def test_retry_samples_the_residual_sds_in_their_other_form_when_their_spread_mi
         simulated_fit_tree(diagnostics=elsewhere), SamplerSettings()
     )
     assert flags == RETRY_FLAGS
+
+
+def test_verdict_names_a_slow_centred_residual_spread(monkeypatch):
+    import safetywash.analysis.troubles as troubles_module
+
+    dt = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
+    for centred in (True, False):
+        monkeypatch.setattr(troubles_module, "residuals_centred", lambda *a, c=centred: c)
+        found = [t for t in fit_troubles(dt) if t.kind == "residual_spread"]
+        assert len(found) == int(centred)
+        if centred:
+            assert found[0].flags["--residuals"] == "noncentered"
+            assert found[0].subject == "residual_log_sd"
 
 
 def test_thin_areas_and_few_observations():
@@ -195,7 +214,7 @@ def test_fit_retries_once_at_defaults_and_records_it(monkeypatch, tmp_path, caps
     assert verdict.startswith("TRUSTED") and "Retried once" in verdict
 
 
-def test_fit_retries_a_slow_residual_spread_in_the_other_form(monkeypatch, tmp_path, capsys):
+def test_fit_retries_a_slow_centred_residual_spread_non_centred(monkeypatch, tmp_path, capsys):
     configs = []
 
     def fake_fit(study, config, settings, **kwargs):
@@ -205,13 +224,12 @@ def test_fit_retries_a_slow_residual_spread_in_the_other_form(monkeypatch, tmp_p
         return dt
 
     monkeypatch.setattr(retry_module, "fit", fake_fit)
+    monkeypatch.setattr(retry_module, "residuals_centred", lambda *a: True)
     monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
     monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
     assert main(["fit", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
-    used = pooling(prepare_data(study_from_fit(_tree_with(GOOD_DIAGNOSTICS)))).residual
-    other = "noncentered" if used else "centered"
-    assert [c.residuals for c in configs] == ["auto", other]
-    assert f"--residuals {other}" in capsys.readouterr().out
+    assert [c.residuals for c in configs] == ["auto", "noncentered"]
+    assert "--residuals noncentered" in capsys.readouterr().out
     # A form given on the command line reaches the model and is kept on the retry.
     configs.clear()
     argv = ["fit", "--out", str(tmp_path / "run2"), "--no-progress", "--residuals", "centered"]

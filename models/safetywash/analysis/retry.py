@@ -4,8 +4,8 @@ What ``safetywash fit`` does at its defaults, and what the trust suite measures.
 takes longer tuning and a higher target acceptance (:data:`RETRY_FLAGS`, for geometry that
 needs smaller steps); for a sampled-capability fit with a benchmark treated as an
 almost perfect measure of capability (:mod:`safetywash.analysis.troubles`) it integrates
-capability out, and when the pooled residual SDs mixed slowest it samples them in their
-other form (centred or non-centred, ``--residuals``); with capability integrated out it
+capability out, and when the pooled residual SDs, centred, mixed slowest it samples them
+non-centred (``--residuals noncentered``); with capability integrated out it
 also doubles the draws. The first attempt's diagnostics and the flags of the retry are
 recorded in the fit's attrs (``retried_after``).
 """
@@ -19,10 +19,10 @@ from dataclasses import replace
 import xarray as xr
 
 from safetywash.analysis.troubles import (
+    RESIDUAL_SWITCH,
     RETRY_FLAGS,
     fit_troubles,
     near_perfect,
-    residual_switch,
     residuals_centred,
     slow_residual_spread,
 )
@@ -51,10 +51,10 @@ def retry_plan(
     if sampled and not config.factors and near_perfect(fit_troubles(first)):
         flags["--capability-mode"] = "marginal"
         config = replace(config, capability="marginal")
-    if config.residuals == "auto" and slow_residual_spread(diagnostics_of(first)):
-        switch = residual_switch(residuals_centred(first, data))
-        flags.update(switch)
-        config = replace(config, residuals=switch["--residuals"])
+    slow = slow_residual_spread(diagnostics_of(first))
+    if config.residuals == "auto" and slow and residuals_centred(first, data):
+        flags.update(RESIDUAL_SWITCH)
+        config = replace(config, residuals=RESIDUAL_SWITCH["--residuals"])
     if info.capability_mode == "marginal" or config.capability == "marginal":
         # Capability integrated out: no per-LLM coordinates, so draws are cheap, and what
         # is left after a retry is a slowly mixing spread (R-hat 1.011-1.014, bulk ESS

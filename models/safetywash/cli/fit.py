@@ -127,7 +127,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="do not retry an untrusted fit once with --tune 2000 --target-accept 0.99 "
         "(and capability integrated out when a benchmark is an almost perfect capability "
-        "measure, the residual SDs' other parameterisation when their spread mixed "
+        "measure, the residual SDs non-centred when, centred, their spread mixed "
         "slowly, twice the draws when capability is integrated out); the retry happens "
         "only at the default --tune and --target-accept",
     )

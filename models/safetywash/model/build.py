@@ -38,7 +38,13 @@ from safetywash.model.likelihood import (
     marginal_loglik_by_llm,
     residual_sd,
 )
-from safetywash.model.pooling import Pooling, capability_mode, pooling, start_capability
+from safetywash.model.pooling import (
+    Pooling,
+    capability_mode,
+    partially_centred,
+    pooling,
+    start_capability,
+)
 
 #: The ``pm.Data`` container of the model-scale scores of the observed cells.
 OBSERVED_SCORES = "observed_score"
@@ -46,7 +52,7 @@ OBSERVED_SCORES = "observed_score"
 #: off the scores, so a compiled model refitted to new scores gets them too.
 BENCHMARK_CENTERS = "benchmark_center"
 #: The ``pm.Data`` container of the partially non-centred capability loadings' weights
-#: (:meth:`~safetywash.model.pooling.Pooling.capability_weight`), read off the scores.
+#: (:func:`~safetywash.model.pooling.partially_centred`), read off the scores.
 CAPABILITY_WEIGHTS = "capability_loading_weight"
 
 #: Variables in the sampler's coordinates: standardised offsets, log-scale copies of
@@ -202,7 +208,7 @@ def _loadings(data: ModelData, pool: Pooling, priors: Priors):
             "capability_loading_log", cap_log_mean, cap_log_sd, dims="capability_benchmark"
         )
     elif pool.capability_weights:
-        # Partially non-centred (Pooling.capability_weight); the weights are read off the
+        # Partially non-centred (partially_centred); the weights are read off the
         # data, so a compiled model refitted to new scores gets them too.
         weight = pm.Data(
             CAPABILITY_WEIGHTS, np.asarray(pool.capability_weights), dims="capability_benchmark"
@@ -213,7 +219,7 @@ def _loadings(data: ModelData, pool: Pooling, priors: Priors):
             cap_log_sd**weight,
             dims="capability_benchmark",
         )
-        cap_log = cap_log_mean + cap_log_sd ** (1.0 - weight) * (p - weight * cap_log_mean)
+        cap_log = partially_centred(p, cap_log_mean, cap_log_sd, weight)
     else:
         u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
         cap_log = cap_log_mean + cap_log_sd * u

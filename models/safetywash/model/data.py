@@ -22,6 +22,7 @@ from safetywash.model.pooling import (
     Pooling,
     capability_mode,
     loading_estimates,
+    partial_offset,
     pooling,
     start_capability,
 )
@@ -272,10 +273,11 @@ def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[st
         mean, spread = cap.mean(), max(cap.std(), 0.1)
         start["capability_loading_log_mean"] = np.asarray(mean)
         start["capability_loading_log_sd"] = np.asarray(spread)
-        weight = pool.capability_weight(len(cap))
-        offset = weight * mean + (cap - mean) / spread ** (1 - weight)
-        name = "capability_loading_pz" if pool.capability_weights else "capability_loading_z"
-        start[name] = offset
+        if pool.capability_weights:
+            weight = np.asarray(pool.capability_weights)
+            start["capability_loading_pz"] = partial_offset(cap, mean, spread, weight)
+        else:
+            start["capability_loading_z"] = (cap - mean) / spread
     if data.safety_keys:
         safe = np.array([slopes[pos[k]] for k in data.safety_keys])
         start.update(_safety_start(data, safe, pool))

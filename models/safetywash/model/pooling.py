@@ -61,7 +61,7 @@ class Pooling:
     residual: bool = True
     #: With non-centred capability loadings (``"auto"`` only): how far each member is
     #: centred, 1 centred to 0 non-centred (empty: all 0), see :func:`pooling` and
-    #: :meth:`capability_weight`.
+    #: :func:`partially_centred`.
     capability_weights: tuple[float, ...] = ()
 
     def structure(self) -> str:
@@ -70,15 +70,18 @@ class Pooling:
         weighted = bool(self.capability_weights)
         return f"{replace(self, capability_weights=())!r} weighted={weighted}"
 
-    def capability_weight(self, n: int) -> np.ndarray:
-        """How far each of the ``n`` capability loadings is centred: ``x = mean + sd**(1 -
-        w) * (p - w * mean)`` with ``p ~ Normal(w * mean, sd**w)`` is sampled, the same
-        ``x ~ Normal(mean, sd)`` for every ``w`` in [0, 1] (1: centred, 0: non-centred)."""
-        if self.capability:
-            return np.ones(n)
-        if self.capability_weights:
-            return np.array(self.capability_weights, dtype=float)
-        return np.zeros(n)
+
+def partially_centred(offset, mean, sd, weight):
+    """The member ``x`` of a pooled group sampled as ``offset ~ Normal(weight * mean,
+    sd**weight)``: ``x = mean + sd**(1 - weight) * (offset - weight * mean)``, the same
+    ``x ~ Normal(mean, sd)`` for every ``weight`` in [0, 1] (1: centred, 0: non-centred).
+    Plain arithmetic, so numpy arrays and PyTensor variables alike."""
+    return mean + sd ** (1.0 - weight) * (offset - weight * mean)
+
+
+def partial_offset(x, mean, sd, weight):
+    """The inverse of :func:`partially_centred`: the sampled offset of a member ``x``."""
+    return weight * mean + (x - mean) / sd ** (1.0 - weight)
 
 
 def start_capability(data: ModelData) -> np.ndarray:

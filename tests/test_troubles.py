@@ -7,6 +7,7 @@ import pytest
 
 from fit_trees import BAD_DIAGNOSTICS, GOOD_DIAGNOSTICS, simulated_fit_tree
 from safetywash.analysis import retry as retry_module
+from safetywash.analysis import troubles as troubles_module
 from safetywash.analysis.troubles import (
     FEW_OBSERVATIONS,
     RETRY_FLAGS,
@@ -97,9 +98,11 @@ def test_retry_samples_centred_residual_sds_non_centred_when_their_spread_mixed_
     dt = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
     assert slow_residual_spread(SLOW_RESIDUAL_SPREAD)
     # The form the fit used is what the default config's pooling reads off its study.
-    assert retry_module.residuals_centred(dt) == pooling(prepare_data(study_from_fit(dt))).residual
+    config = fit_info(dt).model_config
+    used = troubles_module.residuals_centred(config, dt)
+    assert used == pooling(prepare_data(study_from_fit(dt))).residual
     for centred in (True, False):
-        monkeypatch.setattr(retry_module, "residuals_centred", lambda *a, c=centred: c)
+        monkeypatch.setattr(troubles_module, "residuals_centred", lambda *a, c=centred: c)
         flags, config, _ = retry_module.retry_plan(dt, SamplerSettings())
         if centred:  # the form chosen from an overstated spread: retried non-centred
             assert flags == {**RETRY_FLAGS, "--residuals": "noncentered"}
@@ -107,7 +110,7 @@ def test_retry_samples_centred_residual_sds_non_centred_when_their_spread_mixed_
         else:  # non-centred already: a plain retry
             assert flags == RETRY_FLAGS and config.residuals == "auto"
     # A form the user chose is kept; the slowest variable elsewhere changes nothing.
-    monkeypatch.setattr(retry_module, "residuals_centred", lambda *a: True)
+    monkeypatch.setattr(troubles_module, "residuals_centred", lambda *a: True)
     fixed = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
     chosen = json.loads(fixed.attrs["model_config"]) | {"residuals": "centered"}
     fixed.attrs["model_config"] = json.dumps(chosen)
@@ -122,8 +125,6 @@ def test_retry_samples_centred_residual_sds_non_centred_when_their_spread_mixed_
 
 
 def test_verdict_names_a_slow_centred_residual_spread(monkeypatch):
-    import safetywash.analysis.troubles as troubles_module
-
     dt = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
     for centred in (True, False):
         monkeypatch.setattr(troubles_module, "residuals_centred", lambda *a, c=centred: c)
@@ -224,7 +225,7 @@ def test_fit_retries_a_slow_centred_residual_spread_non_centred(monkeypatch, tmp
         return dt
 
     monkeypatch.setattr(retry_module, "fit", fake_fit)
-    monkeypatch.setattr(retry_module, "residuals_centred", lambda *a: True)
+    monkeypatch.setattr(troubles_module, "residuals_centred", lambda *a: True)
     monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
     monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
     assert main(["fit", "--out", str(tmp_path / "run"), "--no-progress"]) == 0

@@ -21,10 +21,9 @@ import xarray as xr
 from safetywash.analysis.troubles import (
     RESIDUAL_SWITCH,
     RETRY_FLAGS,
+    centred_residuals_slow,
     fit_troubles,
     near_perfect,
-    residuals_centred,
-    slow_residual_spread,
 )
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.fitfile import diagnostics_of, fit_info
@@ -51,8 +50,7 @@ def retry_plan(
     if sampled and not config.factors and near_perfect(fit_troubles(first)):
         flags["--capability-mode"] = "marginal"
         config = replace(config, capability="marginal")
-    slow = slow_residual_spread(diagnostics_of(first))
-    if config.residuals == "auto" and slow and residuals_centred(first, data):
+    if centred_residuals_slow(first, data):
         flags.update(RESIDUAL_SWITCH)
         config = replace(config, residuals=RESIDUAL_SWITCH["--residuals"])
     if info.capability_mode == "marginal" or config.capability == "marginal":

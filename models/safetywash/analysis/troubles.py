@@ -98,11 +98,7 @@ def fit_troubles(dt: xr.DataTree) -> list[Trouble]:
     _, bench_idx = cell_index(dt)
     counts = pd.Series(np.bincount(bench_idx, minlength=len(table)), index=table.index)
     found = _heywood(dt, table) + _thin(table, counts) + _crowded(dt, table, bench_idx)
-    if (
-        slow_residual_spread(diagnostics)
-        and fit_info(dt).model_config.residuals == "auto"
-        and residuals_centred(dt)
-    ):
+    if centred_residuals_slow(dt):
         found.append(_residual_spread(diagnostics))
     found.append(_sampler(diagnostics))
     return found
@@ -120,12 +116,19 @@ def slow_residual_spread(diagnostics: Diagnostics) -> bool:
     return any(name in RESIDUAL_SPREAD for name in slow)
 
 
-def residuals_centred(dt: xr.DataTree, data: ModelData | None = None) -> bool:
-    """Whether a fit sampled its log residual SDs centred (``data``: the prepared data it
-    was fitted to, when not the fit's own study prepared as ``fit`` prepares it)."""
+def centred_residuals_slow(dt: xr.DataTree, data: ModelData | None = None) -> bool:
+    """Whether a fit left the residual SDs' form to ``"auto"``, sampled them centred, and
+    mixed slowest there (:func:`slow_residual_spread`): the case for
+    :data:`RESIDUAL_SWITCH`. ``data``: the prepared data it was fitted to, when not the
+    fit's own study prepared as ``fit`` prepares it."""
     config = fit_info(dt).model_config
-    if config.residuals != "auto":
-        return config.residuals == "centered"
+    if config.residuals != "auto" or not slow_residual_spread(diagnostics_of(dt)):
+        return False
+    return residuals_centred(config, dt, data)
+
+
+def residuals_centred(config, dt: xr.DataTree, data: ModelData | None = None) -> bool:
+    """Whether ``pooling`` centred the log residual SDs of a fit made with ``config``."""
     data = prepare_data(study_from_fit(dt), config) if data is None else data
     return pooling(data, config).residual
 

@@ -14,10 +14,12 @@ Cases
 Designs and columns are described in ``benchmarks/README.md``. Real tables at the default
 ``ModelConfig``, from ``--data-dir`` else :func:`safetywash.data.load.default_data_dir`:
 safetywashing-{base,chat,all}, helm-benchbench, epoch-benchmark-stitching,
-open-llm-leaderboard-v1, and the README's example
-safetywashing-chat-calibration (``--factors calibration``). Simulated studies with known truth
-(``simulate``, seeded by the row's seed, which also seeds the sampler), whose rows add the 90%
-coverage of the true ``rho`` and the mean absolute error of its posterior median:
+open-llm-leaderboard-v1, and the README's examples
+safetywashing-chat-calibration (``--factors calibration``) and own-study (its study of one's
+own, ``data/examples/own_study.csv``, read as ``safetywash fit --scores`` reads it).
+Simulated studies with known truth (``simulate``, seeded by the row's seed, which also
+seeds the sampler), whose rows add the 90% coverage of the true ``rho`` and the mean
+absolute error of its posterior median:
 sim-indicator, sim-thin-areas, sim-missing-80, sim-saturating, sim-two-populations and
 sim-2000-llms (left out by ``--skip-large``).
 
@@ -64,6 +66,24 @@ REAL_CASES = {
     "epoch-benchmark-stitching": ("epoch-benchmark-stitching", "all", {}),
     "open-llm-leaderboard-v1": ("open-llm-leaderboard-v1", "all", {}),
 }
+#: The README's study of one's own (13 LLMs, 3 capability quizzes, 1 safety benchmark), read
+#: as ``safetywash fit`` reads it from these options.
+OWN_STUDY = "own-study"
+OWN_STUDY_OPTIONS = [
+    "--scores",
+    str(Path(__file__).resolve().parent.parent / "data" / "examples" / "own_study.csv"),
+    "--llm-column",
+    "Model",
+    "--llm-meta",
+    "family=Model Family",
+    "params=Model Size (B)",
+    "--capability",
+    "quiz_a",
+    "quiz_b",
+    "quiz_c",
+    "--safety",
+    "harmful_refusal=misuse",
+]
 #: Simulated cases: name -> (keywords of simulate over the base design, change made after).
 SIM_CASES = {
     "sim-indicator": (
@@ -77,7 +97,7 @@ SIM_CASES = {
     "sim-2000-llms": ({"n_llms": 2000, "missing": 0.5}, None),
 }
 LARGE_CASES = ("sim-2000-llms",)
-CASES = (*REAL_CASES, *SIM_CASES)
+CASES = (*REAL_CASES, OWN_STUDY, *SIM_CASES)
 DEFAULT_SEEDS = tuple(range(8))
 COVERAGE_PROB = 0.9
 #: The base simulated design: 8 capability benchmarks and these safety areas.
@@ -141,6 +161,12 @@ def build_case(name: str, seed: int, data_dir: Path | None):
         dataset, population, options = REAL_CASES[name]
         root = data_dir if data_dir is not None else default_data_dir()
         return load_dataset(dataset, population, data_dir=root), None, ModelConfig(**options)
+    if name == OWN_STUDY:
+        from safetywash.cli.app import build_parser
+        from safetywash.cli.common import study_from_args
+
+        args = build_parser().parse_args(["fit", *OWN_STUDY_OPTIONS, "--out", "unused"])
+        return study_from_args(args, report=lambda *_: None), None, ModelConfig()
     study, truth = simulate_case(name, seed)
     return study, truth, ModelConfig()
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -96,3 +97,16 @@ def test_two_populations_and_large_case(bench_trust):
     large, _ = bench_trust.simulate_case("sim-2000-llms", seed=0)
     assert large.n_llms == 2000
     assert "sim-2000-llms" in bench_trust.LARGE_CASES
+
+
+def test_own_study_is_read_as_the_readme_reads_it(bench_trust):
+    study, truth, config = bench_trust.build_case("own-study", seed=0, data_dir=None)
+    assert truth is None and config.factors == ()
+    # Recomputed from the file: 13 LLMs, every value of the four declared columns.
+    frame = pd.read_csv(Path(bench_trust.OWN_STUDY_OPTIONS[1]))
+    columns = ["quiz_a", "quiz_b", "quiz_c", "harmful_refusal"]
+    assert sorted(study.llms.index) == sorted(frame["Model"])
+    assert sorted(study.benchmarks.index) == sorted(columns)
+    assert len(study.scores) == frame[columns].notna().to_numpy().sum()
+    assert study.benchmarks.loc["harmful_refusal", "area"] == "misuse"
+    assert set(study.llms["family"]) == set(frame["Model Family"])

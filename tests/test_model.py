@@ -11,9 +11,10 @@ import pytest
 from scipy import stats
 
 from safetywash.data.study import BenchmarkStudy
-from safetywash.model.build import benchmark_centers, build_model
+from safetywash.model.build import build_model
 from safetywash.model.config import ModelConfig, Priors
 from safetywash.model.data import (
+    benchmark_centers,
     initial_point,
     prepare_data,
     zero_sum_by_group,
@@ -28,7 +29,6 @@ from safetywash.model.pooling import (
     loading_estimates,
     pooling,
     resolved_config,
-    spread_quantile,
     start_capability,
 )
 from safetywash.model.simulate import simulate
@@ -301,14 +301,14 @@ def test_auto_pooling_follows_how_informative_each_group_is():
     assert (true - true.mean(axis=1, keepdims=True)).std() > 0.2
     pool = pooling(data)
     assert not pool.capability and pool.safety and not pool.area
-    # Alike loadings, each measured less well than they differ: mostly non-centred.
-    assert max(pool.capability_weights) < 0.5
+    # Not centred: whitened by every member's own estimate and error.
+    assert len(pool.capability_estimates) == len(pool.capability_errors) == 16
     forced = ModelConfig(capability_loadings="centered", safety_loadings="noncentered")
     assert pooling(data, forced) == Pooling(capability=True, safety=False)
     names = build_model(study).named_vars
-    assert "capability_loading_pz" in names and "capability_loading_log" not in names
+    assert "capability_loading_wz" in names and "capability_loading_log" not in names
     names = build_model(study, ModelConfig(capability_loadings="noncentered")).named_vars
-    assert "capability_loading_z" in names and "capability_loading_pz" not in names
+    assert "capability_loading_z" in names and "capability_loading_wz" not in names
     assert "safety_loading" in names and "safety_loading_z" not in names
     names = build_model(study, forced).named_vars
     assert "capability_loading_log" in names and "safety_loading_z" in names
@@ -523,41 +523,6 @@ def test_prior_truth_factor_follows_the_model_sign_rule(seed):
     assert abs(eta.mean()) < 1e-12 and abs(np.dot(theta - theta.mean(), eta)) < 1e-9
 
 
-def _spread_low_by_brute_force(x, err, priors, q=0.05):
-    """The q quantile of the capability loading spread on a 2-D grid of (mean, spread)."""
-    loc, scale = priors.capability_loading_log_mean_loc, priors.capability_loading_log_mean_scale
-    spread = np.linspace(1e-4, 8 * priors.capability_loading_log_sd_scale, 3000)
-    mean = np.linspace(loc - 6 * scale, loc + 6 * scale, 3001)
-    sd = np.sqrt(spread[:, None, None] ** 2 + err[None, None, :] ** 2)
-    loglik = stats.norm.logpdf(x[None, None, :], mean[None, :, None], sd).sum(axis=2)
-    logpost = loglik + stats.norm.logpdf(mean, loc, scale)[None, :]
-    logpost += stats.gamma.logpdf(spread, 2.0, scale=priors.capability_loading_log_sd_scale)[
-        :, None
-    ]
-    density = np.exp(logpost - logpost.max()).sum(axis=1)
-    cdf = np.cumsum(density) / density.sum()
-    return float(np.interp(q, cdf, spread))
-
-
-def test_spread_quantile_matches_brute_force():
-    priors = ModelConfig().priors
-    rng = np.random.default_rng(3)
-    for n, spread, err in [(5, 0.03, 0.008), (8, 0.0, 0.2), (12, 0.3, 0.1)]:
-        errors = err * rng.uniform(0.5, 1.5, n)
-        x = rng.normal(-0.2, spread, n) + rng.normal(0, errors)
-        got = spread_quantile(
-            x,
-            errors,
-            mean_prior=(
-                priors.capability_loading_log_mean_loc,
-                priors.capability_loading_log_mean_scale,
-            ),
-            spread_scale=priors.capability_loading_log_sd_scale,
-        )
-        want = _spread_low_by_brute_force(x, errors, priors)
-        assert got == pytest.approx(want, rel=0.02, abs=2e-4)
-
-
 def test_capability_is_integrated_out_from_100_llms_outnumbering_benchmarks_twice():
     many, _ = simulate(100, 8, {"bias": 3}, seed=1)  # 100 LLMs, 11 benchmarks
     few, _ = simulate(99, 8, {"bias": 3}, seed=1)  # 99 LLMs
@@ -576,10 +541,10 @@ def test_capability_is_integrated_out_from_100_llms_outnumbering_benchmarks_twic
     assert resolved_config(prepare_data(many)).capability == "marginal"
 
 
-def test_partial_non_centring_weights_each_capability_loading_by_its_error():
+def test_whitened_capability_loadings_keep_the_centred_model():
     """Four capability benchmarks scored by all 200 LLMs, twelve by 12 each, residual SDs
-    (so standardised loadings) spread widely: the group as a whole is non-centred, its four
-    well-measured members mostly centred, each by the weight its error calls for."""
+    (so standardised loadings) spread widely: the group is not centred, and every member
+    is whitened by its own least-squares log loading and standard error."""
     # On the standardised scale a loading is set by the benchmark's residual SD.
     residuals = {f"cap{j:02d}": float(np.exp(1.5 * np.sin(3 * j) - 0.5)) for j in range(16)}
     residuals.update({"cap00": 0.15, "cap01": 0.3, "cap02": 0.45, "cap03": 0.6})
@@ -600,42 +565,49 @@ def test_partial_non_centring_weights_each_capability_loading_by_its_error():
     data = prepare_data(study)
     pool = pooling(data)
     assert not pool.capability
-    # Each member's weight is s^2 / (s^2 + se^2), se the standard error of its log slope
-    # and s the median of the group spread's posterior under the model's priors, computed
-    # here by brute force on a grid of (mean, spread).
-    slopes, se = loading_estimates(data, start_capability(data))
-    cap = [data.coords["benchmark"].index(k) for k in data.capability_keys]
-    x, err = np.log(np.clip(slopes[cap], MIN_SLOPE, None)), se[cap] / slopes[cap]
-    spread = _spread_low_by_brute_force(x, err, ModelConfig().priors, q=0.5)
-    weights = np.array(pool.capability_weights)
-    # The two grids agree to 2% in the spread (test above): 4% in a weight at most.
-    np.testing.assert_allclose(weights, spread**2 / (spread**2 + err**2), rtol=0.04)
-    assert weights[:4].min() > 0.5 and np.median(weights[4:]) < 0.5
+    # Each member's estimate and error, recomputed here: an ordinary least-squares fit of
+    # its scores on the data-driven capability, on the log scale (delta method).
+    theta = start_capability(data)
+    x, err = [], []
+    for k in data.capability_keys:
+        cells = data.benchmark_idx == data.coords["benchmark"].index(k)
+        line = stats.linregress(theta[data.llm_idx[cells]], data.y[cells])
+        x.append(np.log(max(line.slope, MIN_SLOPE)))
+        err.append(line.stderr / line.slope)
+    x, err = np.array(x), np.array(err)
+    np.testing.assert_allclose(pool.capability_estimates, x, rtol=1e-9)
+    np.testing.assert_allclose(pool.capability_errors, err, rtol=1e-9)
+    assert err[:4].max() < 0.1 < np.median(err[4:])
     model = build_model(study)
-    assert tuple(model["capability_loading_pz"].shape.eval()) == (16,)
+    assert tuple(model["capability_loading_wz"].shape.eval()) == (16,)
     # The start values give every benchmark its own least-squares loading.
     start = initial_point(data)
     point = {**model.initial_point(), **start}
     point["capability_loading_log_sd_log__"] = np.log(point.pop("capability_loading_log_sd"))
     point = {v.name: point[v.name] for v in model.value_vars}
+    cap = [data.coords["benchmark"].index(k) for k in data.capability_keys]
     values = model.compile_fn(
         model.replace_rvs_by_values([model["loading"]])[0],
         inputs=model.value_vars,
         on_unused_input="ignore",
     )(point)
     np.testing.assert_allclose(values[cap], np.exp(x), rtol=1e-9)
-    # The same distribution as centred at any mean and spread: log p(pz) at the pz of a log
-    # loading x, plus the log Jacobian -(1 - w) log s of pz -> x, is log Normal(x; m, s).
-    term = model.logp(vars=[model["capability_loading_pz"]], sum=False)[0]
-    logp = model.compile_fn(term, inputs=model.value_vars, on_unused_input="ignore")
-    rng = np.random.default_rng(0)
+    # The same distribution as centred at any mean and spread: the density of z (its own
+    # and the potential's) at the z of log loadings x, less the log Jacobian log dx/dz,
+    # is log Normal(x; m, s). x = c + d z, c and d the mean and SD of x given m, s and its
+    # estimate, here from the normal-normal precision formulas.
+    terms = model.logp(vars=[model["capability_loading_wz"]], sum=False)[0].sum()
+    terms = terms + model.replace_rvs_by_values([model["capability_loading_whitening"]])[0]
+    logp = model.compile_fn(terms, inputs=model.value_vars, on_unused_input="ignore")
     for m, s in [(-0.3, 0.05), (0.2, 0.4), (-1.0, 1.5)]:
         log_loading = rng.normal(m, s, 16)
+        precision = 1 / s**2 + 1 / err**2
+        c, d = (m / s**2 + x / err**2) / precision, 1 / np.sqrt(precision)
         point["capability_loading_log_mean"] = np.asarray(m)
         point["capability_loading_log_sd_log__"] = np.asarray(np.log(s))
-        point["capability_loading_pz"] = weights * m + (log_loading - m) / s ** (1 - weights)
+        point["capability_loading_wz"] = (log_loading - c) / d
         np.testing.assert_allclose(
-            logp(point) - (1 - weights) * np.log(s),
-            stats.norm.logpdf(log_loading, m, s),
+            logp(point) - np.log(d).sum(),
+            stats.norm.logpdf(log_loading, m, s).sum(),
             rtol=1e-9,
         )

@@ -104,23 +104,23 @@ def test_structure_key_ignores_scores_but_not_design_or_config(cells):
     assert structure_key(b, other) != structure_key(b, FIXED_POOLING)
 
 
-# Capability loadings partially non-centred, by weights read off each study's scores.
-WEIGHTED = ModelConfig(safety_loadings="centered", residuals="centered")
+# Capability loadings whitened, by estimates and errors read off each study's scores.
+WHITENED = ModelConfig(safety_loadings="centered", residuals="centered")
 
 
-@pytest.mark.parametrize("config", [FIXED_POOLING, WEIGHTED], ids=["fixed", "weighted"])
+@pytest.mark.parametrize("config", [FIXED_POOLING, WHITENED], ids=["fixed", "whitened"])
 def test_a_reused_compiled_model_gives_the_draws_of_a_fresh_compile(cells, config):
     """Same data and seed: bit-identical draws whether the model was compiled for this
     study or compiled for another study of the design and given this one's scores (and,
-    weighted, its own weights)."""
+    whitened, its own estimates and errors)."""
     settings = SamplerSettings(draws=60, tune=60, chains=2, seed=11)
     first = on_model_scale(prepare_data(_study(5, cells, config)[0], config))
     second_study = _study(6, cells, config)[0]
     second = on_model_scale(prepare_data(second_study, config))
-    if config is WEIGHTED:
+    if config is WHITENED:
         one, two = pooling(first, config), pooling(second, config)
-        assert one.capability_weights and two.capability_weights
-        assert not np.allclose(one.capability_weights, two.capability_weights)
+        assert one.capability_errors and two.capability_errors
+        assert not np.allclose(one.capability_estimates, two.capability_estimates)
     cache = ModelCache()
     kwargs = {"progressbar": False, "log_likelihood": False}
     fit(first.study, config, settings, data=first, cache=cache, **kwargs)

@@ -116,12 +116,46 @@ def test_retry_samples_centred_residual_sds_non_centred_when_their_spread_mixed_
     fixed.attrs["model_config"] = json.dumps(chosen)
     flags, config, _ = retry_module.retry_plan(fixed, SamplerSettings())
     assert flags == RETRY_FLAGS and config.residuals == "centered"
-    elsewhere = Diagnostics(1.03, "rho", 150.0, "rho", 420.0, "rho", 0, 60)
+    elsewhere = Diagnostics(1.03, "intercept", 150.0, "intercept", 420.0, "intercept", 0, 60)
     assert not slow_residual_spread(elsewhere) and not slow_residual_spread(GOOD_DIAGNOSTICS)
     flags, _, _ = retry_module.retry_plan(
         simulated_fit_tree(diagnostics=elsewhere), SamplerSettings()
     )
     assert flags == RETRY_FLAGS
+
+
+#: Capability and rho mixed slowest: R-hat and ESS fail there, no divergence.
+SLOW_CAPABILITY = Diagnostics(1.03, "rho", 150.0, "rho", 380.0, "capability", 0, 60)
+
+
+def test_retry_integrates_capability_out_when_sampled_capabilities_mixed_slowest():
+    from safetywash.inference.settings import SamplerSettings
+
+    dt = simulated_fit_tree(diagnostics=SLOW_CAPABILITY)
+    dt.attrs["capability_mode"] = "sampled"
+    found = [t for t in fit_troubles(dt) if t.kind == "capability_space"]
+    assert len(found) == 1 and found[0].flags["--capability-mode"] == "marginal"
+    flags, config, settings = retry_module.retry_plan(dt, SamplerSettings())
+    assert flags == {**RETRY_FLAGS, "--capability-mode": "marginal", "--draws": "2000"}
+    assert config.capability == "marginal" and settings.draws == 2000
+    # Already marginal, or with area factors (no marginal form): a plain retry.
+    dt.attrs["capability_mode"] = "marginal"
+    assert not [t for t in fit_troubles(dt) if t.kind == "capability_space"]
+    flags, _, _ = retry_module.retry_plan(dt, SamplerSettings())
+    assert "--capability-mode" not in flags
+    factored = simulated_fit_tree(diagnostics=SLOW_CAPABILITY)
+    factored.attrs["capability_mode"] = "sampled"
+    factored.attrs["model_config"] = json.dumps(
+        json.loads(factored.attrs["model_config"]) | {"factors": ["bias"]}
+    )
+    assert fit_info(factored).model_config.factors == ("bias",)
+    assert not [t for t in fit_troubles(factored) if t.kind == "capability_space"]
+    # Slowest elsewhere (R-hat on the residual spread, ESS on rho): the mode is kept.
+    mixed = simulated_fit_tree(
+        diagnostics=Diagnostics(1.03, "residual_log_sd", 420.0, "rho", 420.0, "rho", 0, 60)
+    )
+    mixed.attrs["capability_mode"] = "sampled"
+    assert not [t for t in fit_troubles(mixed) if t.kind == "capability_space"]
 
 
 def test_verdict_names_a_slow_centred_residual_spread(monkeypatch):

@@ -2,12 +2,13 @@
 
 What ``safetywash fit`` does at its defaults, and what the trust suite measures. The retry
 takes longer tuning and a higher target acceptance (:data:`RETRY_FLAGS`, for geometry that
-needs smaller steps); for a sampled-capability fit with a benchmark treated as an
-almost perfect measure of capability (:mod:`safetywash.analysis.troubles`) it integrates
-capability out, and when the pooled residual SDs, centred, mixed slowest it samples them
-non-centred (``--residuals noncentered``); with capability integrated out it
-also doubles the draws. The first attempt's diagnostics and the flags of the retry are
-recorded in the fit's attrs (``retried_after``).
+needs smaller steps). For a sampled-capability fit with a benchmark treated as an almost
+perfect measure of capability, or whose capabilities (and so every rho) mixed slowest
+(:mod:`safetywash.analysis.troubles`), it integrates capability out; when the pooled
+residual SDs, centred, mixed slowest it samples them non-centred (``--residuals
+noncentered``); with capability integrated out it also doubles the draws. The first
+attempt's diagnostics and the flags of the retry are recorded in the fit's attrs
+(``retried_after``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import xarray as xr
 from safetywash.analysis.troubles import (
     RESIDUAL_SWITCH,
     RETRY_FLAGS,
+    capability_out,
     centred_residuals_slow,
     fit_troubles,
-    near_perfect,
 )
 from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.fitfile import diagnostics_of, fit_info
@@ -47,7 +48,7 @@ def retry_plan(
     config = info.model_config
     flags = dict(RETRY_FLAGS)
     sampled = info.capability_mode == "sampled"
-    if sampled and not config.factors and near_perfect(fit_troubles(first)):
+    if sampled and not config.factors and capability_out(fit_troubles(first)):
         flags["--capability-mode"] = "marginal"
         config = replace(config, capability="marginal")
     if centred_residuals_slow(first, data):

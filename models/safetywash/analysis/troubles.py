@@ -40,6 +40,11 @@ RETRY_FLAGS = {"--tune": "2000", "--target-accept": "0.99"}
 #: The pooled residual SDs' variables: when the slowest-mixing variable is one of them, the
 #: parameterisation of the log residual SDs is the likely cause (:func:`slow_residual_spread`).
 RESIDUAL_SPREAD = ("residual_log_sd", "residual_log_mean", "specific_sd", "residual_sd")
+#: Variables whose slow mixing in a sampled fit points at the per-LLM capabilities: the
+#: chains of a sparse table can hold capability in different places, which moves every
+#: benchmark's rho together (sparse SBC rounds: R-hat 1.013-1.033 on rho after a plain
+#: retry, trusted with capability integrated out), see :func:`_slow_capability`.
+CAPABILITY_SPACE = ("rho", "capability")
 #: Their remedy when they were centred. Only this way: the spread a centred group was chosen
 #: for is overstated when capability is poorly measured; a non-centred group retried centred
 #: did worse (sparse SBC seed 152).
@@ -62,6 +67,7 @@ class Trouble:
         What to do when no flag addresses it (empty otherwise).
     kind : str
         ``"near_perfect"`` for a benchmark treated as an almost perfect capability measure,
+        ``"capability_space"`` for sampled capabilities that mixed slowest,
         ``"residual_spread"`` for the residual SDs' parameterisation, else empty.
     """
 
@@ -98,6 +104,7 @@ def fit_troubles(dt: xr.DataTree) -> list[Trouble]:
     _, bench_idx = cell_index(dt)
     counts = pd.Series(np.bincount(bench_idx, minlength=len(table)), index=table.index)
     found = _heywood(dt, table) + _thin(table, counts) + _crowded(dt, table, bench_idx)
+    found += _slow_capability(dt, diagnostics, found)
     if centred_residuals_slow(dt):
         found.append(_residual_spread(diagnostics))
     found.append(_sampler(diagnostics))
@@ -106,6 +113,11 @@ def fit_troubles(dt: xr.DataTree) -> list[Trouble]:
 
 def slow_residual_spread(diagnostics: Diagnostics) -> bool:
     """Whether a variable of the pooled residual SDs is the one whose R-hat or ESS failed."""
+    return slowest_among(diagnostics, RESIDUAL_SPREAD)
+
+
+def slowest_among(diagnostics: Diagnostics, names) -> bool:
+    """Whether one of ``names`` is a variable whose R-hat or ESS failed."""
     slow = []
     if diagnostics.max_rhat > MAX_RHAT:
         slow.append(diagnostics.worst_rhat)
@@ -113,7 +125,7 @@ def slow_residual_spread(diagnostics: Diagnostics) -> bool:
         slow.append(diagnostics.worst_ess_bulk)
     if diagnostics.min_ess_tail < MIN_ESS:
         slow.append(diagnostics.worst_ess_tail)
-    return any(name in RESIDUAL_SPREAD for name in slow)
+    return any(name in names for name in slow)
 
 
 def centred_residuals_slow(dt: xr.DataTree, data: ModelData | None = None) -> bool:
@@ -158,6 +170,31 @@ def suggested_flags(troubles: list[Trouble]) -> dict[str, str]:
 def near_perfect(troubles: list[Trouble]) -> bool:
     """Whether a benchmark was treated as an almost perfect measure of capability."""
     return any(t.kind == "near_perfect" for t in troubles)
+
+
+def capability_out(troubles: list[Trouble]) -> bool:
+    """Whether the causes found call for capability integrated out: a near-perfect
+    benchmark, or sampled capabilities that mixed slowest."""
+    return any(t.kind in ("near_perfect", "capability_space") for t in troubles)
+
+
+def _slow_capability(dt: xr.DataTree, diagnostics: Diagnostics, found) -> list[Trouble]:
+    """A sampled one-factor fit whose failing R-hat or ESS is worst on rho or capability
+    (and no near-perfect benchmark to blame already)."""
+    info = fit_info(dt)
+    if info.capability_mode != "sampled" or info.model_config.factors or near_perfect(found):
+        return []
+    if not slowest_among(diagnostics, CAPABILITY_SPACE):
+        return []
+    return [
+        Trouble(
+            subject="capability",
+            problem="the LLMs' capabilities and every rho tied to them mixed slowest (chains "
+            "can settle on different capabilities where scores are sparse)",
+            flags={"--capability-mode": "marginal", **RETRY_FLAGS},
+            kind="capability_space",
+        )
+    ]
 
 
 def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:

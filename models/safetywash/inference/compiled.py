@@ -21,13 +21,13 @@ import pymc as pm
 
 from safetywash.model.build import (
     BENCHMARK_CENTERS,
-    CAPABILITY_WEIGHTS,
+    CAPABILITY_ERRORS,
+    CAPABILITY_ESTIMATES,
     OBSERVED_SCORES,
-    benchmark_centers,
     build_model_from_data,
 )
 from safetywash.model.config import ModelConfig
-from safetywash.model.data import ModelData
+from safetywash.model.data import ModelData, benchmark_centers
 from safetywash.model.pooling import pooling, resolved_config
 
 
@@ -65,9 +65,10 @@ def data_containers(data: ModelData, config: ModelConfig | None = None) -> dict[
     """The values of the model's data containers that are read off the scores: what a
     compiled model of the same structure is given to refit a new study."""
     values = {OBSERVED_SCORES: data.y, BENCHMARK_CENTERS: benchmark_centers(data)}
-    weights = pooling(data, resolved_config(data, config)).capability_weights
-    if weights:
-        values[CAPABILITY_WEIGHTS] = np.asarray(weights)
+    pool = pooling(data, resolved_config(data, config))
+    if pool.capability_estimates:
+        values[CAPABILITY_ESTIMATES] = np.asarray(pool.capability_estimates)
+        values[CAPABILITY_ERRORS] = np.asarray(pool.capability_errors)
     return values
 
 

@@ -30,7 +30,7 @@ import pytensor.tensor as pt
 
 from safetywash.data.study import BenchmarkStudy
 from safetywash.model.config import ModelConfig, Priors
-from safetywash.model.data import ModelData, prepare_data, zero_sum_by_group
+from safetywash.model.data import ModelData, benchmark_centers, prepare_data, zero_sum_by_group
 from safetywash.model.likelihood import (
     capability_correlation,
     cell_mean,
@@ -41,19 +41,21 @@ from safetywash.model.likelihood import (
 from safetywash.model.pooling import (
     Pooling,
     capability_mode,
-    partially_centred,
     pooling,
-    start_capability,
+    whitening,
 )
 
 #: The ``pm.Data`` container of the model-scale scores of the observed cells.
 OBSERVED_SCORES = "observed_score"
-#: The ``pm.Data`` container of the benchmarks' centres (:func:`benchmark_centers`): read
-#: off the scores, so a compiled model refitted to new scores gets them too.
+#: The ``pm.Data`` container of the benchmarks' centres
+#: (:func:`~safetywash.model.data.benchmark_centers`): read off the scores, so a compiled
+#: model refitted to new scores gets them too.
 BENCHMARK_CENTERS = "benchmark_center"
-#: The ``pm.Data`` container of the partially non-centred capability loadings' weights
-#: (:func:`~safetywash.model.pooling.partially_centred`), read off the scores.
-CAPABILITY_WEIGHTS = "capability_loading_weight"
+#: The ``pm.Data`` containers of the whitened capability loadings' least-squares log
+#: loadings and standard errors (:func:`~safetywash.model.pooling.whitening`), read off the
+#: scores.
+CAPABILITY_ESTIMATES = "capability_loading_estimate"
+CAPABILITY_ERRORS = "capability_loading_error"
 
 #: Variables in the sampler's coordinates: standardised offsets, log-scale copies of
 #: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading`` and
@@ -65,7 +67,7 @@ CAPABILITY_WEIGHTS = "capability_loading_weight"
 SAMPLER_SPACE_VARIABLES = (
     "capability_z",
     "capability_loading_z",
-    "capability_loading_pz",
+    "capability_loading_wz",
     "capability_loading_log",
     "safety_loading_z",
     "area_loading_z",
@@ -207,19 +209,8 @@ def _loadings(data: ModelData, pool: Pooling, priors: Priors):
         cap_log = pm.Normal(
             "capability_loading_log", cap_log_mean, cap_log_sd, dims="capability_benchmark"
         )
-    elif pool.capability_weights:
-        # Partially non-centred (partially_centred); the weights are read off the
-        # data, so a compiled model refitted to new scores gets them too.
-        weight = pm.Data(
-            CAPABILITY_WEIGHTS, np.asarray(pool.capability_weights), dims="capability_benchmark"
-        )
-        p = pm.Normal(
-            "capability_loading_pz",
-            weight * cap_log_mean,
-            cap_log_sd**weight,
-            dims="capability_benchmark",
-        )
-        cap_log = partially_centred(p, cap_log_mean, cap_log_sd, weight)
+    elif pool.capability_estimates:
+        cap_log = _whitened_capability_loadings(pool, cap_log_mean, cap_log_sd)
     else:
         u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
         cap_log = cap_log_mean + cap_log_sd * u
@@ -228,6 +219,26 @@ def _loadings(data: ModelData, pool: Pooling, priors: Priors):
     if data.safety_keys:
         loading = pt.set_subtensor(loading[safe_pos], _safety_loadings(data, pool, priors))
     return pm.Deterministic("loading", loading, dims="benchmark")
+
+
+def _whitened_capability_loadings(pool: Pooling, mean, sd):
+    """Log capability loadings ``~ Normal(mean, sd)``, sampled whitened (:func:`whitening`).
+
+    ``z`` is given the density of its log loading, ``Normal(x; mean, sd)`` times the
+    Jacobian ``scale``: a Normal(0, 1) variable whose own density a potential takes back out
+    (so the model is the centred one, and ``z`` keeps a proper distribution for its starts).
+    The estimates and errors are data containers, so a compiled model refitted to new
+    scores gets its own.
+    """
+    dims = "capability_benchmark"
+    estimate = pm.Data(CAPABILITY_ESTIMATES, np.asarray(pool.capability_estimates), dims=dims)
+    error = pm.Data(CAPABILITY_ERRORS, np.asarray(pool.capability_errors), dims=dims)
+    centre, scale = whitening(mean, sd, estimate, error)
+    z = pm.Normal("capability_loading_wz", 0.0, 1.0, dims=dims)
+    x = centre + scale * z
+    density = pm.logp(pm.Normal.dist(mean, sd), x) + pt.log(scale)
+    pm.Potential("capability_loading_whitening", (density - pm.logp(pm.Normal.dist(), z)).sum())
+    return x
 
 
 def _safety_loadings(data: ModelData, pool: Pooling, priors: Priors):
@@ -331,7 +342,7 @@ def _intercepts(data: ModelData, priors: Priors, loading):
 
     The sampler sees ``intercept_at_center = intercept + loading * c_b``, the cell mean at
     ``c_b``, about the mean data-driven capability of the LLMs that have the benchmark
-    (:func:`benchmark_centers`): a shift
+    (:func:`~safetywash.model.data.benchmark_centers`): a shift
     of ``intercept`` (unit Jacobian), so the model is unchanged. A benchmark scored only
     on recent (or only on early) LLMs has ``c_b`` far from 0, and its intercept and
     loading trade off along a ridge (Epoch's benchmark stitching: R-hat 1.02 on the
@@ -342,23 +353,6 @@ def _intercepts(data: ModelData, priors: Priors, loading):
         "intercept_at_center", loading * center, priors.intercept_sd, dims="benchmark"
     )
     return pm.Deterministic("intercept", at_center - loading * center, dims="benchmark")
-
-
-def benchmark_centers(data: ModelData) -> np.ndarray:
-    """Each benchmark's centre ``c_b`` for :func:`_intercepts`: the mean data-driven
-    capability of its LLMs, rounded to a signed power of two (0 below 1/8 in size).
-
-    A power of two makes ``loading * c_b`` exact in floating point, so the intercept
-    recomputed from the sampler's variables (e.g. by ``pm.compute_log_likelihood``) is
-    bit for bit the stored one, however the products are fused.
-    """
-    theta = start_capability(data)
-    counts = np.bincount(data.benchmark_idx, minlength=len(data.coords["benchmark"]))
-    sums = np.bincount(data.benchmark_idx, weights=theta[data.llm_idx], minlength=len(counts))
-    mean = sums / np.maximum(counts, 1)
-    with np.errstate(divide="ignore"):
-        power = np.exp2(np.round(np.log2(np.abs(mean))))
-    return np.where(np.abs(mean) < 0.125, 0.0, np.sign(mean) * power)
 
 
 def _area_factors(data: ModelData, priors: Priors, theta):

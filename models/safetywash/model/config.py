@@ -162,10 +162,12 @@ class ModelConfig:
         chat (26 LLMs) the safety loadings score 1.96 and are centred; the capability
         loadings, which load alike (their log-scale spread is within the error of one
         log loading), score 0 and are not: centring them put a funnel at a pooled SD near
-        0.02 (divergences on 5 of 16 seeds). A non-centred capability group under
-        ``"auto"`` is partially non-centred, member by member: the more tightly its data
-        pin a member down against the group's spread, the more it is centred
-        (:func:`safetywash.model.pooling.pooling`); ``"noncentered"`` not at all.
+        0.02 (divergences on 5 of 16 seeds). A capability group not centred under
+        ``"auto"`` is whitened, member by member: each is sampled as its offset from where
+        its own least-squares estimate and the group put it, so the more tightly its data
+        pin it down against the group's current spread, the more it is centred
+        (:func:`safetywash.model.pooling.whitening`); ``"noncentered"`` is plain
+        non-centred.
     prior_scale : float
         Multiplies the scales of the hyperpriors on loadings and residuals
         (:attr:`Priors.SCALED`; prior sensitivity: 0.5 narrower, 2 wider).

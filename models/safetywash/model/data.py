@@ -22,9 +22,9 @@ from safetywash.model.pooling import (
     Pooling,
     capability_mode,
     loading_estimates,
-    partial_offset,
     pooling,
     start_capability,
+    whitening,
 )
 from safetywash.model.transform import ScoreTransform
 
@@ -273,9 +273,14 @@ def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[st
         mean, spread = cap.mean(), max(cap.std(), 0.1)
         start["capability_loading_log_mean"] = np.asarray(mean)
         start["capability_loading_log_sd"] = np.asarray(spread)
-        if pool.capability_weights:
-            weight = np.asarray(pool.capability_weights)
-            start["capability_loading_pz"] = partial_offset(cap, mean, spread, weight)
+        if pool.capability_estimates:
+            centre, scale = whitening(
+                mean,
+                spread,
+                np.asarray(pool.capability_estimates),
+                np.asarray(pool.capability_errors),
+            )
+            start["capability_loading_wz"] = (cap - centre) / scale
         else:
             start["capability_loading_z"] = (cap - mean) / spread
     if data.safety_keys:
@@ -348,3 +353,20 @@ def _factor_start(data: ModelData, theta, slopes, pos) -> dict[str, np.ndarray]:
     if (~anchor).any():
         start["factor_free_loading"] = gamma[~anchor]
     return start
+
+
+def benchmark_centers(data: ModelData) -> np.ndarray:
+    """Each benchmark's centre ``c_b`` for :func:`_intercepts`: the mean data-driven
+    capability of its LLMs, rounded to a signed power of two (0 below 1/8 in size).
+
+    A power of two makes ``loading * c_b`` exact in floating point, so the intercept
+    recomputed from the sampler's variables (e.g. by ``pm.compute_log_likelihood``) is
+    bit for bit the stored one, however the products are fused.
+    """
+    theta = start_capability(data)
+    counts = np.bincount(data.benchmark_idx, minlength=len(data.coords["benchmark"]))
+    sums = np.bincount(data.benchmark_idx, weights=theta[data.llm_idx], minlength=len(counts))
+    mean = sums / np.maximum(counts, 1)
+    with np.errstate(divide="ignore"):
+        power = np.exp2(np.round(np.log2(np.abs(mean))))
+    return np.where(np.abs(mean) < 0.125, 0.0, np.sign(mean) * power)

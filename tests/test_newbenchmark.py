@@ -283,6 +283,10 @@ def test_command_refuses_bad_input(full_fit, run_file, tmp_path, capsys):
     assert main([*base, "--safety", "mine=alignment"]) == 2
     line = _error(capsys)
     assert "['other']" in line and "not declared" in line
+    # A misspelt paper area is refused naming the score file's header and the column.
+    assert main([*base, "--safety", "mine=aligment", "other=bias"]) == 2
+    line = _error(capsys)
+    assert f"{csv}, line 1, column 'mine'" in line and "nearly the paper's area 'alignment'" in line
     assert main([*base, "--safety", "mine=alignment", "other=bias", "--strict-names"]) == 2
     line = _error(capsys)
     assert "no-such-llm" in line and f"line {len(names) + 2}" in line

@@ -36,6 +36,8 @@ from safetywash.cli.common import (
     command_parser,
 )
 from safetywash.cli.paths import add_run_argument, input_file, output_file, write_json
+from safetywash.cli.values import key_value
+from safetywash.data.declare import Declarations
 from safetywash.data.llmnames import describe_matches
 from safetywash.data.readers import LLM_META_COLUMNS, read_wide_csv
 from safetywash.data.study import BenchmarkStudy
@@ -61,7 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="catalog of the new benchmarks (key, role, area, direction, ...)",
     )  # fmt: skip
     parser.add_argument(
-        "--safety", nargs="+", default=[], metavar="COL=AREA",
+        "--safety", nargs="+", default=[], type=key_value("COL=AREA"), metavar="COL=AREA",
         help="without --metadata: declare every column as a safety benchmark of AREA",
     )  # fmt: skip
     parser.add_argument(
@@ -97,17 +99,14 @@ def declared_areas(args: argparse.Namespace) -> dict[str, str]:
             "the new benchmarks are not described: give --metadata META.csv or "
             "--safety COL=AREA for each column"
         )
-    areas = {}
-    for item in args.safety:
-        column, sep, area = item.partition("=")
-        if not sep or not column.strip() or not area.strip():
-            raise UsageError(f"--safety: expected COL=AREA, got {item!r}")
-        areas[column.strip()] = area.strip()
-    return areas
+    return dict(args.safety)
 
 
-def flag_catalog(columns: list[str], areas: dict[str, str], lower: list[str]) -> pd.DataFrame:
-    """The catalog that ``--safety COL=AREA`` and ``--lower-is-better COL`` declare."""
+def flag_catalog(
+    columns: list[str], areas: dict[str, str], lower: list[str], *, source: str
+) -> pd.DataFrame:
+    """The catalog that ``--safety COL=AREA`` and ``--lower-is-better COL`` declare: every
+    column of the score file a safety benchmark (:meth:`Declarations.catalog`)."""
     unknown = [c for c in [*areas, *lower] if c not in columns]
     if unknown:
         raise UsageError(f"--safety/--lower-is-better: no column {unknown} in the score file")
@@ -117,11 +116,7 @@ def flag_catalog(columns: list[str], areas: dict[str, str], lower: list[str]) ->
             f"column(s) {undeclared} of the score file are not declared: give --safety "
             "COL=AREA for each new benchmark, or --metadata META.csv"
         )
-    rows = [
-        {"key": c, "role": "safety", "area": a, "direction": "lower" if c in lower else "higher"}
-        for c, a in areas.items()
-    ]
-    return pd.DataFrame(rows)
+    return Declarations(safety=areas, lower_is_better=tuple(lower)).catalog(source)
 
 
 def read_new_benchmarks(
@@ -133,7 +128,7 @@ def read_new_benchmarks(
     metadata = args.metadata
     if metadata is None:
         columns = [c for c in table.columns if c not in (*names, "line")]
-        metadata = flag_catalog(columns, areas, args.lower_is_better)
+        metadata = flag_catalog(columns, areas, args.lower_is_better, source=str(args.scores))
     study = read_wide_csv(args.scores, metadata, llm_column=args.llm_column, encoding=args.encoding)
     line_of = dict(zip(table[args.llm_column].astype(str), table["line"], strict=True))
     return study, [int(line_of[str(n)]) for n in study.llms.index]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import arviz as az
 import xarray as xr
 
-#: Default probability mass of credible intervals.
 #: The dimensions a posterior's draws run along (ArviZ's ``sample_dims``).
 SAMPLE_DIMS = ("chain", "draw")
+#: Default probability mass of credible intervals.
 CI_PROB = 0.94
 #: Default kind: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed).
 CI_KIND = "hdi"

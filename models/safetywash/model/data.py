@@ -356,8 +356,9 @@ def _factor_start(data: ModelData, theta, slopes, pos) -> dict[str, np.ndarray]:
 
 
 def benchmark_centers(data: ModelData) -> np.ndarray:
-    """Each benchmark's centre ``c_b`` for :func:`_intercepts`: the mean data-driven
-    capability of its LLMs, rounded to a signed power of two (0 below 1/8 in size).
+    """Each benchmark's centre ``c_b`` for the model's intercepts (sampled as the cell
+    mean there, see :mod:`safetywash.model.build`): the mean data-driven capability of its
+    LLMs, rounded to a signed power of two (0 below 1/8 in size).
 
     A power of two makes ``loading * c_b`` exact in floating point, so the intercept
     recomputed from the sampler's variables (e.g. by ``pm.compute_log_likelihood``) is

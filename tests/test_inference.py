@@ -58,6 +58,8 @@ from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.build import SAMPLER_SPACE_VARIABLES
 from safetywash.model.config import ModelConfig
+from safetywash.model.data import prepare_data
+from safetywash.model.pooling import pooling, whitening
 from safetywash.model.simulate import simulate
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -195,20 +197,27 @@ def test_fit_has_the_documented_structure(random_fit):
 
 
 def test_posterior_holds_interpretable_variables_only(random_fit):
-    _, _, dt = random_fit
+    study, _, dt = random_fit
     post = _posterior(dt)
     moved = set(SAMPLER_SPACE_VARIABLES) & set(dt[UNCONSTRAINED_GROUP].data_vars)
-    assert "capability_z" in moved and "log_specific_sd" in moved
+    assert "capability_z" in moved and "log_specific_sd_wz" in moved
     assert not set(SAMPLER_SPACE_VARIABLES) & set(post.data_vars)
     assert "capability_basis" not in post.dims
     table = az.summary(dt)
     names = {str(i).split("[")[0] for i in table.index}
     assert {"rho", "loading", "capability", "residual_sd", "intercept", "specific_sd"} <= names
     assert not names & set(SAMPLER_SPACE_VARIABLES)
-    # The moved log-scale copy is the log of what stays.
-    np.testing.assert_allclose(
-        np.exp(dt[UNCONSTRAINED_GROUP]["log_specific_sd"].values), post["specific_sd"].values
+    # The moved whitened coordinates give what stays: log specific SD = centre + scale * z,
+    # centre and scale from the pooled mean and spread and each benchmark's estimate.
+    pool = pooling(prepare_data(study))
+    centre, scale = whitening(
+        post["residual_log_mean"].values[..., None],
+        post["residual_log_sd"].values[..., None],
+        np.array(pool.residual_estimates),
+        np.array(pool.residual_errors),
     )
+    z = dt[UNCONSTRAINED_GROUP]["log_specific_sd_wz"].values
+    np.testing.assert_allclose(np.exp(centre + scale * z), post["specific_sd"].values, rtol=1e-6)
     # The verdict is computed on what stays in posterior.
     stored = diagnostics_of(dt)
     assert stored == fit_diagnostics(dt)

@@ -303,7 +303,9 @@ def test_auto_pooling_follows_how_informative_each_group_is():
     assert not pool.capability and pool.safety and not pool.area
     # Not centred: whitened by every member's own estimate and error.
     assert len(pool.capability_estimates) == len(pool.capability_errors) == 16
-    forced = ModelConfig(capability_loadings="centered", safety_loadings="noncentered")
+    forced = ModelConfig(
+        capability_loadings="centered", safety_loadings="noncentered", residuals="centered"
+    )
     assert pooling(data, forced) == Pooling(capability=True, safety=False)
     names = build_model(study).named_vars
     assert "capability_loading_wz" in names and "capability_loading_log" not in names

@@ -287,6 +287,10 @@ def test_command_refuses_bad_input(full_fit, run_file, tmp_path, capsys):
     assert main([*base, "--safety", "mine=aligment", "other=bias"]) == 2
     line = _error(capsys)
     assert f"{csv}, line 1, column 'mine'" in line and "nearly the paper's area 'alignment'" in line
+    # A column given two areas is refused, not settled by the last one.
+    assert main([*base, "--safety", "mine=alignment", "other=bias", "mine=bias"]) == 2
+    line = _error(capsys)
+    assert "argument --safety: 'mine' is given twice (alignment, bias)" in line
     assert main([*base, "--safety", "mine=alignment", "other=bias", "--strict-names"]) == 2
     line = _error(capsys)
     assert "no-such-llm" in line and f"line {len(names) + 2}" in line

@@ -147,11 +147,19 @@ def test_quick_declarations_without_metadata(tmp_path, fitted):
         ),
         (["--llm-meta", "family"], ["expected KEY=COLUMN"]),
         (
+            ["--llm-meta", "family=Model Family", "family=Model Size (B)"],
+            ["argument --llm-meta: 'family' is given twice"],
+        ),
+        (
             [
                 *("--llm-meta", "family=Model Family", "params=Model Size (B)"),
                 *("--capability", "cap1", "cap2", "--safety", "harm=misuse", "cap1=bias"),
             ],
             ["column 'cap1'", "declared twice"],
+        ),
+        (
+            ["--capability", "cap1", "cap2", "--safety", "harm=misuse", "harm=bias"],
+            ["argument --safety: 'harm' is given twice (misuse, bias)"],
         ),
         (
             [

@@ -104,8 +104,9 @@ def test_structure_key_ignores_scores_but_not_design_or_config(cells):
     assert structure_key(b, other) != structure_key(b, FIXED_POOLING)
 
 
-# Capability loadings whitened, by estimates and errors read off each study's scores.
-WHITENED = ModelConfig(safety_loadings="centered", residuals="centered")
+# Capability loadings and log specific SDs whitened, by estimates and errors read off each
+# study's scores.
+WHITENED = ModelConfig(safety_loadings="centered")
 
 
 @pytest.mark.parametrize("config", [FIXED_POOLING, WHITENED], ids=["fixed", "whitened"])
@@ -121,6 +122,8 @@ def test_a_reused_compiled_model_gives_the_draws_of_a_fresh_compile(cells, confi
         one, two = pooling(first, config), pooling(second, config)
         assert one.capability_errors and two.capability_errors
         assert not np.allclose(one.capability_estimates, two.capability_estimates)
+        assert one.residual_errors and two.residual_errors
+        assert not np.allclose(one.residual_estimates, two.residual_estimates)
     cache = ModelCache()
     kwargs = {"progressbar": False, "log_likelihood": False}
     fit(first.study, config, settings, data=first, cache=cache, **kwargs)

@@ -7,20 +7,18 @@ import pytest
 
 from fit_trees import BAD_DIAGNOSTICS, GOOD_DIAGNOSTICS, simulated_fit_tree
 from safetywash.analysis import retry as retry_module
-from safetywash.analysis import troubles as troubles_module
 from safetywash.analysis.troubles import (
+    CAPABILITY_SPACE,
     FEW_OBSERVATIONS,
     RETRY_FLAGS,
     fit_troubles,
-    slow_residual_spread,
+    slowest_among,
     suggested_flags,
 )
 from safetywash.cli import fit as fit_command
 from safetywash.cli.app import main
 from safetywash.inference.diagnostics import Diagnostics
-from safetywash.inference.fitfile import FitInfo, cell_index, fit_info, study_from_fit
-from safetywash.model.data import prepare_data
-from safetywash.model.pooling import pooling
+from safetywash.inference.fitfile import FitInfo, cell_index, fit_info
 
 
 def _subjects(troubles):
@@ -84,46 +82,6 @@ def test_retry_integrates_capability_out_next_to_a_near_perfect_benchmark():
     assert flags == RETRY_FLAGS and config.capability == "auto"
 
 
-#: The residual spread mixed slowest: R-hat and bulk ESS fail there, no divergence.
-SLOW_RESIDUAL_SPREAD = Diagnostics(
-    1.03, "residual_log_sd", 150.0, "residual_log_sd", 420.0, "rho", 0, 60
-)
-
-
-def test_retry_samples_centred_residual_sds_non_centred_when_their_spread_mixed_slowest(
-    monkeypatch,
-):
-    from safetywash.inference.settings import SamplerSettings
-
-    dt = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
-    assert slow_residual_spread(SLOW_RESIDUAL_SPREAD)
-    # The form the fit used is what the default config's pooling reads off its study.
-    config = fit_info(dt).model_config
-    used = troubles_module.residuals_centred(config, dt)
-    assert used == pooling(prepare_data(study_from_fit(dt))).residual
-    for centred in (True, False):
-        monkeypatch.setattr(troubles_module, "residuals_centred", lambda *a, c=centred: c)
-        flags, config, _ = retry_module.retry_plan(dt, SamplerSettings())
-        if centred:  # the form chosen from an overstated spread: retried non-centred
-            assert flags == {**RETRY_FLAGS, "--residuals": "noncentered"}
-            assert config.residuals == "noncentered"
-        else:  # non-centred already: a plain retry
-            assert flags == RETRY_FLAGS and config.residuals == "auto"
-    # A form the user chose is kept; the slowest variable elsewhere changes nothing.
-    monkeypatch.setattr(troubles_module, "residuals_centred", lambda *a: True)
-    fixed = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
-    chosen = json.loads(fixed.attrs["model_config"]) | {"residuals": "centered"}
-    fixed.attrs["model_config"] = json.dumps(chosen)
-    flags, config, _ = retry_module.retry_plan(fixed, SamplerSettings())
-    assert flags == RETRY_FLAGS and config.residuals == "centered"
-    elsewhere = Diagnostics(1.03, "intercept", 150.0, "intercept", 420.0, "intercept", 0, 60)
-    assert not slow_residual_spread(elsewhere) and not slow_residual_spread(GOOD_DIAGNOSTICS)
-    flags, _, _ = retry_module.retry_plan(
-        simulated_fit_tree(diagnostics=elsewhere), SamplerSettings()
-    )
-    assert flags == RETRY_FLAGS
-
-
 #: Capability and rho mixed slowest: R-hat and ESS fail there, no divergence.
 SLOW_CAPABILITY = Diagnostics(1.03, "rho", 150.0, "rho", 380.0, "capability", 0, 60)
 
@@ -158,15 +116,28 @@ def test_retry_integrates_capability_out_when_sampled_capabilities_mixed_slowest
     assert not [t for t in fit_troubles(mixed) if t.kind == "capability_space"]
 
 
-def test_verdict_names_a_slow_centred_residual_spread(monkeypatch):
-    dt = simulated_fit_tree(diagnostics=SLOW_RESIDUAL_SPREAD)
-    for centred in (True, False):
-        monkeypatch.setattr(troubles_module, "residuals_centred", lambda *a, c=centred: c)
-        found = [t for t in fit_troubles(dt) if t.kind == "residual_spread"]
-        assert len(found) == int(centred)
-        if centred:
-            assert found[0].flags["--residuals"] == "noncentered"
-            assert found[0].subject == "residual_log_sd"
+def test_divergences_alone_read_the_slowest_variables():
+    """A fit that failed on divergences alone (R-hat and ESS pass) is retried with
+    capability integrated out when capability and rho still mixed slowest, else plainly."""
+    from safetywash.inference.settings import SamplerSettings
+
+    passing = Diagnostics(1.008, "capability", 414.0, "rho", 747.0, "capability", 4, 60)
+    assert not passing.trustworthy
+    dt = simulated_fit_tree(diagnostics=passing)
+    dt.attrs["capability_mode"] = "sampled"
+    assert slowest_among(passing, CAPABILITY_SPACE)
+    assert [t.kind for t in fit_troubles(dt)].count("capability_space") == 1
+    flags, config, _ = retry_module.retry_plan(dt, SamplerSettings())
+    assert flags == {**RETRY_FLAGS, "--capability-mode": "marginal", "--draws": "2000"}
+    assert config.capability == "marginal"
+    # Failing figures still decide when there are any: R-hat fails on the intercepts.
+    failing = Diagnostics(1.03, "intercept", 414.0, "rho", 747.0, "capability", 4, 60)
+    assert not slowest_among(failing, CAPABILITY_SPACE)
+    elsewhere = Diagnostics(1.008, "intercept", 414.0, "loading", 747.0, "intercept", 4, 60)
+    assert not slowest_among(elsewhere, CAPABILITY_SPACE)
+    plain = simulated_fit_tree(diagnostics=elsewhere)
+    plain.attrs["capability_mode"] = "sampled"
+    assert retry_module.retry_plan(plain, SamplerSettings())[0] == RETRY_FLAGS
 
 
 def test_thin_areas_and_few_observations():
@@ -249,23 +220,20 @@ def test_fit_retries_once_at_defaults_and_records_it(monkeypatch, tmp_path, caps
     assert verdict.startswith("TRUSTED") and "Retried once" in verdict
 
 
-def test_fit_retries_a_slow_centred_residual_spread_non_centred(monkeypatch, tmp_path, capsys):
+def test_a_residual_form_given_on_the_command_line_is_kept_on_the_retry(monkeypatch, tmp_path):
     configs = []
 
     def fake_fit(study, config, settings, **kwargs):
         configs.append(config)
-        dt = _tree_with(SLOW_RESIDUAL_SPREAD if len(configs) % 2 else GOOD_DIAGNOSTICS)
+        dt = _tree_with(BAD_DIAGNOSTICS if len(configs) % 2 else GOOD_DIAGNOSTICS)
         dt.attrs["model_config"] = config.to_json()  # as a fit records the config it used
         return dt
 
     monkeypatch.setattr(retry_module, "fit", fake_fit)
-    monkeypatch.setattr(troubles_module, "residuals_centred", lambda *a: True)
     monkeypatch.setattr(fit_command, "study_from_args", lambda *a, **k: _study())
     monkeypatch.setattr(fit_command, "store_paper_baseline", lambda dt, study: dt)
     assert main(["fit", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
-    assert [c.residuals for c in configs] == ["auto", "noncentered"]
-    assert "--residuals noncentered" in capsys.readouterr().out
-    # A form given on the command line reaches the model and is kept on the retry.
+    assert [c.residuals for c in configs] == ["auto", "auto"]
     configs.clear()
     argv = ["fit", "--out", str(tmp_path / "run2"), "--no-progress", "--residuals", "centered"]
     assert main(argv) == 0

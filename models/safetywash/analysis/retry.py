@@ -4,9 +4,8 @@ What ``safetywash fit`` does at its defaults, and what the trust suite measures.
 takes longer tuning and a higher target acceptance (:data:`RETRY_FLAGS`, for geometry that
 needs smaller steps). For a sampled-capability fit with a benchmark treated as an almost
 perfect measure of capability, or whose capabilities (and so every rho) mixed slowest
-(:mod:`safetywash.analysis.troubles`), it integrates capability out; when the pooled
-residual SDs, centred, mixed slowest it samples them non-centred (``--residuals
-noncentered``); with capability integrated out it also doubles the draws. The first
+(:mod:`safetywash.analysis.troubles`), it integrates capability out; with capability
+integrated out it also doubles the draws. The first
 attempt's diagnostics and the flags of the retry are recorded in the fit's attrs
 (``retried_after``).
 """
@@ -20,10 +19,8 @@ from dataclasses import replace
 import xarray as xr
 
 from safetywash.analysis.troubles import (
-    RESIDUAL_SWITCH,
     RETRY_FLAGS,
     capability_out,
-    centred_residuals_slow,
     fit_troubles,
 )
 from safetywash.data.study import BenchmarkStudy
@@ -31,7 +28,6 @@ from safetywash.inference.fitfile import diagnostics_of, fit_info
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
-from safetywash.model.data import ModelData
 
 #: Root attr of a retried fit: the first attempt's diagnostics and the retry's flags.
 RETRIED_ATTR = "retried_after"
@@ -40,10 +36,9 @@ MARGINAL_RETRY_DRAW_FACTOR = 2
 
 
 def retry_plan(
-    first: xr.DataTree, settings: SamplerSettings, data: ModelData | None = None
+    first: xr.DataTree, settings: SamplerSettings
 ) -> tuple[dict[str, str], ModelConfig, SamplerSettings]:
-    """The flags, config and settings of the retry after an untrusted ``first`` attempt
-    (``data``: what it was fitted to, when not its study prepared as ``fit`` does)."""
+    """The flags, config and settings of the retry after an untrusted ``first`` attempt."""
     info = fit_info(first)
     config = info.model_config
     flags = dict(RETRY_FLAGS)
@@ -51,9 +46,6 @@ def retry_plan(
     if sampled and not config.factors and capability_out(fit_troubles(first)):
         flags["--capability-mode"] = "marginal"
         config = replace(config, capability="marginal")
-    if centred_residuals_slow(first, data):
-        flags.update(RESIDUAL_SWITCH)
-        config = replace(config, residuals=RESIDUAL_SWITCH["--residuals"])
     if info.capability_mode == "marginal" or config.capability == "marginal":
         # Capability integrated out: no per-LLM coordinates, so draws are cheap, and what
         # is left after a retry is a slowly mixing spread (R-hat 1.011-1.014, bulk ESS
@@ -105,7 +97,7 @@ def fit_with_retry(
     at_defaults = (settings.tune, settings.target_accept) == (defaults.tune, defaults.target_accept)
     if first.trustworthy or not retry or not at_defaults:
         return dt
-    flags, config, settings = retry_plan(dt, settings, fit_kwargs.get("data"))
+    flags, config, settings = retry_plan(dt, settings)
     if announce is not None:
         text = " ".join(f"{k} {v}" for k, v in flags.items())
         announce(

@@ -23,10 +23,7 @@ from safetywash.inference.fitfile import (
     diagnostics_of,
     fit_info,
     fitted_transform,
-    study_from_fit,
 )
-from safetywash.model.data import ModelData, prepare_data
-from safetywash.model.pooling import pooling
 
 #: |rho| median at or above which a benchmark is an almost perfect capability measure.
 HEYWOOD_RHO = 0.97
@@ -37,18 +34,11 @@ CROWDED_SHARE = 0.25
 BOUND_BAND = 0.05
 #: Sampler settings of the retry for geometry problems.
 RETRY_FLAGS = {"--tune": "2000", "--target-accept": "0.99"}
-#: The pooled residual SDs' variables: when the slowest-mixing variable is one of them, the
-#: parameterisation of the log residual SDs is the likely cause (:func:`slow_residual_spread`).
-RESIDUAL_SPREAD = ("residual_log_sd", "residual_log_mean", "specific_sd", "residual_sd")
 #: Variables whose slow mixing in a sampled fit points at the per-LLM capabilities: the
 #: chains of a sparse table can hold capability in different places, which moves every
 #: benchmark's rho together (sparse SBC rounds: R-hat 1.013-1.033 on rho after a plain
 #: retry, trusted with capability integrated out), see :func:`_slow_capability`.
 CAPABILITY_SPACE = ("rho", "capability")
-#: Their remedy when they were centred. Only this way: the spread a centred group was chosen
-#: for is overstated when capability is poorly measured; a non-centred group retried centred
-#: did worse (sparse SBC seed 152).
-RESIDUAL_SWITCH = {"--residuals": "noncentered"}
 
 
 @dataclass(frozen=True)
@@ -67,8 +57,7 @@ class Trouble:
         What to do when no flag addresses it (empty otherwise).
     kind : str
         ``"near_perfect"`` for a benchmark treated as an almost perfect capability measure,
-        ``"capability_space"`` for sampled capabilities that mixed slowest,
-        ``"residual_spread"`` for the residual SDs' parameterisation, else empty.
+        ``"capability_space"`` for sampled capabilities that mixed slowest, else empty.
     """
 
     subject: str
@@ -105,19 +94,13 @@ def fit_troubles(dt: xr.DataTree) -> list[Trouble]:
     counts = pd.Series(np.bincount(bench_idx, minlength=len(table)), index=table.index)
     found = _heywood(dt, table) + _thin(table, counts) + _crowded(dt, table, bench_idx)
     found += _slow_capability(dt, diagnostics, found)
-    if centred_residuals_slow(dt):
-        found.append(_residual_spread(diagnostics))
     found.append(_sampler(diagnostics))
     return found
 
 
-def slow_residual_spread(diagnostics: Diagnostics) -> bool:
-    """Whether a variable of the pooled residual SDs is the one whose R-hat or ESS failed."""
-    return slowest_among(diagnostics, RESIDUAL_SPREAD)
-
-
 def slowest_among(diagnostics: Diagnostics, names) -> bool:
-    """Whether one of ``names`` is a variable whose R-hat or ESS failed."""
+    """Whether one of ``names`` is a variable whose R-hat or ESS failed, or, in a fit that
+    failed on divergences alone, a variable with the worst R-hat or ESS."""
     slow = []
     if diagnostics.max_rhat > MAX_RHAT:
         slow.append(diagnostics.worst_rhat)
@@ -125,37 +108,12 @@ def slowest_among(diagnostics: Diagnostics, names) -> bool:
         slow.append(diagnostics.worst_ess_bulk)
     if diagnostics.min_ess_tail < MIN_ESS:
         slow.append(diagnostics.worst_ess_tail)
+    if not slow:
+        # Divergences alone: the slowest variables still say where the geometry is hard
+        # (sparse SBC seed 198: 4 divergences, worst R-hat on capability; retried with
+        # smaller steps, R-hat 1.013 on rho).
+        slow = [diagnostics.worst_rhat, diagnostics.worst_ess_bulk, diagnostics.worst_ess_tail]
     return any(name in names for name in slow)
-
-
-def centred_residuals_slow(dt: xr.DataTree, data: ModelData | None = None) -> bool:
-    """Whether a fit left the residual SDs' form to ``"auto"``, sampled them centred, and
-    mixed slowest there (:func:`slow_residual_spread`): the case for
-    :data:`RESIDUAL_SWITCH`. ``data``: the prepared data it was fitted to, when not the
-    fit's own study prepared as ``fit`` prepares it."""
-    config = fit_info(dt).model_config
-    if config.residuals != "auto" or not slow_residual_spread(diagnostics_of(dt)):
-        return False
-    return residuals_centred(config, dt, data)
-
-
-def residuals_centred(config, dt: xr.DataTree, data: ModelData | None = None) -> bool:
-    """Whether ``pooling`` centred the log residual SDs of a fit made with ``config``."""
-    data = prepare_data(study_from_fit(dt), config) if data is None else data
-    return pooling(data, config).residual
-
-
-def _residual_spread(diagnostics: Diagnostics) -> Trouble:
-    return Trouble(
-        subject=diagnostics.worst_rhat
-        if diagnostics.worst_rhat in RESIDUAL_SPREAD
-        else diagnostics.worst_ess_bulk,
-        problem="the pooled residual SDs mix slowly in their centred form, chosen from "
-        "least-squares residuals (which overstate how far they spread when capability "
-        "is poorly measured, as in sparse tables)",
-        flags={**RESIDUAL_SWITCH, **RETRY_FLAGS},
-        kind="residual_spread",
-    )
 
 
 def suggested_flags(troubles: list[Trouble]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from safetywash.analysis.intervals import CI_KIND, CI_KINDS
 from safetywash.cli.values import (
     MAX_SEED,
+    UniqueKeys,
     UsageError,
     check_names,
     closest,
@@ -269,8 +270,9 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--llm-meta",
         nargs="+",
-        default=[],
+        default={},
         type=key_value("KEY=COLUMN"),
+        action=UniqueKeys,
         metavar="KEY=COLUMN",
         help='per-LLM columns, e.g. family="Model Family" params="Model Size (B)" flop=FLOP '
         "(keys: display_name, population, family, params, flop)",
@@ -281,8 +283,9 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--safety",
         nargs="+",
-        default=[],
+        default={},
         type=key_value("COL=AREA"),
+        action=UniqueKeys,
         metavar="COL=AREA",
         help="safety benchmark columns with their area (a paper area or a new one)",
     )

@@ -113,7 +113,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         choices=PARAMETERISATIONS,
         default="auto",
         help="sample the benchmarks' log residual SDs centred on their pooled mean or "
-        "non-centred; auto (default): read off how far their least-squares estimates spread",
+        "non-centred; auto (default): each whitened by its own least-squares estimate",
     )
     add_tau_argument(parser, DEFAULT_TAU)
     add_ci_prob_argument(parser, CI_PROB, "credible interval")

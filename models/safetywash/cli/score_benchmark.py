@@ -36,7 +36,7 @@ from safetywash.cli.common import (
     command_parser,
 )
 from safetywash.cli.paths import add_run_argument, input_file, output_file, write_json
-from safetywash.cli.values import key_value
+from safetywash.cli.values import UniqueKeys, key_value
 from safetywash.data.declare import Declarations
 from safetywash.data.llmnames import describe_matches
 from safetywash.data.readers import LLM_META_COLUMNS, read_wide_csv
@@ -63,7 +63,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="catalog of the new benchmarks (key, role, area, direction, ...)",
     )  # fmt: skip
     parser.add_argument(
-        "--safety", nargs="+", default=[], type=key_value("COL=AREA"), metavar="COL=AREA",
+        "--safety", nargs="+", default={}, type=key_value("COL=AREA"),
+        action=UniqueKeys, metavar="COL=AREA",
         help="without --metadata: declare every column as a safety benchmark of AREA",
     )  # fmt: skip
     parser.add_argument(

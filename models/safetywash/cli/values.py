@@ -123,6 +123,21 @@ def key_value(form: str) -> Callable[[str], tuple[str, str]]:
     return parse
 
 
+class UniqueKeys(argparse.Action):
+    """Stores ``KEY=VALUE`` arguments (``nargs="+"``, ``type=key_value(...)``) as a dict and
+    refuses a key given twice (a dict would keep the last value silently)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        pairs = dict(getattr(namespace, self.dest) or {})
+        for key, value in values:
+            if key in pairs:
+                raise argparse.ArgumentError(
+                    self, f"{key!r} is given twice ({pairs[key]}, {value}): give it once"
+                )
+            pairs[key] = value
+        setattr(namespace, self.dest, pairs)
+
+
 def encoding_name(text: str) -> str:
     """An argparse ``type``: a text encoding Python knows (``utf-8``, ``latin-1``, ...)."""
     try:

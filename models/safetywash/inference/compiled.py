@@ -19,15 +19,15 @@ import threading
 import numpy as np
 import pymc as pm
 
-from safetywash.model.build import (
-    BENCHMARK_CENTERS,
-    CAPABILITY_ERRORS,
-    CAPABILITY_ESTIMATES,
-    OBSERVED_SCORES,
-    build_model_from_data,
-)
+from safetywash.model.build import BENCHMARK_CENTERS, OBSERVED_SCORES, build_model_from_data
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData, benchmark_centers
+from safetywash.model.hierarchy import (
+    CAPABILITY_ERRORS,
+    CAPABILITY_ESTIMATES,
+    RESIDUAL_ERRORS,
+    RESIDUAL_ESTIMATES,
+)
 from safetywash.model.pooling import pooling, resolved_config
 
 
@@ -69,6 +69,9 @@ def data_containers(data: ModelData, config: ModelConfig | None = None) -> dict[
     if pool.capability_estimates:
         values[CAPABILITY_ESTIMATES] = np.asarray(pool.capability_estimates)
         values[CAPABILITY_ERRORS] = np.asarray(pool.capability_errors)
+    if pool.residual_estimates:
+        values[RESIDUAL_ESTIMATES] = np.asarray(pool.residual_estimates)
+        values[RESIDUAL_ERRORS] = np.asarray(pool.residual_errors)
     return values
 
 

@@ -31,19 +31,14 @@ import pytensor.tensor as pt
 from safetywash.data.study import BenchmarkStudy
 from safetywash.model.config import ModelConfig, Priors
 from safetywash.model.data import ModelData, benchmark_centers, prepare_data, zero_sum_by_group
+from safetywash.model.hierarchy import loadings, residuals
 from safetywash.model.likelihood import (
     capability_correlation,
     cell_mean,
     cell_sd,
     marginal_loglik_by_llm,
-    residual_sd,
 )
-from safetywash.model.pooling import (
-    Pooling,
-    capability_mode,
-    pooling,
-    whitening,
-)
+from safetywash.model.pooling import capability_mode, pooling
 
 #: The ``pm.Data`` container of the model-scale scores of the observed cells.
 OBSERVED_SCORES = "observed_score"
@@ -51,12 +46,6 @@ OBSERVED_SCORES = "observed_score"
 #: (:func:`~safetywash.model.data.benchmark_centers`): read off the scores, so a compiled
 #: model refitted to new scores gets them too.
 BENCHMARK_CENTERS = "benchmark_center"
-#: The ``pm.Data`` containers of the whitened capability loadings' least-squares log
-#: loadings and standard errors (:func:`~safetywash.model.pooling.whitening`), read off the
-#: scores.
-CAPABILITY_ESTIMATES = "capability_loading_estimate"
-CAPABILITY_ERRORS = "capability_loading_error"
-
 #: Variables in the sampler's coordinates: standardised offsets, log-scale copies of
 #: ``loading`` and ``residual_sd``, and the pieces of ``factor_loading`` and
 #: ``area_loading_mean``. Fits keep them out
@@ -76,6 +65,7 @@ SAMPLER_SPACE_VARIABLES = (
     "safety_loading_mean_z",
     "log_specific_sd",
     "log_specific_sd_z",
+    "log_specific_sd_wz",
     "intercept_at_center",
     "area_factor_z",
     "factor_anchor_loading",
@@ -119,8 +109,8 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         pop_mean, pop_sd = _population(priors, len(data.populations))
         theta = None if marginal else _capability(data, pop_mean, pop_sd, pop_idx)
         pool = pooling(data, config)
-        loading = _loadings(data, pool, priors)
-        sigma = _residuals(data, priors, pool)
+        loading = loadings(data, pool, priors)
+        sigma = residuals(data, priors, pool)
         intercept = _intercepts(data, priors, loading)
 
         if marginal:
@@ -189,152 +179,6 @@ def _capability(data: ModelData, pop_mean, pop_sd, pop_idx):
     z = z / pt.sqrt(sq / counts + 1e-12)[pop_idx]
     theta = pop_mean[pop_idx] + pop_sd[pop_idx] * z
     return pm.Deterministic("capability", theta, dims="llm")
-
-
-def _loadings(data: ModelData, pool: Pooling, priors: Priors):
-    """Capability loadings (positive, pooled on the log scale) and safety loadings (free in
-    sign, pooled within their area), as the ``loading`` of every benchmark."""
-    bench_pos = {k: i for i, k in enumerate(data.coords["benchmark"])}
-    cap_pos = np.array([bench_pos[k] for k in data.capability_keys], dtype=np.int64)
-    safe_pos = np.array([bench_pos[k] for k in data.safety_keys], dtype=np.int64)
-    cap_log_mean = pm.Normal(
-        "capability_loading_log_mean",
-        priors.capability_loading_log_mean_loc,
-        priors.capability_loading_log_mean_scale,
-    )
-    cap_log_sd = pm.Gamma(
-        "capability_loading_log_sd", alpha=2.0, beta=1.0 / priors.capability_loading_log_sd_scale
-    )
-    if pool.capability:
-        cap_log = pm.Normal(
-            "capability_loading_log", cap_log_mean, cap_log_sd, dims="capability_benchmark"
-        )
-    elif pool.capability_estimates:
-        cap_log = _whitened_capability_loadings(pool, cap_log_mean, cap_log_sd)
-    else:
-        u = pm.Normal("capability_loading_z", 0.0, 1.0, dims="capability_benchmark")
-        cap_log = cap_log_mean + cap_log_sd * u
-    loading = pt.zeros(len(bench_pos))
-    loading = pt.set_subtensor(loading[cap_pos], pt.exp(cap_log))
-    if data.safety_keys:
-        loading = pt.set_subtensor(loading[safe_pos], _safety_loadings(data, pool, priors))
-    return pm.Deterministic("loading", loading, dims="benchmark")
-
-
-def _whitened_capability_loadings(pool: Pooling, mean, sd):
-    """Log capability loadings ``~ Normal(mean, sd)``, sampled whitened (:func:`whitening`).
-
-    ``z`` is given the density of its log loading, ``Normal(x; mean, sd)`` times the
-    Jacobian ``scale``: a Normal(0, 1) variable whose own density a potential takes back out
-    (so the model is the centred one, and ``z`` keeps a proper distribution for its starts).
-    The estimates and errors are data containers, so a compiled model refitted to new
-    scores gets its own.
-    """
-    dims = "capability_benchmark"
-    estimate = pm.Data(CAPABILITY_ESTIMATES, np.asarray(pool.capability_estimates), dims=dims)
-    error = pm.Data(CAPABILITY_ERRORS, np.asarray(pool.capability_errors), dims=dims)
-    centre, scale = whitening(mean, sd, estimate, error)
-    z = pm.Normal("capability_loading_wz", 0.0, 1.0, dims=dims)
-    x = centre + scale * z
-    density = pm.logp(pm.Normal.dist(mean, sd), x) + pt.log(scale)
-    pm.Potential("capability_loading_whitening", (density - pm.logp(pm.Normal.dist(), z)).sum())
-    return x
-
-
-def _safety_loadings(data: ModelData, pool: Pooling, priors: Priors):
-    """Safety loadings, pooled within their areas, whose means are pooled across areas.
-
-    ``area_loading_mean ~ Normal(safety_loading_mean, area_loading_sd)`` and
-    ``safety_loading ~ Normal(area_loading_mean, safety_loading_sd)``. Centred loadings sit
-    around non-centred area means: there are at most eight safety areas, too few to pin
-    ``area_loading_sd`` away from 0 (centring the areas of five or more benchmarks put a
-    funnel at ``area_loading_sd`` near 0.03 on Safetywashing chat, divergences on 8 of 16
-    seeds). Non-centred loadings are written as each area's average and the deviations
-    from it, so that a thin area's between- and within-area parts do not trade off
-    (:func:`_area_rotation`).
-    """
-    spread = pm.Gamma("area_loading_sd", alpha=2.0, beta=1.0 / priors.area_loading_sd_scale)
-    safety_sd = pm.Gamma("safety_loading_sd", alpha=2.0, beta=1.0 / priors.safety_loading_sd_scale)
-    area_idx = data.safety_area_idx
-    top_scale = priors.safety_loading_mean_scale
-    top = None if pool.area else pm.Normal("safety_loading_mean", 0.0, top_scale)
-    if pool.safety:
-        z = pm.Normal("area_loading_z", 0.0, 1.0, dims="area")
-        area_mean = pm.Deterministic("area_loading_mean", top + spread * z, dims="area")
-        return pm.Normal("safety_loading", area_mean[area_idx], safety_sd, dims="safety_benchmark")
-    average, area_mean = _area_rotation(data, top, top_scale, spread, safety_sd)
-    pm.Deterministic("area_loading_mean", area_mean, dims="area")
-    loading = average[area_idx]
-    n_free = len(data.safety_keys) - len(data.areas)
-    if n_free:
-        w = pm.Normal("safety_loading_z", 0.0, 1.0, shape=n_free)
-        loading = loading + safety_sd * zero_sum_by_group(w, area_idx, len(data.areas), xp=pt)
-    return pm.Deterministic("safety_loading", loading, dims="safety_benchmark")
-
-
-def _area_rotation(data: ModelData, top, top_scale: float, spread, safety_sd):
-    """Each area's average safety loading and its mean.
-
-    With ``n`` benchmarks in an area, their average is ``top + r * u`` with
-    ``r = sqrt(spread**2 + safety_sd**2 / n)`` and ``u`` standard normal, and the area mean
-    is ``top + spread * (spread * u + safety_sd / sqrt(n) * v) / r``: an orthonormal
-    rotation of the area's standardised mean and mean within-area offset, so the pair has
-    exactly the hierarchical prior. ``v`` does not enter the likelihood (it carries the
-    area mean's own uncertainty given its benchmarks' average).
-
-    ``top`` None (centred averages, :func:`safetywash.model.pooling.pooling`): the averages
-    are sampled with ``top ~ Normal(0, top_scale)`` integrated out (jointly normal, the
-    covariance ``diag(r**2) + top_scale**2``), and ``top`` is then drawn from its
-    conditional normal given them, non-centred. The joint distribution is the same; but
-    with one or two areas, ``top`` sampled beside centred averages sat in a funnel with
-    ``r`` (Open LLM Leaderboard v1, one safety benchmark; Epoch, two areas of one: 1-2
-    divergences at the smallest spreads on half the seeds).
-    """
-    sizes = np.bincount(data.safety_area_idx, minlength=len(data.areas)).astype(float)
-    within = safety_sd / np.sqrt(sizes)
-    r = pt.sqrt(spread**2 + within**2)
-    if top is None:
-        cov = pt.diag(r**2) + top_scale**2
-        average = pm.MvNormal("area_loading_average", pt.zeros(len(sizes)), cov, dims="area")
-        precision = 1.0 / top_scale**2 + pt.sum(1.0 / r**2)
-        centre = pt.sum(average / r**2) / precision
-        t = pm.Normal("safety_loading_mean_z", 0.0, 1.0)
-        top = pm.Deterministic("safety_loading_mean", centre + t / pt.sqrt(precision))
-        u = (average - top) / r
-    else:
-        u = pm.Normal("area_loading_z", 0.0, 1.0, dims="area")
-        average = top + r * u
-    v = pm.Normal("area_loading_aux", 0.0, 1.0, dims="area")
-    return average, top + spread * (spread * u + within * v) / r
-
-
-def _residuals(data: ModelData, priors: Priors, pool: Pooling):
-    """Residual SDs of every benchmark.
-
-    The benchmark-specific SD is log-normal and pooled, centred or not as the data say
-    (``pool.residual``; non-centred when the log SDs may spread less than their own
-    uncertainty, where a centred group has a funnel). Where the score is a
-    proportion of a known number of items its measurement noise is known
-    (``ModelData.noise_variance``) and ``residual_sd = sqrt(noise_sd**2 + specific_sd**2)``:
-    a floor the residual cannot go below, so the benchmark cannot become a perfect measure
-    of capability (the Heywood case: ARC-Challenge on Open LLM Leaderboard v1 at residual SD
-    0.09 with a plain log-normal residual). Elsewhere there is no separate noise term: only
-    the sum of noise and specific variance is identified, so the residual is the specific
-    SD alone (which then includes any noise).
-    """
-    res_log_mean = pm.Normal(
-        "residual_log_mean", priors.residual_log_mean_loc, priors.residual_log_mean_scale
-    )
-    res_log_sd = pm.Gamma("residual_log_sd", alpha=2.0, beta=1.0 / priors.residual_log_sd_scale)
-    if pool.residual:
-        log_specific = pm.Normal("log_specific_sd", res_log_mean, res_log_sd, dims="benchmark")
-    else:
-        z = pm.Normal("log_specific_sd_z", 0.0, 1.0, dims="benchmark")
-        log_specific = res_log_mean + res_log_sd * z
-    specific = pm.Deterministic("specific_sd", pt.exp(log_specific), dims="benchmark")
-    noise = pt.as_tensor(np.sqrt(np.nan_to_num(data.noise_variance)))
-    sigma = pm.Deterministic("residual_sd", residual_sd(noise, specific, xp=pt), dims="benchmark")
-    return sigma
 
 
 def _intercepts(data: ModelData, priors: Priors, loading):

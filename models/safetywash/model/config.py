@@ -167,7 +167,9 @@ class ModelConfig:
         its own least-squares estimate and the group put it, so the more tightly its data
         pin it down against the group's current spread, the more it is centred
         (:func:`safetywash.model.pooling.whitening`); ``"noncentered"`` is plain
-        non-centred.
+        non-centred. The log specific SDs are whitened under ``"auto"`` whatever their
+        spread (their least-squares estimates overstate it when capability is poorly
+        measured, so a group-wide choice read off them misled sparse tables).
     prior_scale : float
         Multiplies the scales of the hyperpriors on loadings and residuals
         (:attr:`Priors.SCALED`; prior sensitivity: 0.5 narrower, 2 wider).

@@ -7,9 +7,10 @@ uncertainty of each member, so that its posterior reaches towards 0; non-centred
 ridge between ``sd`` and the offsets when the data pin every member far more tightly than
 the group spreads. Which one suits a group is read off the data
 (:func:`informativeness`): how far the members' least-squares estimates surely spread,
-over their typical standard error. A capability group that is not centred is whitened
-(:func:`whitening`): each member is sampled as its standardised offset from where its own
-least-squares estimate and the group put it, whatever the group's spread.
+over their typical standard error. A capability group that is not centred, and the log
+specific SDs, are whitened (:func:`whitening`): each member is sampled as its standardised
+offset from where its own least-squares estimate and the group put it, whatever the
+group's spread.
 """
 
 from __future__ import annotations
@@ -26,12 +27,6 @@ from safetywash.model.config import CENTER_FROM_INFORMATIVENESS, ModelConfig
 if TYPE_CHECKING:
     from safetywash.model.data import ModelData
 
-#: The log benchmark-specific SDs are centred from a lower informativeness than loadings:
-#: real tables sit just above 1 (Epoch's benchmark stitching 1.22: centred, R-hat 1.006 /
-#: 1.009 on seeds 0 / 1; non-centred 1.009 with bulk ESS 363 / R-hat 1.012; Safetywashing
-#: chat 1.33, centred on 16 of 16 seeds), while groups whose spread may be below their own
-#: uncertainty (small studies, SBC draws of a small spread) score near 0.
-RESIDUAL_CENTER_FROM = 1.0
 #: Slopes are floored here before taking logs (a capability benchmark's loading is positive).
 MIN_SLOPE = 0.05
 
@@ -57,19 +52,31 @@ class Pooling:
     capability: bool
     safety: bool
     area: bool = False
-    #: Centre the log benchmark-specific SDs (non-centred: ``log sd = mean + spread * z``).
+    #: Centre the log benchmark-specific SDs (``residuals="centered"``; else non-centred,
+    #: ``log sd = mean + spread * z``, or whitened under ``"auto"``).
     residual: bool = True
     #: With non-centred capability loadings (``"auto"`` only): every member's least-squares
     #: log loading and its standard error, by which it is whitened (:func:`whitening`);
     #: empty: plain non-centred.
     capability_estimates: tuple[float, ...] = ()
     capability_errors: tuple[float, ...] = ()
+    #: With residuals left to ``"auto"``: every benchmark's least-squares log specific SD
+    #: and its standard error (:func:`specific_estimates`), by which the log specific SDs
+    #: are whitened; empty: centred or plain non-centred as ``residual`` says.
+    residual_estimates: tuple[float, ...] = ()
+    residual_errors: tuple[float, ...] = ()
 
     def structure(self) -> str:
         """What a built model's graph depends on: everything but the values of the
-        capability estimates and errors (data containers)."""
-        whitened = bool(self.capability_estimates)
-        plain = replace(self, capability_estimates=(), capability_errors=())
+        whitening estimates and errors (data containers)."""
+        whitened = (bool(self.capability_estimates), bool(self.residual_estimates))
+        plain = replace(
+            self,
+            capability_estimates=(),
+            capability_errors=(),
+            residual_estimates=(),
+            residual_errors=(),
+        )
         return f"{plain!r} whitened={whitened}"
 
 
@@ -113,14 +120,22 @@ def loading_estimates(data: ModelData, theta: np.ndarray) -> tuple[np.ndarray, n
     return slope, se
 
 
-def residual_estimates(data: ModelData, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Log residual SD of every benchmark around its least-squares line on a capability
-    estimate, and its standard error ``1 / sqrt(2 (n - 2))`` (infinite under 3 scores)."""
+def specific_estimates(data: ModelData, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log benchmark-specific SD of every benchmark (its least-squares residual variance
+    less any known measurement noise) and its standard error, clipped to
+    :data:`WHITENING_ERRORS` (the largest where the residual is no larger than the noise,
+    or the benchmark has under 3 scores)."""
     _, _, resid, n = _least_squares(data, theta)
-    fitted = n > 2
-    log_sd = 0.5 * np.log(np.clip(resid, 1e-6, None))
-    se = np.where(fitted, 1.0 / np.sqrt(2.0 * np.clip(n - 2, 1, None)), np.inf)
-    return np.where(fitted, log_sd, 0.0), se
+    noise = np.nan_to_num(np.asarray(data.noise_variance, dtype=float))
+    if noise.shape != resid.shape:
+        noise = np.zeros_like(resid)
+    specific = resid - noise
+    usable = (n > 2) & (specific > 0)
+    # Delta method: d log sqrt(resid - noise) = d log sqrt(resid) * resid / (resid - noise).
+    inflation = resid / np.where(usable, specific, 1.0)
+    error = np.where(usable, inflation / np.sqrt(2.0 * np.clip(n - 2, 1, None)), np.inf)
+    estimate = np.where(usable, 0.5 * np.log(np.where(usable, specific, 1.0)), 0.0)
+    return estimate, np.clip(error, *WHITENING_ERRORS)
 
 
 def _least_squares(data: ModelData, theta: np.ndarray):
@@ -192,7 +207,6 @@ def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
     config = config or ModelConfig()
     theta = start_capability(data)
     slope, se = loading_estimates(data, theta)
-    log_sd, log_sd_se = residual_estimates(data, theta)
     pos = {k: j for j, k in enumerate(data.coords["benchmark"])}
     cap = np.array([pos[k] for k in data.capability_keys], dtype=np.int64)
     safe = np.array([pos[k] for k in data.safety_keys], dtype=np.int64)
@@ -200,19 +214,13 @@ def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
     ratio = {
         "capability": informativeness(np.log(floor), se[cap] / floor, np.zeros_like(cap)),
         "safety": informativeness(slope[safe], se[safe], data.safety_area_idx),
-        "residual": informativeness(log_sd, log_sd_se, np.zeros(len(log_sd), dtype=np.int64)),
     }
-    choice = {
-        "capability": config.capability_loadings,
-        "safety": config.safety_loadings,
-        "residual": config.residuals,
-    }
-    threshold = {"capability": CENTER_FROM_INFORMATIVENESS, "safety": CENTER_FROM_INFORMATIVENESS}
-    threshold["residual"] = RESIDUAL_CENTER_FROM
+    choice = {"capability": config.capability_loadings, "safety": config.safety_loadings}
     centred = {
-        name: c == "centered" if c != "auto" else ratio[name] >= threshold[name]
+        name: c == "centered" if c != "auto" else ratio[name] >= CENTER_FROM_INFORMATIVENESS
         for name, c in choice.items()
     }
+    centred["residual"] = config.residuals == "centered"
     area = config.safety_loadings == "auto" and not centred["safety"]
     whitened: dict[str, tuple[float, ...]] = {}
     if config.capability_loadings == "auto" and not centred["capability"]:
@@ -229,6 +237,16 @@ def pooling(data: ModelData, config: ModelConfig | None = None) -> Pooling:
         error = np.clip(se[cap] / floor, *WHITENING_ERRORS)
         whitened["capability_estimates"] = tuple(float(x) for x in np.log(floor))
         whitened["capability_errors"] = tuple(float(e) for e in error)
+    if config.residuals == "auto":
+        # Whitened too: the log specific SDs of a sparse table spread over an order of
+        # magnitude while each is measured from a handful of scores, and their
+        # least-squares estimates overstate the spread when capability is poorly measured,
+        # so one form chosen for the group was wrong for some of its members (sparse SBC,
+        # 62% missing: first attempts slow on residual_log_sd in 9 of 100 rounds, centred;
+        # whitened, none, and 19 first attempts untrusted instead of 32).
+        estimate, error = specific_estimates(data, theta)
+        whitened["residual_estimates"] = tuple(float(x) for x in estimate)
+        whitened["residual_errors"] = tuple(float(e) for e in error)
     return Pooling(**centred, area=area, **whitened)
 
 

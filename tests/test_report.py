@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import html
 import re
+import warnings
 import xml.etree.ElementTree as ET
 
 import matplotlib
@@ -66,10 +67,27 @@ def _named(study):
 
 
 @pytest.fixture(scope="module")
-def fit_dt() -> xr.DataTree:
+def fit_and_warnings() -> tuple[xr.DataTree, list]:
     study, _ = simulate(30, 6, SAFETY, seed=1)
     settings = SamplerSettings(draws=200, tune=200, seed=1)
-    return fit(_named(study), settings=settings, posterior_predictive=True, progressbar=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dt = fit(_named(study), settings=settings, posterior_predictive=True, progressbar=False)
+    return dt, caught
+
+
+@pytest.fixture(scope="module")
+def fit_dt(fit_and_warnings) -> xr.DataTree:
+    return fit_and_warnings[0]
+
+
+def test_posterior_predictive_holds_the_draws_without_warnings(fit_and_warnings):
+    """The whitening potentials and the sampler-space variables are no reason for alarm:
+    predictive scores are drawn at the posterior draws of every parameter."""
+    dt, caught = fit_and_warnings
+    texts = [str(w.message) for w in caught]
+    assert not [t for t in texts if "Potentials" in t or "implicitly frozen" in t], texts
+    assert dt["posterior_predictive"]["score"].shape[:2] == (4, 200)
 
 
 @pytest.fixture(scope="module")

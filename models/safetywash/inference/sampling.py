@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 import pymc as pm
@@ -231,8 +232,15 @@ def _add_pointwise_groups(
     # float32 halves the largest groups (draws x cells); ample precision for LOO/PPCs.
     groups["log_likelihood"] = _as_dataset(loglik, "log_likelihood").astype("float32")
     if posterior_predictive:
-        with model:
-            ppc = pm.sample_posterior_predictive(dt, random_seed=seed + 1, progressbar=False)
+        posterior = set(dt["posterior"].data_vars)
+        held = [rv.name for rv in model.free_RVs if rv.name in posterior]
+        with model, warnings.catch_warnings():
+            # The potentials only reparameterise pooled groups (whitening); every parameter
+            # is held at its posterior draws here, so they have nothing left to act on.
+            warnings.filterwarnings("ignore", "The effect of Potentials", UserWarning)
+            ppc = pm.sample_posterior_predictive(
+                dt, freeze_vars=held, random_seed=seed + 1, progressbar=False
+            )
         groups["posterior_predictive"] = _as_dataset(ppc, "posterior_predictive").astype("float32")
 
 

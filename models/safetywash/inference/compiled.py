@@ -22,12 +22,7 @@ import pymc as pm
 from safetywash.model.build import BENCHMARK_CENTERS, OBSERVED_SCORES, build_model_from_data
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData, benchmark_centers
-from safetywash.model.hierarchy import (
-    CAPABILITY_ERRORS,
-    CAPABILITY_ESTIMATES,
-    RESIDUAL_ERRORS,
-    RESIDUAL_ESTIMATES,
-)
+from safetywash.model.hierarchy import whitening_values
 from safetywash.model.pooling import pooling, resolved_config
 
 
@@ -66,13 +61,7 @@ def data_containers(data: ModelData, config: ModelConfig | None = None) -> dict[
     compiled model of the same structure is given to refit a new study."""
     values = {OBSERVED_SCORES: data.y, BENCHMARK_CENTERS: benchmark_centers(data)}
     pool = pooling(data, resolved_config(data, config))
-    if pool.capability_estimates:
-        values[CAPABILITY_ESTIMATES] = np.asarray(pool.capability_estimates)
-        values[CAPABILITY_ERRORS] = np.asarray(pool.capability_errors)
-    if pool.residual_estimates:
-        values[RESIDUAL_ESTIMATES] = np.asarray(pool.residual_estimates)
-        values[RESIDUAL_ERRORS] = np.asarray(pool.residual_errors)
-    return values
+    return {**values, **whitening_values(pool)}
 
 
 class ModelCache:

@@ -25,11 +25,23 @@ CAPABILITY_ERRORS = "capability_loading_error"
 #: The same for the whitened log specific SDs.
 RESIDUAL_ESTIMATES = "specific_sd_estimate"
 RESIDUAL_ERRORS = "specific_sd_error"
-#: The containers of each whitened group, by the name of its sampled offsets.
+#: The containers of each whitenable group, by the prefix of its ``Pooling`` fields
+#: (``<group>_estimates``, ``<group>_errors``).
 WHITENING_CONTAINERS = {
-    "capability_loading_wz": (CAPABILITY_ESTIMATES, CAPABILITY_ERRORS),
-    "log_specific_sd_wz": (RESIDUAL_ESTIMATES, RESIDUAL_ERRORS),
+    "capability": (CAPABILITY_ESTIMATES, CAPABILITY_ERRORS),
+    "residual": (RESIDUAL_ESTIMATES, RESIDUAL_ERRORS),
 }
+
+
+def whitening_values(pool: Pooling) -> dict[str, np.ndarray]:
+    """The values of the whitening containers, by container name: every whitened group's
+    estimates and errors (a group that is not whitened has none)."""
+    values = {}
+    for group, (estimates, errors) in WHITENING_CONTAINERS.items():
+        if getattr(pool, f"{group}_estimates"):
+            values[estimates] = np.asarray(getattr(pool, f"{group}_estimates"))
+            values[errors] = np.asarray(getattr(pool, f"{group}_errors"))
+    return values
 
 
 def loadings(data: ModelData, pool: Pooling, priors: Priors):
@@ -52,7 +64,8 @@ def loadings(data: ModelData, pool: Pooling, priors: Priors):
         cap_log_sd,
         "capability_benchmark",
         centred=pool.capability,
-        estimates=(pool.capability_estimates, pool.capability_errors),
+        containers=WHITENING_CONTAINERS["capability"],
+        values=whitening_values(pool),
     )
     loading = pt.zeros(len(bench_pos))
     loading = pt.set_subtensor(loading[cap_pos], pt.exp(cap_log))
@@ -61,27 +74,25 @@ def loadings(data: ModelData, pool: Pooling, priors: Priors):
     return pm.Deterministic("loading", loading, dims="benchmark")
 
 
-def _pooled(names: tuple[str, str, str], mean, sd, dims: str, *, centred: bool, estimates):
+def _pooled(names: tuple[str, str, str], mean, sd, dims: str, *, centred, containers, values):
     """Members ``x ~ Normal(mean, sd)`` of a pooled group in the form ``pooling`` chose:
-    centred (the variable ``names[0]``), whitened when ``estimates`` (the members'
-    estimates and their errors) are given (sampled as ``names[1]``), else non-centred
-    (offsets ``names[2]``).
+    centred (the variable ``names[0]``), whitened when ``values`` (:func:`whitening_values`)
+    hold the group's ``containers`` (sampled as ``names[1]``), else non-centred (offsets
+    ``names[2]``).
 
     Whitened, ``z`` is given the density of its member, ``Normal(x; mean, sd)`` times the
     Jacobian ``scale`` of ``x = centre + scale * z`` (:func:`whitening`): a Normal(0, 1)
     variable whose own density a potential takes back out (so the model is the centred
     one, and ``z`` keeps a proper distribution for its starts). Estimates and errors are
-    data containers (:data:`WHITENING_CONTAINERS`), so a compiled model refitted to new
-    scores gets its own.
+    data containers, so a compiled model refitted to new scores gets its own.
     """
     if centred:
         return pm.Normal(names[0], mean, sd, dims=dims)
-    if not len(estimates[0]):
+    if containers[0] not in values:
         offset = pm.Normal(names[2], 0.0, 1.0, dims=dims)
         return mean + sd * offset
-    containers = WHITENING_CONTAINERS[names[1]]
-    estimate = pm.Data(containers[0], np.asarray(estimates[0]), dims=dims)
-    error = pm.Data(containers[1], np.asarray(estimates[1]), dims=dims)
+    estimate = pm.Data(containers[0], values[containers[0]], dims=dims)
+    error = pm.Data(containers[1], values[containers[1]], dims=dims)
     centre, scale = whitening(mean, sd, estimate, error)
     z = pm.Normal(names[1], 0.0, 1.0, dims=dims)
     x = centre + scale * z
@@ -183,7 +194,8 @@ def residuals(data: ModelData, priors: Priors, pool: Pooling):
         res_log_sd,
         "benchmark",
         centred=pool.residual,
-        estimates=(pool.residual_estimates, pool.residual_errors),
+        containers=WHITENING_CONTAINERS["residual"],
+        values=whitening_values(pool),
     )
     specific = pm.Deterministic("specific_sd", pt.exp(log_specific), dims="benchmark")
     noise = pt.as_tensor(np.sqrt(np.nan_to_num(data.noise_variance)))

@@ -126,10 +126,7 @@ def specific_estimates(data: ModelData, theta: np.ndarray) -> tuple[np.ndarray, 
     :data:`WHITENING_ERRORS` (the largest where the residual is no larger than the noise,
     or the benchmark has under 3 scores)."""
     _, _, resid, n = _least_squares(data, theta)
-    noise = np.nan_to_num(np.asarray(data.noise_variance, dtype=float))
-    if noise.shape != resid.shape:
-        noise = np.zeros_like(resid)
-    specific = resid - noise
+    specific = resid - np.nan_to_num(data.noise_variance)
     usable = (n > 2) & (specific > 0)
     # Delta method: d log sqrt(resid - noise) = d log sqrt(resid) * resid / (resid - noise).
     inflation = resid / np.where(usable, specific, 1.0)

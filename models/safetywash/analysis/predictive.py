@@ -18,6 +18,7 @@ import xarray as xr
 from safetywash.analysis.intervals import SAMPLE_DIMS
 from safetywash.analysis.latent import area_factor_loadings, sample_values
 from safetywash.inference.fitfile import cell_index
+from safetywash.model.axes import AXIS_DIM
 from safetywash.model.likelihood import cell_mean, cell_sd, log_density, predictive_draws
 
 
@@ -41,12 +42,20 @@ def _cells(dt: xr.DataTree, post: xr.Dataset, llms, benchmarks) -> tuple[np.ndar
 
 
 def _factor_terms(dt: xr.DataTree, group: str, bench_idx: np.ndarray) -> dict:
-    """Keyword arguments of :func:`cell_mean` for the area factors (empty without)."""
+    """Keyword arguments of :func:`cell_mean` for the area factors and further capability
+    axes (empty without)."""
     post = dt[group]
+    axes = {}
+    if "axis_loading" in post.data_vars:
+        axes = {
+            "axis_loading": sample_values(post["axis_loading"], "benchmark", AXIS_DIM),
+            "axis_score": sample_values(post["axis_score"], "llm", AXIS_DIM),
+        }
     if "factor_loading" not in post.data_vars:
-        return {}
+        return axes
     gamma, factor_of, _ = area_factor_loadings(dt, group=group)
     return {
+        **axes,
         "factor_loading": gamma,
         "area_factor": sample_values(post["area_factor"], "llm", "factor"),
         # benchmarks without a factor have loading 0: any factor index will do

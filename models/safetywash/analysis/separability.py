@@ -6,13 +6,21 @@ On the standardised scale a benchmark's capability correlation is
 
 (``gamma`` its loading on an area factor, if any; ``sigma^2`` = measurement noise +
 benchmark-specific variance), its unexplained share ``1 - rho^2``, and it is *separable* at
-threshold ``tau`` when ``|rho| < tau``. The default ``tau = 0.5`` means capability explains
-less than a quarter of the benchmark's variance. The unexplained share splits into the
-benchmark-specific share (what it measures beyond capability) and the noise share, so a
-benchmark that looks separable only because it is small and noisy is told apart from one
-that measures something else (:func:`variance_share_draws`). The noise is known only where
-the score is a proportion of a known number of items (the catalog's ``n_items``); elsewhere
-the model has no separate noise term and the noise share is NaN (``noise_known`` False).
+threshold ``tau`` when ``|rho| < tau``. With K capability dimensions
+(``ModelConfig.capability_dims``) ``rho`` is the correlation with the general factor and
+``R`` (``subspace_r``) the multiple correlation with the whole capability subspace
+(``sqrt(lambda^2 + |L_b|^2)`` over the same total, ``L_b`` its loadings on the further
+axes); separable then means ``R < tau`` (no capability direction explains a quarter of the
+variance at the default), and ``P(|rho| < tau)`` is kept beside it: a benchmark separable
+from the general factor but not from the subspace is flagged (``general_only_separable``),
+since capability on another axis (coding, say) can be sold as safety too. With one dimension
+``R = |rho|``. The default ``tau = 0.5`` means capability explains less than a quarter of
+the benchmark's variance. The unexplained share splits into the benchmark-specific share
+(what it measures beyond capability) and the noise share, so a benchmark that looks
+separable only because it is small and noisy is told apart from one that measures something
+else (:func:`variance_share_draws`). The noise is known only where the score is a proportion
+of a known number of items (the catalog's ``n_items``); elsewhere the model has no separate
+noise term and the noise share is NaN (``noise_known`` False).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from safetywash.analysis.intervals import (
 )
 from safetywash.data.catalog import proportion_items
 from safetywash.inference.fitfile import benchmark_table, cell_index, fitted_transform
+from safetywash.model.axes import AXIS_DIM
 from safetywash.model.likelihood import variance_shares
 
 DEFAULT_TAU = 0.5
@@ -67,7 +76,11 @@ def separability(
     -------
     xarray.Dataset
         Over ``benchmark``: ``rho_median``, ``rho_hdi_low``, ``rho_hdi_high``,
-        ``p_separable`` = P(|rho| < tau | data), ``unexplained_median`` (1 - rho^2),
+        ``subspace_r_median``, ``subspace_r_hdi_low``, ``subspace_r_hdi_high``,
+        ``p_separable`` = P(R < tau | data) (P(|rho| < tau | data) with one capability
+        dimension), ``p_separable_general`` = P(|rho| < tau | data),
+        ``general_only_separable`` (P(|rho| < tau) at least 1/2 but P(R < tau) below it),
+        ``unexplained_median`` (1 - R^2),
         ``loading_median``, the variance shares ``{capability,specific,noise}_share_median``
         / ``_hdi_low`` / ``_hdi_high`` (:func:`variance_share_draws`) and ``noise_known``
         (False: noise not separated, its share NaN); coordinates ``display_name``, ``role``,
@@ -76,14 +89,23 @@ def separability(
     if not 0 < tau < 1:
         raise ValueError("tau must be between 0 and 1")
     rho = dt[group]["rho"]
+    r = dt[group]["subspace_r"] if "subspace_r" in dt[group].data_vars else np.abs(rho)
     low, high = interval_bounds(rho, ci_prob=ci_prob, ci_kind=ci_kind)
+    r_low, r_high = interval_bounds(r, ci_prob=ci_prob, ci_kind=ci_kind)
+    p_general = (np.abs(rho) < tau).mean(SAMPLE_DIMS)
+    p_subspace = (r < tau).mean(SAMPLE_DIMS)
     out = xr.Dataset(
         {
             "rho_median": rho.median(SAMPLE_DIMS),
             "rho_hdi_low": low,
             "rho_hdi_high": high,
-            "p_separable": (np.abs(rho) < tau).mean(SAMPLE_DIMS),
-            "unexplained_median": (1 - rho**2).median(SAMPLE_DIMS),
+            "subspace_r_median": r.median(SAMPLE_DIMS),
+            "subspace_r_hdi_low": r_low,
+            "subspace_r_hdi_high": r_high,
+            "p_separable": p_subspace,
+            "p_separable_general": p_general,
+            "general_only_separable": (p_general >= 0.5) & (p_subspace < 0.5),
+            "unexplained_median": (1 - r**2).median(SAMPLE_DIMS),
             "loading_median": dt[group]["loading"].median(SAMPLE_DIMS),
         }
     )
@@ -125,7 +147,8 @@ def variance_share_draws(dt: xr.DataTree, *, group: str = "posterior") -> xr.Dat
 
     From ``loading``, ``residual_sd``, (with area factors) ``factor_loading`` and the known
     noise (:func:`noise_sd`) through :func:`safetywash.model.likelihood.variance_shares`:
-    the capability share is ``rho**2`` and the specific share counts area-factor variance.
+    the capability share is ``R**2`` (``rho**2`` with one capability dimension; further
+    axes' ``axis_loading`` counted) and the specific share counts area-factor variance.
     Where the noise is not separated the noise share is NaN and the specific share is
     everything capability does not explain (any noise included).
 
@@ -148,7 +171,10 @@ def variance_share_draws(dt: xr.DataTree, *, group: str = "posterior") -> xr.Dat
         factor = post["factor_loading"].rename(factor_benchmark="benchmark")
         factor = factor.reindex(benchmark=loading["benchmark"], fill_value=0.0)
     noise = noise_sd(dt).sel(benchmark=loading["benchmark"])
-    parts = variance_shares(loading, post["residual_sd"], noise.fillna(0.0), factor)
+    axes = None
+    if "axis_loading" in post.data_vars:
+        axes = post["axis_loading"].transpose(..., "benchmark", AXIS_DIM)
+    parts = variance_shares(loading, post["residual_sd"], noise.fillna(0.0), factor, axes)
     shares = xr.Dataset(dict(zip(SHARES, parts, strict=True)))
     shares["noise"] = shares["noise"].where(np.isfinite(noise))
     return shares
@@ -191,7 +217,12 @@ SEPARABILITY_COLUMNS = (
     "rho_median",
     "rho_hdi_low",
     "rho_hdi_high",
+    "subspace_r_median",
+    "subspace_r_hdi_low",
+    "subspace_r_hdi_high",
     "p_separable",
+    "p_separable_general",
+    "general_only_separable",
     "unexplained_median",
     "capability_share_median",
     "capability_share_hdi_low",
@@ -248,20 +279,35 @@ def format_shares(capability: float, specific: float, noise: float) -> str:
     return f"{capability:.2f}/{specific:.2f}/{noise_text}"
 
 
+#: Footnote of the text table's subspace columns (more than one capability dimension).
+SUBSPACE_NOTE = (
+    "R: multiple correlation with all capability dimensions (rho: with the general factor "
+    "alone);\nP(sep.) is P(R < tau). *: separable from the general factor but not from the "
+    "capability subspace."
+)
+
+
 def format_separability(
     table: pd.DataFrame,
     tau: float,
     *,
     ci_prob: float = CI_PROB,
     ci_kind: str = CI_KIND,
+    subspace: bool = False,
 ) -> str:
-    """Readable text of :func:`separability_table`, grouped by area."""
+    """Readable text of :func:`separability_table`, grouped by area.
+
+    ``subspace``: the fit has more than one capability dimension; show ``R`` and its
+    interval beside ``rho`` and mark the benchmarks separable from the general factor only.
+    """
     width = min(int(table["display_name"].str.len().max()), 44) + 2
-    head = (
-        f"{'benchmark':<{width}}{'rho':>7}{interval_label(ci_prob, ci_kind):>17}"
-        f"{f'P(|rho|<{tau:g})':>14}"
-        f"{'unexpl.':>9}{'cap/spec/noise':>17}{'paper':>8}"
-    )
+    label = interval_label(ci_prob, ci_kind)
+    head = f"{'benchmark':<{width}}{'rho':>7}{label:>17}"
+    if subspace:
+        head += f"{'R':>7}{label:>17}{f'P(R<{tau:g})':>11}{f'P(|rho|<{tau:g})':>14}"
+    else:
+        head += f"{f'P(|rho|<{tau:g})':>14}"
+    head += f"{'unexpl.':>9}{'cap/spec/noise':>17}{'paper':>8}"
     lines = []
     for area, group in table.groupby("area", sort=False):
         lines += [f"== {area} ==", head]
@@ -274,11 +320,22 @@ def format_separability(
             shares = format_shares(
                 r.capability_share_median, r.specific_share_median, r.noise_share_median
             )
-            lines.append(
+            row = (
                 f"{r.display_name[: width - 2]:<{width}}{r.rho_median:>+7.2f}"
-                f"   [{r.rho_hdi_low:+.2f}, {r.rho_hdi_high:+.2f}]{r.p_separable:>14.2f}"
-                f"{r.unexplained_median:>9.2f}{shares:>17}{base:>8}"
+                f"   [{r.rho_hdi_low:+.2f}, {r.rho_hdi_high:+.2f}]"
             )
+            if subspace:
+                row += (
+                    f"{r.subspace_r_median:>7.2f}"
+                    f"    [{r.subspace_r_hdi_low:.2f}, {r.subspace_r_hdi_high:.2f}]"
+                    f"{r.p_separable:>11.2f}{r.p_separable_general:>14.2f}"
+                )
+            else:
+                row += f"{r.p_separable:>14.2f}"
+            row += f"{r.unexplained_median:>9.2f}{shares:>17}{base:>8}"
+            lines.append(row + (" *" if subspace and r.general_only_separable else ""))
         lines.append("")
     lines.append(NOISE_NOTE)
+    if subspace:
+        lines.append(SUBSPACE_NOTE)
     return "\n".join(lines)

@@ -36,6 +36,7 @@ from safetywash.cli.common import (
     float_between,
     study_from_args,
 )
+from safetywash.cli.modeloptions import add_capability_dims_argument
 from safetywash.cli.paths import output_dir, prepare_output_folder
 from safetywash.cli.values import UsageError, closest, name_of
 from safetywash.data.catalog import SAFETY_AREAS
@@ -115,6 +116,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="sample the benchmarks' log residual SDs centred on their pooled mean or "
         "non-centred; auto (default): each whitened by its own least-squares estimate",
     )
+    add_capability_dims_argument(parser)
     add_tau_argument(parser, DEFAULT_TAU)
     add_ci_prob_argument(parser, CI_PROB, "credible interval")
     add_ci_kind_argument(parser)
@@ -161,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         level=args.level,
         capability=args.capability_mode,
         residuals=args.residuals,
+        capability_dims=args.capability_dims,
     )
     settings = SamplerSettings(
         draws=args.draws,

@@ -24,6 +24,7 @@ from safetywash.cli.common import (
     float_between,
     study_from_args,
 )
+from safetywash.cli.modeloptions import add_capability_dims_argument
 from safetywash.cli.paths import output_file, write_json
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
@@ -61,6 +62,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         tune=SamplerSettings.tune,
         chains=SamplerSettings.chains,
     )
+    add_capability_dims_argument(parser)
     parser.add_argument("--json", type=output_file, metavar="FILE", help="write the result here")
     return parser
 
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         study,
         args.fraction,
         args.seed,
-        config=ModelConfig(),
+        config=ModelConfig(capability_dims=args.capability_dims),
         settings=settings,
         dataset=study_label(args),
         progressbar=not args.no_progress,

@@ -34,15 +34,15 @@ from safetywash.inference.fitfile import (
     observed_data,
 )
 from safetywash.inference.settings import SamplerSettings
+from safetywash.model.axes import AXIS_DIM, orient_axes
 from safetywash.model.build import SAMPLER_SPACE_VARIABLES, build_model_from_data
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData, initial_point, prepare_data
-from safetywash.model.likelihood import (
+from safetywash.model.likelihood import cell_mean, cell_sd, predictive_draws
+from safetywash.model.marginal import (
     capability_conditional,
-    cell_mean,
-    cell_sd,
+    draw_capability,
     marginal_loglik_by_llm,
-    predictive_draws,
 )
 from safetywash.model.pooling import resolved_config
 
@@ -214,6 +214,8 @@ def _groups(
         _add_pointwise_groups(groups, model, dt, seed, posterior_predictive)
         if not log_likelihood:
             del groups["log_likelihood"]
+    if "axis_loading" in groups["posterior"].data_vars:
+        _orient_axes(groups["posterior"], data, config)
     groups["observed_data"] = observed_data(data)
     groups["constant_data"] = constant_data(data)
     for name in ("log_likelihood", "posterior_predictive"):
@@ -244,6 +246,21 @@ def _add_pointwise_groups(
         groups["posterior_predictive"] = _as_dataset(ppc, "posterior_predictive").astype("float32")
 
 
+def _orient_axes(post: xr.Dataset, data: ModelData, config: ModelConfig) -> None:
+    """Turn every draw's further capability axes towards the data's own
+    (:func:`safetywash.model.axes.orient_axes`; the target is the capability benchmarks'
+    start loadings), in place: chains and seeds then report the same axes, never
+    reflected or permuted copies. Cell means, ``subspace_r`` and the log-likelihood are
+    unchanged by the turn; the sampler's axis coordinates are not turned."""
+    target = initial_point(data, config)["axis_loading_capability_raw"]
+    loading = post["axis_loading"].transpose("chain", "draw", "benchmark", AXIS_DIM)
+    score = post["axis_score"].transpose("chain", "draw", "llm", AXIS_DIM)
+    rows = np.array([data.coords["benchmark"].index(k) for k in data.capability_keys])
+    turned, scores = orient_axes(loading.values, score.values, target, rows)
+    post["axis_loading"] = loading.copy(data=turned)
+    post["axis_score"] = score.copy(data=scores)
+
+
 def _move_sampler_space(groups: dict) -> None:
     """Move the sampler's coordinates from ``posterior`` to ``unconstrained_posterior``."""
     post = groups["posterior"]
@@ -256,17 +273,21 @@ def _move_sampler_space(groups: dict) -> None:
     groups["posterior"] = keep.drop_dims(unused)
 
 
+def _flat(post: xr.Dataset, name: str, sl: slice) -> np.ndarray:
+    """A slice of a posterior variable's draws, chains and draws flattened into one axis."""
+    values = post[name].values
+    return values.reshape(-1, *values.shape[2:])[sl]
+
+
 def _marginal_arrays(post: xr.Dataset, data: ModelData, sl: slice) -> tuple:
     """Benchmark and population parameters of a slice of flattened draws."""
     n_pop = len(data.populations)
-
-    def flat(name: str) -> np.ndarray:
-        values = post[name].values
-        return values.reshape(-1, *values.shape[2:])[sl]
-
-    intercept, loading, sigma = flat("intercept"), flat("loading"), flat("residual_sd")
+    intercept, loading, sigma = (
+        _flat(post, v, sl) for v in ("intercept", "loading", "residual_sd")
+    )
     if n_pop > 1:
-        pop_mean, pop_sd = flat("population_mean"), np.exp(flat("population_log_sd"))
+        pop_mean = _flat(post, "population_mean", sl)
+        pop_sd = np.exp(_flat(post, "population_log_sd", sl))
     else:
         pop_mean = np.zeros((len(intercept), 1))
         pop_sd = np.ones((len(intercept), 1))
@@ -287,19 +308,28 @@ def _add_marginal_groups(
     total = n_chain * n_draw
     rng = np.random.default_rng([seed, 7919])
     theta = np.empty((total, len(data.population_idx)))
+    axes = np.empty((total, len(data.population_idx), data.capability_dims - 1))
     loglik = np.empty_like(theta, dtype=np.float32)
     replicated = np.empty((total, len(data.y)), dtype=np.float32) if posterior_predictive else None
     for start in range(0, total, chunk):
         sl = slice(start, min(start + chunk, total))
         params = _marginal_arrays(post, data, sl)
+        axis = _flat(post, "axis_loading", sl) if data.capability_dims > 1 else None
         args = (data.y, data.llm_idx, data.benchmark_idx, data.population_idx, *params)
-        mean, sd = capability_conditional(*args)
-        theta[sl] = mean + sd * rng.standard_normal(mean.shape)
-        loglik[sl] = marginal_loglik_by_llm(*args)
+        if axis is None:
+            mean, sd = capability_conditional(*args)
+            theta[sl] = mean + sd * rng.standard_normal(mean.shape)
+        else:
+            factors = draw_capability(*capability_conditional(*args, axis_loading=axis), rng)
+            theta[sl], axes[sl] = factors[..., 0], factors[..., 1:]
+        loglik[sl] = marginal_loglik_by_llm(*args, axis_loading=axis)
         if replicated is not None:
             intercept, loading, sigma = params[:3]
             b, i = data.benchmark_idx, data.llm_idx
-            mu = cell_mean(intercept, loading, theta[sl], i, b)
+            on_axes = None if axis is None else axes[sl]
+            mu = cell_mean(
+                intercept, loading, theta[sl], i, b, axis_loading=axis, axis_score=on_axes
+            )
             replicated[sl] = predictive_draws(mu, cell_sd(sigma, b), rng)
     chain_draw = {"chain": post["chain"], "draw": post["draw"]}
     llms = data.coords["llm"]
@@ -308,6 +338,12 @@ def _add_marginal_groups(
         dims=("chain", "draw", "llm"),
         coords={**chain_draw, "llm": llms},
     )
+    if data.capability_dims > 1:
+        post["axis_score"] = xr.DataArray(
+            axes.reshape(n_chain, n_draw, *axes.shape[1:]),
+            dims=("chain", "draw", "llm", AXIS_DIM),
+            coords={**chain_draw, "llm": llms, AXIS_DIM: data.coords[AXIS_DIM]},
+        )
     groups["log_likelihood"] = xr.Dataset(
         {"score": (("chain", "draw", "llm"), loglik.reshape(n_chain, n_draw, -1))},
         coords={**chain_draw, "llm": llms},

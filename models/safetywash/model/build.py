@@ -29,15 +29,17 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from safetywash.data.study import BenchmarkStudy
+from safetywash.model.axes import AXIS_DIM
 from safetywash.model.config import ModelConfig, Priors
 from safetywash.model.data import ModelData, benchmark_centers, prepare_data, zero_sum_by_group
-from safetywash.model.hierarchy import loadings, residuals
+from safetywash.model.hierarchy import axis_loadings, loadings, residuals
 from safetywash.model.likelihood import (
     capability_correlation,
     cell_mean,
     cell_sd,
-    marginal_loglik_by_llm,
+    subspace_correlation,
 )
+from safetywash.model.marginal import marginal_loglik_by_llm
 from safetywash.model.pooling import capability_mode, pooling
 
 #: The ``pm.Data`` container of the model-scale scores of the observed cells.
@@ -70,6 +72,9 @@ SAMPLER_SPACE_VARIABLES = (
     "area_factor_z",
     "factor_anchor_loading",
     "factor_free_loading",
+    "axis_score_z",
+    "axis_loading_capability_raw",
+    "axis_loading_safety",
 )
 
 
@@ -112,6 +117,7 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
         loading = loadings(data, pool, priors)
         sigma = residuals(data, priors, pool)
         intercept = _intercepts(data, priors, loading)
+        axis = axis_loadings(data, priors, loading) if data.capability_dims > 1 else None
 
         if marginal:
             loglik = marginal_loglik_by_llm(
@@ -124,6 +130,7 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
                 sigma,
                 pop_mean,
                 pop_sd,
+                axis_loading=axis,
                 xp=pt,
             )
             pm.Potential("score_marginal", loglik.sum())
@@ -139,10 +146,15 @@ def build_model_from_data(data: ModelData, config: ModelConfig) -> pm.Model:
                 factor_loading=gamma_b,
                 area_factor=eta,
                 cell_factor=data.cell_factor,
+                axis_loading=axis,
+                axis_score=None if axis is None else _axis_scores(theta),
                 xp=pt,
             )
-        rho = capability_correlation(loading, sigma, gamma_b, xp=pt)
+        rho = capability_correlation(loading, sigma, gamma_b, axis, xp=pt)
         pm.Deterministic("rho", rho, dims="benchmark")
+        if axis is not None:
+            r = subspace_correlation(loading, sigma, gamma_b, axis, xp=pt)
+            pm.Deterministic("subspace_r", r, dims="benchmark")
         if not marginal:
             sd = cell_sd(sigma, bench_idx, xp=pt)
             pm.Normal("score", mu, sd, observed=y, dims="cell")
@@ -199,6 +211,23 @@ def _intercepts(data: ModelData, priors: Priors, loading):
     return pm.Deterministic("intercept", at_center - loading * center, dims="benchmark")
 
 
+def _apart_from(raw, theta):
+    """``raw`` (llm x columns) less its components along a constant and along ``theta``."""
+    raw = raw - raw.mean(axis=0)
+    centred = theta - theta.mean()
+    along = (centred @ raw) / (centred @ centred)
+    return raw - centred[:, None] * along[None, :]
+
+
+def _axis_scores(theta):
+    """Every LLM's position on the further capability axes (``axis_score``, llm x
+    capability_axis): standard normal, with its mean and its component along the general
+    capability ``theta`` projected out within the study, like the area factors (so they
+    do not trade off against intercepts and general loadings)."""
+    raw = pm.Normal("axis_score_z", 0.0, 1.0, dims=("llm", AXIS_DIM))
+    return pm.Deterministic("axis_score", _apart_from(raw, theta), dims=("llm", AXIS_DIM))
+
+
 def _area_factors(data: ModelData, priors: Priors, theta):
     """Area factors ``eta`` (llm, factor) and every benchmark's loading on its factor.
 
@@ -213,11 +242,7 @@ def _area_factors(data: ModelData, priors: Priors, theta):
     bench_pos = {k: i for i, k in enumerate(data.coords["benchmark"])}
     fpos = np.array([bench_pos[k] for k in data.factor_keys], dtype=np.int64)
     raw = pm.Normal("area_factor_z", 0.0, 1.0, dims=("llm", "factor"))
-    raw = raw - raw.mean(axis=0)
-    centred = theta - theta.mean()
-    along = (centred @ raw) / (centred @ centred)
-    eta = raw - centred[:, None] * along[None, :]
-    eta = pm.Deterministic("area_factor", eta, dims=("llm", "factor"))
+    eta = pm.Deterministic("area_factor", _apart_from(raw, theta), dims=("llm", "factor"))
     free = ~data.factor_anchor
     gamma = pt.zeros(len(data.factor_keys))
     anchor_loading = pm.HalfNormal(

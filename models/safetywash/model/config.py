@@ -19,6 +19,10 @@ TRANSFORMS = ("auto", "standardize", "logit")
 PARAMETERISATIONS = ("auto", "noncentered", "centered")
 CAPABILITY_MODES = ("auto", "sampled", "marginal")
 LEVELS = ("aggregate", "parts")
+#: Most capability dimensions a model may have (the marginal likelihood is written out for
+#: up to three; more are rarely identified by the handful of capability benchmarks of a
+#: safety study).
+MAX_CAPABILITY_DIMS = 3
 CENTER_FROM_INFORMATIVENESS = 1.5
 MIN_BENCHMARKS_PER_FACTOR = 3
 
@@ -86,6 +90,11 @@ class Priors:
     factor_loading_scale : float
         Area-factor loadings: ``HalfNormal(scale)`` for each factor's anchor benchmark,
         ``Normal(0, scale)`` for the others.
+    axis_loading_scale : float
+        With ``capability_dims`` K > 1: every benchmark's loading on each of the K - 1
+        further capability axes is ``Normal(0, scale)`` (for capability benchmarks, before
+        the projection that keeps the general factor the principal one,
+        :mod:`safetywash.model.axes`).
     """
 
     population_mean_sd: float = 1.0
@@ -101,6 +110,7 @@ class Priors:
     residual_log_sd_scale: float = 0.2
     intercept_sd: float = 1.0
     factor_loading_scale: float = 0.7
+    axis_loading_scale: float = 0.5
 
     #: Hyperprior scales on loadings and residuals that ``prior_scale`` multiplies.
     SCALED = (
@@ -112,6 +122,7 @@ class Priors:
         "residual_log_mean_scale",
         "residual_log_sd_scale",
         "factor_loading_scale",
+        "axis_loading_scale",
     )
 
     #: Fields of earlier versions, ignored when a saved configuration is read
@@ -186,6 +197,12 @@ class ModelConfig:
         N(mean, sd) population distribution (sd = 1 for one population) rather than a
         normalised sample. Exact, and far faster for thousands of LLMs; one-factor models
         only.
+    capability_dims : int
+        Number of capability dimensions K (1 to :data:`MAX_CAPABILITY_DIMS`; default 1).
+        With K > 1 every benchmark also loads on K - 1 further capability axes beside the
+        general factor (:mod:`safetywash.model.axes`): ``rho`` stays the correlation with
+        the general factor, and ``subspace_r`` is the multiple correlation with the whole
+        capability subspace. One-factor models without area factors only.
     priors : Priors
         The prior hyperparameters (defaults documented on :class:`Priors`); a mapping of
         field values is accepted.
@@ -199,6 +216,7 @@ class ModelConfig:
     residuals: str = "auto"
     prior_scale: float = 1.0
     capability: str = "auto"
+    capability_dims: int = 1
     priors: Priors = field(default_factory=Priors)
 
     def __post_init__(self) -> None:
@@ -215,6 +233,14 @@ class ModelConfig:
             raise ValueError(f"capability must be one of {CAPABILITY_MODES}")
         if self.capability == "marginal" and self.factors:
             raise ValueError("capability='marginal' supports the one-factor model only")
+        dims = self.capability_dims
+        if isinstance(dims, bool) or int(dims) != dims or not 1 <= dims <= MAX_CAPABILITY_DIMS:
+            raise ValueError(
+                f"capability_dims must be an integer from 1 to {MAX_CAPABILITY_DIMS}, not {dims!r}"
+            )
+        object.__setattr__(self, "capability_dims", int(dims))
+        if dims > 1 and self.factors:
+            raise ValueError("capability_dims > 1 cannot be combined with area factors (yet)")
         object.__setattr__(self, "factors", tuple(self.factors))
         if isinstance(self.priors, Mapping):
             object.__setattr__(self, "priors", Priors(**self.priors))

@@ -16,6 +16,7 @@ import pandas as pd
 
 from safetywash.data.catalog import proportion_items
 from safetywash.data.study import BenchmarkStudy
+from safetywash.model.axes import AXIS_DIM, axis_names, axis_start, check_capability_dims
 from safetywash.model.config import MIN_BENCHMARKS_PER_FACTOR, ModelConfig
 from safetywash.model.pooling import (
     MIN_SLOPE,
@@ -50,6 +51,8 @@ class ModelData:
     initial_capability: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: Model-scale measurement-noise variance per benchmark (NaN: unknown, not separated).
     noise_variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: Capability dimensions (``ModelConfig.capability_dims``).
+    capability_dims: int = 1
 
     @property
     def coords(self) -> dict[str, list]:
@@ -67,6 +70,8 @@ class ModelData:
         if self.factor_keys:
             coords["factor"] = self.factor_names
             coords["factor_benchmark"] = self.factor_keys
+        if self.capability_dims > 1:
+            coords[AXIS_DIM] = axis_names(self.capability_dims)
         return coords
 
     @property
@@ -133,6 +138,7 @@ def prepare_data(study: BenchmarkStudy, config: ModelConfig | None = None) -> Mo
             f"study {study.name!r} has no capability benchmark: the capability factor needs "
             "at least one (the catalog's role column)"
         )
+    check_capability_dims(study.name, len(capability_keys), config.capability_dims)
     areas = list(pd.unique(bench.loc[safety_keys, "area"]))
     safety_area_idx = np.array(
         [areas.index(a) for a in bench.loc[safety_keys, "area"]], dtype=np.int64
@@ -167,6 +173,7 @@ def prepare_data(study: BenchmarkStudy, config: ModelConfig | None = None) -> Mo
         factor_anchor=anchor,
         initial_capability=init,
         noise_variance=noise_variance,
+        capability_dims=config.capability_dims,
     )
 
 
@@ -288,6 +295,23 @@ def initial_point(data: ModelData, config: ModelConfig | None = None) -> dict[st
         start.update(_safety_start(data, safe, pool))
     if data.factor_keys:
         start.update(_factor_start(data, theta, slopes, pos))
+    if data.capability_dims > 1:
+        start.update(_axis_start(data, theta, slopes, pos))
+    return start
+
+
+def _axis_start(data: ModelData, theta, slopes, pos) -> dict[str, np.ndarray]:
+    """Further capability axes from the capability benchmarks' residuals
+    (:func:`safetywash.model.axes.axis_start`), in the builder's coordinates."""
+    cap = np.array([pos[k] for k in data.capability_keys], dtype=np.int64)
+    safe = np.array([pos[k] for k in data.safety_keys], dtype=np.int64)
+    args = (data.y, data.llm_idx, data.benchmark_idx, theta, slopes, cap)
+    scores, loadings = axis_start(*args, data.capability_dims - 1)
+    # (axis_score_z is dropped where capability is integrated out: sample_model keeps
+    # only the starts of the model's own variables.)
+    start = {"axis_loading_capability_raw": loadings[cap], "axis_score_z": scores}
+    if len(safe):
+        start["axis_loading_safety"] = loadings[safe]
     return start
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from safetywash.model.axes import AXIS_DIM
 from safetywash.model.config import Priors
 from safetywash.model.data import ModelData, zero_sum_by_group
 from safetywash.model.likelihood import residual_sd
@@ -201,3 +202,29 @@ def residuals(data: ModelData, priors: Priors, pool: Pooling):
     noise = pt.as_tensor(np.sqrt(np.nan_to_num(data.noise_variance)))
     sigma = pm.Deterministic("residual_sd", residual_sd(noise, specific, xp=pt), dims="benchmark")
     return sigma
+
+
+def axis_loadings(data: ModelData, priors: Priors, loading):
+    """Every benchmark's loadings on the further capability axes (``axis_loading``,
+    benchmark x capability_axis), ``Normal(0, axis_loading_scale)`` each.
+
+    The capability benchmarks' loadings are projected orthogonal to their general
+    loadings, so the general factor stays the principal direction of their shared
+    covariance (:mod:`safetywash.model.axes`); the projected-out direction of
+    ``axis_loading_capability_raw`` carries no information (its draws are the prior's).
+    """
+    bench_pos = {k: i for i, k in enumerate(data.coords["benchmark"])}
+    cap_pos = np.array([bench_pos[k] for k in data.capability_keys], dtype=np.int64)
+    scale = priors.axis_loading_scale
+    raw = pm.Normal(
+        "axis_loading_capability_raw", 0.0, scale, dims=("capability_benchmark", AXIS_DIM)
+    )
+    general = loading[cap_pos]
+    along = (general @ raw) / (general @ general)
+    axis = pt.zeros((len(bench_pos), data.capability_dims - 1))
+    axis = pt.set_subtensor(axis[cap_pos], raw - general[:, None] * along[None, :])
+    if data.safety_keys:
+        safe_pos = np.array([bench_pos[k] for k in data.safety_keys], dtype=np.int64)
+        safety = pm.Normal("axis_loading_safety", 0.0, scale, dims=("safety_benchmark", AXIS_DIM))
+        axis = pt.set_subtensor(axis[safe_pos], safety)
+    return pm.Deterministic("axis_loading", axis, dims=("benchmark", AXIS_DIM))

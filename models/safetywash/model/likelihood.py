@@ -44,9 +44,12 @@ def cell_mean(
     factor_loading=None,
     area_factor=None,
     cell_factor=None,
+    axis_loading=None,
+    axis_score=None,
     xp=np,
 ):
-    """Mean of every cell: ``alpha_b + lambda_b * theta_i`` (+ ``gamma_b * eta_{i,f(b)}``).
+    """Mean of every cell: ``alpha_b + lambda_b * theta_i`` (+ ``gamma_b * eta_{i,f(b)}``)
+    (+ ``sum_k L_{b,k} u_{i,k}`` on further capability axes).
 
     Parameters
     ----------
@@ -62,6 +65,9 @@ def cell_mean(
         Shape ``(..., n_llms, n_factors)``.
     cell_factor : numpy.ndarray of int, optional
         Area factor of every cell's benchmark (any value where the loading is 0).
+    axis_loading, axis_score : array or tensor, optional
+        Loadings on the further capability axes, shape ``(..., n_benchmarks, n_axes)``,
+        and every LLM's position on them, ``(..., n_llms, n_axes)``.
     xp : module
         ``numpy`` or ``pytensor.tensor``.
 
@@ -79,6 +85,12 @@ def cell_mean(
         else:
             eta = area_factor[llm_idx, cell_factor]
         mu = mu + _take(factor_loading, benchmark_idx, xp) * eta
+    if axis_loading is not None:
+        if xp is np:
+            on_axes = axis_loading[..., benchmark_idx, :] * axis_score[..., llm_idx, :]
+        else:
+            on_axes = axis_loading[benchmark_idx] * axis_score[llm_idx]
+        mu = mu + on_axes.sum(axis=-1)
     return mu
 
 
@@ -97,12 +109,20 @@ def residual_sd(noise_sd, specific_sd, *, xp=np):
     return xp.sqrt(noise_sd**2 + specific_sd**2)
 
 
-def variance_shares(loading, residual_sd, noise_sd, factor_loading=None):
+def axis_variance(axis_loading):
+    """Variance a benchmark gets from the further capability axes: ``sum_k L_{b,k}^2``
+    (unit-variance axes), shape ``(..., n_benchmarks)``; 0 without axes."""
+    return 0.0 if axis_loading is None else (axis_loading**2).sum(axis=-1)
+
+
+def variance_shares(loading, residual_sd, noise_sd, factor_loading=None, axis_loading=None):
     """Each benchmark's variance split into capability, benchmark-specific and noise.
 
     With unit capability variance a benchmark's model-scale variance is
-    ``lambda^2 + gamma^2 + sigma^2`` and ``sigma^2 = noise^2 + specific^2``. The shares
-    are ``lambda^2`` (capability: ``rho^2``), ``specific^2 + gamma^2`` (what the
+    ``lambda^2 + |L_b|^2 + gamma^2 + sigma^2`` and ``sigma^2 = noise^2 + specific^2``
+    (``L_b`` its loadings on further capability axes, if any). The shares are
+    ``lambda^2 + |L_b|^2`` (capability, every direction of it: ``subspace_r^2``, which is
+    ``rho^2`` with one capability dimension), ``specific^2 + gamma^2`` (what the
     benchmark measures beyond capability, area factors included) and ``noise^2``, each
     over the total; they sum to 1 (numpy arrays of any matching shape).
 
@@ -111,22 +131,37 @@ def variance_shares(loading, residual_sd, noise_sd, factor_loading=None):
     capability, specific, noise : numpy.ndarray
     """
     other = np.zeros_like(loading) if factor_loading is None else factor_loading**2
-    total = loading**2 + other + residual_sd**2
+    capability = loading**2 + axis_variance(axis_loading)
+    total = capability + other + residual_sd**2
     noise = noise_sd**2
-    return loading**2 / total, (residual_sd**2 - noise + other) / total, noise / total
+    return capability / total, (residual_sd**2 - noise + other) / total, noise / total
 
 
-def capability_correlation(loading, residual_sd, factor_loading=None, *, xp=np):
+def capability_correlation(loading, residual_sd, factor_loading=None, axis_loading=None, *, xp=np):
     """Capability correlation ``rho`` of every benchmark on the model scale.
 
-    ``lambda / sqrt(lambda^2 + sigma^2 + gamma^2)``: the correlation of a benchmark's scores
-    with capability when capability has unit variance (area factors, unit variance too,
-    count as unexplained by capability).
+    ``lambda / sqrt(lambda^2 + |L_b|^2 + sigma^2 + gamma^2)``: the correlation of a
+    benchmark's scores with (general) capability when capability has unit variance (area
+    factors and further capability axes, unit variance too, count in its variance).
     """
-    other = residual_sd**2
+    other = residual_sd**2 + axis_variance(axis_loading)
     if factor_loading is not None:
         other = other + factor_loading**2
     return loading / xp.sqrt(loading**2 + other)
+
+
+def subspace_correlation(loading, residual_sd, factor_loading=None, axis_loading=None, *, xp=np):
+    """Multiple correlation ``R`` of every benchmark with the whole capability subspace.
+
+    ``sqrt(lambda^2 + |L_b|^2) / sqrt(lambda^2 + |L_b|^2 + sigma^2 + gamma^2)``: the
+    correlation of its scores with the best linear combination of the K capability
+    dimensions (``|rho|`` when K = 1). Never negative.
+    """
+    explained = loading**2 + axis_variance(axis_loading)
+    other = residual_sd**2
+    if factor_loading is not None:
+        other = other + factor_loading**2
+    return xp.sqrt(explained / (explained + other))
 
 
 def log_density(y, mu, sd, *, xp=np):

@@ -21,10 +21,9 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.baseline import describe_capability_basis
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label, percent
 from safetywash.analysis.ppc import DEFAULT_MAX_DRAWS, correlation_ppc
-from safetywash.analysis.separability import DEFAULT_TAU, area_loadings
+from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.data.files import atomic_write
 from safetywash.inference.fitfile import (
     benchmark_table,
@@ -42,7 +41,6 @@ from safetywash.report.figures import (
     plot_loadings_heatmap,
     plot_scores_vs_capability,
 )
-from safetywash.report.forest import plot_rho_forest
 from safetywash.report.render import (
     FigureBlock,
     Heading,
@@ -52,16 +50,13 @@ from safetywash.report.render import (
     render_markdown,
 )
 from safetywash.report.runfolder import partial_prefix
+from safetywash.report.separability_section import separability_section
 from safetywash.report.style import area_label, save_figure
 from safetywash.report.tables import (
     capability_rows,
     default_benchmarks,
-    format_number,
     paper_baseline_of,
     report_table,
-    separability_header,
-    separability_rows,
-    share_blocks,
 )
 
 #: Folder of the figures inside the report's folder.
@@ -136,13 +131,6 @@ def _fit_facts(dt: xr.DataTree) -> str:
     )
 
 
-def _baseline_basis(baseline, caps: tuple[str, ...], meta: pd.DataFrame) -> str:
-    """Which capability benchmarks the recomputed baseline rests on, in words."""
-    if baseline is None:
-        return "capability benchmarks (not computable for this study)"
-    return describe_capability_basis(caps, meta["display_name"].to_dict())
-
-
 def _verdict_section(dt: xr.DataTree) -> list:
     diagnostics = diagnostics_of(dt)
     style = "strong" if diagnostics.trustworthy else "warning"
@@ -151,68 +139,6 @@ def _verdict_section(dt: xr.DataTree) -> list:
         Paragraph(f"Diagnostics: {diagnostics.verdict()}", style),
         Paragraph(_fit_facts(dt)),
     ]
-
-
-def _separability_intro(table: pd.DataFrame, basis: str, tau, ci_prob, ci_kind) -> list:
-    safety = table[table["role"] == "safety"]
-    n_base = int(safety["baseline_correlation"].notna().sum())
-    return [
-        Heading("Separability by safety area"),
-        Paragraph(
-            "ρ is a benchmark's correlation with latent capability on the standardised, "
-            "oriented scale (higher = safer); P(separable) = P(|ρ| < "
-            f"{tau:g} | data); unexplained = 1 − ρ², the share of variance capability does "
-            "not explain (posterior median). Intervals are "
-            f"{interval_label(ci_prob, ci_kind, long=True)}s. The paper baseline is the "
-            "oriented Spearman correlation with the first principal component of "
-            + basis
-            + f"; 'disagrees' marks a baseline outside the {ci_kind.upper()}."
-        ),
-        Paragraph(
-            f"{len(safety)} safety benchmarks: {int((safety['p_separable'] > 0.5).sum())} "
-            f"more likely separable than not, {int((safety['p_separable'] < 0.05).sum())} "
-            f"confidently entangled with capability (P(separable) < 0.05); the baseline "
-            f"disagrees with the posterior for {int(safety['disagrees'].sum())} of {n_base}."
-        ),
-    ]
-
-
-def _area_sections(table: pd.DataFrame, areas: xr.Dataset, header: list[str]) -> list:
-    blocks: list = []
-    for area, part in table.groupby("area", sort=False):
-        capability = bool((part["role"] == "capability").all())
-        label = "Capability benchmarks (reference)" if capability else area_label(area)
-        blocks.append(Heading(label, 3, area=str(area)))
-        facts = [f"{len(part)} benchmarks"]
-        if areas.data_vars and str(area) in areas["area"].values:
-            a = areas.sel(area=str(area))
-            facts.append(
-                f"area mean capability loading {format_number(float(a.mean_loading_median))} "
-                f"[{format_number(float(a.mean_loading_hdi_low))}, "
-                f"{format_number(float(a.mean_loading_hdi_high))}]"
-            )
-        facts.append(f"{int((part['p_separable'] > 0.5).sum())} with P(separable) > 0.5")
-        blocks.append(Paragraph("; ".join(facts) + "."))
-        blocks.append(Table(header, separability_rows(part), flag_column=7, align="lrrrrrrl"))
-    return blocks
-
-
-def _separability_section(
-    dt, table, baseline, caps, figures: _FigureWriter, tau, ci_prob, ci_kind
-) -> list:
-    basis = _baseline_basis(baseline, caps, benchmark_table(dt))
-    blocks = _separability_intro(table, basis, tau, ci_prob, ci_kind)
-    areas = area_loadings(dt, ci_prob=ci_prob, ci_kind=ci_kind)
-    blocks += _area_sections(table, areas, separability_header(tau, ci_prob, ci_kind))
-    blocks += share_blocks(table, ci_prob, ci_kind)
-    forest = plot_rho_forest(dt, tau=tau, ci_prob=ci_prob, ci_kind=ci_kind, baseline=baseline)
-    caption = (
-        f"Capability correlation ρ of every safety benchmark by area (median, 50% and "
-        f"{interval_label(ci_prob, ci_kind)}); grey band: separable region |ρ| < {tau:g}; "
-        "crosses: paper baseline."
-    )
-    blocks.append(figures.block(forest, "rho_forest_by_area", caption))
-    return blocks
 
 
 def _capability_section(dt, figures: _FigureWriter, ci_prob, ci_kind) -> list:
@@ -334,7 +260,7 @@ def build_report(
     figures = _FigureWriter(figures_dir, fit_label(dt))
     blocks = [
         *_verdict_section(dt),
-        *_separability_section(dt, table, baseline, caps, figures, tau, ci_prob, ci_kind),
+        *separability_section(dt, table, baseline, caps, figures, tau, ci_prob, ci_kind),
         *_capability_section(dt, figures, ci_prob, ci_kind),
         *_scores_section(dt, benchmarks, figures, ci_prob, ci_kind),
         *_ppc_section(dt, ppc, figures, ci_prob),

@@ -21,7 +21,7 @@ from safetywash.analysis.separability import (
     separability_table,
 )
 from safetywash.inference.diagnostics import Diagnostics
-from safetywash.inference.fitfile import diagnostics_of, save_fit
+from safetywash.inference.fitfile import diagnostics_of, fit_config, save_fit
 
 #: File name of a run folder's trust verdict.
 VERDICT_FILE = "VERDICT"
@@ -72,7 +72,8 @@ def write_fit_outputs(
     table.to_csv(table_path, index=False)
     write_verdict(dt, out_dir, notes)
     areas = area_loadings(dt, ci_prob=ci_prob, ci_kind=ci_kind)
-    text = format_separability(table, tau, ci_prob=ci_prob, ci_kind=ci_kind)
+    subspace = fit_config(dt).capability_dims > 1
+    text = format_separability(table, tau, ci_prob=ci_prob, ci_kind=ci_kind, subspace=subspace)
     lines = [diagnostics_of(dt).verdict(), "", text]
     if areas.data_vars:
         label = interval_label(ci_prob, ci_kind)

@@ -136,37 +136,63 @@ def format_number(x: float | None, signed: bool = True) -> str:
 
 
 def separability_header(
-    tau: float = DEFAULT_TAU, ci_prob: float = CI_PROB, ci_kind: str = CI_KIND
+    tau: float = DEFAULT_TAU,
+    ci_prob: float = CI_PROB,
+    ci_kind: str = CI_KIND,
+    subspace: bool = False,
 ) -> list[str]:
-    """Column names of :func:`separability_rows`."""
+    """Column names of :func:`separability_rows` (``subspace``: more than one capability
+    dimension, R beside rho)."""
+    label = interval_label(ci_prob, ci_kind)
+    if not subspace:
+        middle = [f"P(|ρ| < {tau:g})", "unexplained 1 − ρ²"]
+    else:
+        middle = ["R median", label, f"P(R < {tau:g})", f"P(|ρ| < {tau:g})", "unexplained 1 − R²"]
     return [
         "Benchmark",
         "ρ median",
-        interval_label(ci_prob, ci_kind),
-        f"P(|ρ| < {tau:g})",
-        "unexplained 1 − ρ²",
+        label,
+        *middle,
         "shares cap/spec/noise",
         "paper baseline",
         f"baseline vs {ci_kind.upper()}",
     ]
 
 
-def separability_rows(table: pd.DataFrame) -> list[list[str]]:
-    """Report rows of :func:`report_table`: name, rho, interval, P(sep.), unexplained,
-    variance shares (:func:`safetywash.analysis.separability.format_shares`), paper, flag."""
-    return [
-        [
-            str(r.display_name),
-            format_number(r.rho_median),
-            f"[{format_number(r.rho_hdi_low)}, {format_number(r.rho_hdi_high)}]",
-            format_number(r.p_separable, signed=False),
-            format_number(r.unexplained_median, signed=False),
-            format_shares(r.capability_share_median, r.specific_share_median, r.noise_share_median),
-            format_number(r.baseline_correlation),
-            "disagrees" if r.disagrees else "",
-        ]
-        for r in table.itertuples()
-    ]
+def separability_rows(table: pd.DataFrame, subspace: bool = False) -> list[list[str]]:
+    """Report rows of :func:`report_table`: name, rho, interval, (R, its interval,) P(sep.),
+    (P(|rho| < tau),) unexplained, variance shares
+    (:func:`safetywash.analysis.separability.format_shares`), paper, flags ("disagrees":
+    the baseline is outside the interval; "general only": separable from the general
+    factor but not from the capability subspace)."""
+    rows = []
+    for r in table.itertuples():
+        middle = [format_number(r.p_separable, signed=False)]
+        flags = ["disagrees"] if r.disagrees else []
+        if subspace:
+            middle = [
+                format_number(r.subspace_r_median, signed=False),
+                f"[{format_number(r.subspace_r_hdi_low, signed=False)}, "
+                f"{format_number(r.subspace_r_hdi_high, signed=False)}]",
+                *middle,
+                format_number(r.p_separable_general, signed=False),
+            ]
+            flags += ["general only"] if r.general_only_separable else []
+        rows.append(
+            [
+                str(r.display_name),
+                format_number(r.rho_median),
+                f"[{format_number(r.rho_hdi_low)}, {format_number(r.rho_hdi_high)}]",
+                *middle,
+                format_number(r.unexplained_median, signed=False),
+                format_shares(
+                    r.capability_share_median, r.specific_share_median, r.noise_share_median
+                ),
+                format_number(r.baseline_correlation),
+                ", ".join(flags),
+            ]
+        )
+    return rows
 
 
 def capability_rows(summary: pd.DataFrame) -> list[list[str]]:

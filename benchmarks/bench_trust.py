@@ -65,6 +65,11 @@ REAL_CASES = {
     "helm-benchbench": ("helm-benchbench", "all", {}),
     "epoch-benchmark-stitching": ("epoch-benchmark-stitching", "all", {}),
     "open-llm-leaderboard-v1": ("open-llm-leaderboard-v1", "all", {}),
+    # Two capability dimensions (the general factor and one further axis).
+    "safetywashing-chat-dims2": ("safetywashing", "chat", {"capability_dims": 2}),
+    "safetywashing-all-dims2": ("safetywashing", "all", {"capability_dims": 2}),
+    "helm-benchbench-dims2": ("helm-benchbench", "all", {"capability_dims": 2}),
+    "open-llm-leaderboard-v1-dims2": ("open-llm-leaderboard-v1", "all", {"capability_dims": 2}),
 }
 #: The README's study of one's own (13 LLMs, 3 capability quizzes, 1 safety benchmark), read
 #: as ``safetywash fit`` reads it from these options.
@@ -192,6 +197,20 @@ def rho_recovery(dt, truth) -> dict:
     }
 
 
+def axis_agreement(dt) -> dict:
+    """Do the chains report the same further capability axes? Per axis, the lowest
+    correlation of a chain's mean loadings with the mean over all chains (a reflected axis
+    gives about -1, a swapped one about 0), and the mean loadings (for comparing seeds)."""
+    loading = dt["posterior"]["axis_loading"]
+    lowest, means = {}, {}
+    for axis in loading["capability_axis"].values:
+        per_chain = loading.sel(capability_axis=axis).mean("draw").values
+        pooled = per_chain.mean(axis=0)
+        lowest[str(axis)] = float(min(np.corrcoef(c, pooled)[0, 1] for c in per_chain))
+        means[str(axis)] = [float(v) for v in pooled]
+    return {"axis_chain_agreement": lowest, "axis_loading_mean": means}
+
+
 def rho_medians(dt) -> dict:
     """Posterior median of every benchmark's ``rho`` (real cases: for comparing fits)."""
     rho = dt["posterior"]["rho"].median(("chain", "draw"))
@@ -229,6 +248,9 @@ def measure(name: str, seed: int, args: argparse.Namespace) -> dict:
         row.update(rho_recovery(dt, truth))
     else:
         row["rho_median"] = rho_medians(dt)
+    if "axis_loading" in dt["posterior"].data_vars:
+        row.update(axis_agreement(dt))
+        row["axis_agreement_min"] = min(row["axis_chain_agreement"].values())
     row["in_process_s"] = time.perf_counter() - t_proc
     return row
 
@@ -338,6 +360,7 @@ COLUMNS = (
     ("fit s", "fit_s", "{:.1f}"),
     ("cov90", "rho_coverage90", "{:.2f}"),
     ("|err|", "rho_mae", "{:.3f}"),
+    ("axes", "axis_agreement_min", "{:.2f}"),
 )
 
 
@@ -363,6 +386,25 @@ def format_table(rows: list[dict]) -> str:
         ).rstrip()
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, body)])
+
+
+def seed_agreement(rows: list[dict]) -> list[str]:
+    """Per case with capability axes: the lowest correlation of a seed's mean axis loadings
+    with the first seed's (a seed with a reflected or swapped axis shows about -1 or 0)."""
+    lines = []
+    for case in dict.fromkeys(r["case"] for r in rows):
+        means = [
+            r["axis_loading_mean"] for r in rows if r["case"] == case and "axis_loading_mean" in r
+        ]
+        if len(means) < 2:
+            continue
+        lowest = min(
+            float(np.corrcoef(m[axis], means[0][axis])[0, 1]) for m in means[1:] for axis in m
+        )
+        lines.append(
+            f"{case}: axes agree across {len(means)} seeds, lowest correlation {lowest:.3f}"
+        )
+    return lines
 
 
 def finite(value):
@@ -439,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_table(rows))
     print(f"{n_trusted} of {len(rows)} fits trusted")
+    for line in seed_agreement(rows):
+        print(line)
     if args.json is not None:
         payload = {
             "script": "benchmarks/bench_trust.py",

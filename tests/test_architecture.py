@@ -25,6 +25,8 @@ PYMC_FREE = (
     "safetywash.model.config",
     "safetywash.model.transform",
     "safetywash.model.likelihood",
+    "safetywash.model.axes",
+    "safetywash.model.marginal",
     "safetywash.inference.fitfile",
     "safetywash.inference.netcdf",
     "safetywash.inference.diagnostics",
@@ -46,6 +48,8 @@ PYMC_FREE = (
     "safetywash.analysis.cutposterior",
     "safetywash.analysis.newbenchmark",
     "safetywash.analysis.plan",
+    "safetywash.analysis.dims_choice",
+    "safetywash.analysis.design_text",
 )
 
 

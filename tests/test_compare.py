@@ -18,14 +18,16 @@ import xarray as xr
 from scipy.stats import multivariate_normal
 
 from fit_trees import GOOD_DIAGNOSTICS
+from safetywash.analysis.design_text import (
+    benchmark_comparison_json,
+    describe_pair,
+    format_benchmark_comparison,
+)
 from safetywash.analysis.designs import (
     BenchmarkNotInFitError,
     abs_rho_difference,
-    benchmark_comparison_json,
     check_benchmarks,
     compare_benchmarks,
-    describe_pair,
-    format_benchmark_comparison,
 )
 from safetywash.analysis.fits import aggregate_of, shipped_catalog_of
 from safetywash.analysis.latent import benchmark_parameters

@@ -16,7 +16,10 @@ so its *capability-adjusted* value is, per posterior draw,
 the score the LLM would have had at capability ``theta = 0`` (the capability of the
 average fitted LLM; for several populations the average over populations), keeping
 everything that is specific to it (area factor and residual). Its posterior reflects the
-uncertainty in ``lambda_b`` and ``theta_i``.
+uncertainty in ``lambda_b`` and ``theta_i``. With K > 1 capability dimensions
+(``ModelConfig.capability_dims``) the whole capability part is removed, the further axes'
+``sum_k L_{b,k} u_{i,k}`` too: the score at the average fitted LLM's position on every
+capability dimension (capability on another axis, coding say, is capability as well).
 
 In the benchmark's own units the adjusted value is the inverse of the fit's transform at
 ``tilde y``: oriented (higher = safer) units ``center_b + scale_b * tilde y`` for
@@ -44,8 +47,9 @@ from safetywash.analysis.intervals import (
     interval_bounds,
     interval_label,
 )
-from safetywash.analysis.latent import sample_values
+from safetywash.analysis.latent import capability_dims_of, sample_values
 from safetywash.inference.fitfile import benchmark_table, cell_index, fitted_transform, llm_table
+from safetywash.model.axes import AXIS_DIM
 from safetywash.model.likelihood import cell_mean
 
 CSV_COLUMNS = (
@@ -83,6 +87,17 @@ def _chosen_benchmarks(
     return chosen
 
 
+def _axis_terms(post: xr.Dataset) -> dict:
+    """Keyword arguments of :func:`cell_mean` for the further capability axes (empty with
+    one capability dimension)."""
+    if "axis_loading" not in post.data_vars:
+        return {}
+    return {
+        "axis_loading": sample_values(post["axis_loading"], "benchmark", AXIS_DIM),
+        "axis_score": sample_values(post["axis_score"], "llm", AXIS_DIM),
+    }
+
+
 def _cell_draws(dt: xr.DataTree, cells: np.ndarray, group: str) -> dict:
     """Per observed cell: the adjusted draws on both scales and ``P(y > prediction)``."""
     llm_idx, bench_idx = (idx[cells] for idx in cell_index(dt))
@@ -90,9 +105,12 @@ def _cell_draws(dt: xr.DataTree, cells: np.ndarray, group: str) -> dict:
     intercept = sample_values(post["intercept"], "benchmark")
     loading = sample_values(post["loading"], "benchmark")
     capability = sample_values(post["capability"], "llm")
+    axes = _axis_terms(post)
     # what capability predicts: the model's cell mean without the area-factor term
-    prediction = cell_mean(intercept, loading, capability, llm_idx, bench_idx)
-    capability_part = loading[..., bench_idx] * capability[..., llm_idx]
+    prediction = cell_mean(intercept, loading, capability, llm_idx, bench_idx, **axes)
+    capability_part = prediction - intercept[..., bench_idx]
+    if not axes:  # the same numbers as ever with one capability dimension
+        capability_part = loading[..., bench_idx] * capability[..., llm_idx]
     y = np.asarray(dt["observed_data"]["score"].values, dtype=float)[cells]
     adjusted_std = y - capability_part
     transform = fitted_transform(dt)
@@ -156,11 +174,12 @@ def adjusted_scores(
         units), ``oriented_score`` (higher = safer), ``adjusted_median``,
         ``adjusted_hdi_low``, ``adjusted_hdi_high`` (oriented benchmark units, see the
         module docstring), ``adjusted_std_median``, ``adjusted_std_hdi_low``,
-        ``adjusted_std_hdi_high`` (model scale: ``y - lambda * theta``) and
-        ``p_above_capability_prediction`` = ``P(y > alpha + lambda * theta)``, the
+        ``adjusted_std_hdi_high`` (model scale: ``y - lambda * theta``, less
+        ``sum_k L_k u_k`` too with K > 1 capability dimensions) and
+        ``p_above_capability_prediction`` = ``P(y > alpha + lambda * theta (+ L u))``, the
         probability that the LLM scores above what its capability predicts. Coordinates
         ``llm_name``, ``display_name``, ``role``, ``area``, ``direction``; attrs
-        ``ci_prob``, ``ci_kind``.
+        ``ci_prob``, ``ci_kind``, ``definition``, ``capability_dims``.
     """
     check_interval(ci_prob, ci_kind)
     table = benchmark_table(dt)
@@ -190,14 +209,23 @@ def adjusted_scores(
             "area": ("benchmark", sub["area"].to_numpy()),
             "direction": ("benchmark", sub["direction"].to_numpy()),
         },
-        attrs={
-            "ci_prob": ci_prob,
-            "ci_kind": ci_kind,
-            "definition": "adjusted = observed - loading * capability on the model scale "
-            "(intercept + area-factor part + residual), mapped back to oriented "
-            "benchmark units",
-        },
+        attrs={"ci_prob": ci_prob, "ci_kind": ci_kind, **_definition(dt, group)},
     )
+
+
+def _definition(dt: xr.DataTree, group: str) -> dict:
+    """The ``definition`` and ``capability_dims`` attrs of :func:`adjusted_scores`."""
+    dims = capability_dims_of(dt, group=group)
+    if dims == 1:
+        removed = "loading * capability"
+    else:
+        removed = "(loading * capability + the further capability axes' loadings * scores)"
+    return {
+        "definition": f"adjusted = observed - {removed} on the model scale "
+        "(intercept + area-factor part + residual), mapped back to oriented "
+        "benchmark units",
+        "capability_dims": dims,
+    }
 
 
 def adjusted_table(ds: xr.Dataset) -> pd.DataFrame:
@@ -212,10 +240,13 @@ def adjusted_table(ds: xr.Dataset) -> pd.DataFrame:
 
 
 def default_plot_benchmark(ds: xr.Dataset, dt: xr.DataTree, *, group: str = "posterior") -> str:
-    """The adjusted benchmark most entangled with capability (largest median ``|rho|``)
-    among those observed for at least half of the LLMs (else among all)."""
+    """The adjusted benchmark most entangled with capability (largest median ``|rho|``;
+    with K > 1 capability dimensions, largest median subspace ``R``) among those observed
+    for at least half of the LLMs (else among all)."""
     keys = [str(k) for k in ds["benchmark"].values]
-    rho = np.abs(dt[group]["rho"].sel(benchmark=keys)).median(SAMPLE_DIMS)
+    post = dt[group]
+    entangled = post["subspace_r"] if "subspace_r" in post.data_vars else np.abs(post["rho"])
+    rho = entangled.sel(benchmark=keys).median(SAMPLE_DIMS)
     counts = np.isfinite(ds["raw_score"]).sum("llm")
     enough = counts >= max(3, ds.sizes["llm"] // 2)
     candidates = rho.where(enough) if bool(enough.any()) else rho

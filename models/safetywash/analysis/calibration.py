@@ -9,6 +9,7 @@ import xarray as xr
 from scipy import stats
 
 from safetywash.analysis.intervals import SAMPLE_DIMS
+from safetywash.analysis.latent import capability_dims_of
 from safetywash.inference.fitfile import diagnostics_of
 from safetywash.model.likelihood import capability_correlation
 
@@ -169,7 +170,19 @@ def round_dataset(
         ``min_ess_bulk``/``_tail``, ``min_ess``, ``divergences``, ``trustworthy``,
         ``worst_rhat_variable``, ``worst_ess_variable``), ``min_chain_capability_corr``
         (< 0: a flipped chain) and ``n_rank_draws``; coordinates ``role``, ``area``.
+
+    Raises
+    ------
+    ValueError
+        For a fit with more than one capability dimension: the truth of a simulated study
+        has one (:func:`~safetywash.model.simulate.simulate`).
     """
+    dims = capability_dims_of(dt)
+    if dims > 1:
+        raise ValueError(
+            f"an SBC round is checked against a simulated truth with one capability "
+            f"dimension; this fit has {dims}: fit the round with capability_dims=1"
+        )
     posterior = dt["posterior"].to_dataset()
     benchmarks = known["benchmark"].values
     rho = posterior["rho"].reindex(benchmark=benchmarks)

@@ -19,6 +19,10 @@ likelihood), evaluated on a fine grid over the range that holds its mass and sam
 uniform jitter within its cell (:func:`sample_log_sd`); ``(alpha, lambda)`` are then drawn
 from their Gaussian conditional at that ``sigma``. Everything is O(draws x grid) from five
 sums per draw: well under a second for a fit of 4,000 draws.
+
+Fits with more than one capability dimension (``ModelConfig.capability_dims`` K > 1) are
+refused (:func:`check_one_capability_dimension`): there a new benchmark would load on the
+further capability axes too, and the cut posterior here has the general factor only.
 """
 
 from __future__ import annotations
@@ -71,6 +75,35 @@ class BenchmarkPrior:
         )
 
 
+def check_one_capability_dimension(dt: xr.DataTree, what: str, instead: str | None = None) -> None:
+    """Refuse a fit with more than one capability dimension.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        A fit.
+    what : str
+        What is refused, e.g. ``"scoring a new benchmark without refitting"``.
+    instead : str, optional
+        What else to run with such a fit (after "do it against a fit of the same study
+        with --capability-dims 1, or ...").
+
+    Raises
+    ------
+    ValueError
+        If the fit has ``capability_dims`` above 1.
+    """
+    dims = fit_config(dt).capability_dims
+    if dims > 1:
+        raise ValueError(
+            f"{what} supports fits with one capability dimension only, and this fit has "
+            f"{dims} (--capability-dims {dims}): a new benchmark would load on the further "
+            "capability axes too, which this cut posterior does not model yet. Do it against "
+            "a fit of the same study with --capability-dims 1"
+            + (f", or {instead}." if instead else ".")
+        )
+
+
 def _draws(post: xr.Dataset, name: str, *dims: str) -> np.ndarray:
     values = sample_values(post[name], *dims)
     return values.reshape(values.shape[0] * values.shape[1], *values.shape[2:])
@@ -108,7 +141,18 @@ def new_benchmark_prior(
     Returns
     -------
     BenchmarkPrior
+
+    Raises
+    ------
+    ValueError
+        For a fit with more than one capability dimension.
     """
+    check_one_capability_dimension(
+        dt,
+        "a new benchmark's prior from a fit",
+        f"add the benchmark to the study and refit (fit --add-scores NEW.csv "
+        f"--capability-dims {fit_config(dt).capability_dims})",
+    )
     post = dt[group]
     priors = fit_config(dt).scaled_priors
     n = post.sizes["chain"] * post.sizes["draw"]

@@ -5,11 +5,17 @@ correlations ``rho``: the posterior of ``|rho_A| - |rho_B|``, the probability
 ``P(|rho_A| < |rho_B|)``, and for more benchmarks a ranking by posterior mean ``|rho|``
 with the matrix of pairwise probabilities. Because all ``rho`` come from one joint
 posterior, the comparison accounts for their correlation (shared capability scores).
+
+With K > 1 capability dimensions (``ModelConfig.capability_dims``) ``rho`` is the
+correlation with the general factor only; the same comparison of the subspace ``R``
+(``subspace_r``: the multiple correlation with all K dimensions, what the fit's
+separability verdict reads) is made beside it, and reported next to every ``|rho|``
+result: a benchmark can be free of the general factor yet load on a further capability
+axis. The comparison's readable text and JSON are in :mod:`safetywash.analysis.design_text`.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,8 +28,8 @@ from safetywash.analysis.intervals import (
     SAMPLE_DIMS,
     check_interval,
     interval_bounds,
-    interval_label,
 )
+from safetywash.analysis.latent import capability_dims_of
 from safetywash.analysis.separability import DEFAULT_TAU
 from safetywash.data.names import close_matches
 from safetywash.inference.fitfile import benchmark_table, excluded_benchmarks, fit_config
@@ -121,6 +127,46 @@ def _benchmark_names(dt: xr.DataTree, keys: list[str]) -> dict[str, np.ndarray]:
     return {name: meta[name].to_numpy() for name in ("display_name", "area", "role")}
 
 
+#: Names of the comparison's variables: by ``|rho|``, and by the subspace ``R``.
+ABS_RHO_NAMES = (
+    "abs_rho_mean",
+    "abs_rho_median",
+    "p_separable",
+    "prob_less_entangled",
+    "difference_median",
+    "difference_hdi_low",
+    "difference_hdi_high",
+)
+SUBSPACE_NAMES = (
+    "subspace_r_mean",
+    "subspace_r_median",
+    "p_separable_subspace",
+    "prob_less_entangled_subspace",
+    "subspace_difference_median",
+    "subspace_difference_hdi_low",
+    "subspace_difference_hdi_high",
+)
+
+
+def _entanglement(values: xr.DataArray, names, tau: float, ci_prob, ci_kind) -> dict:
+    """Mean, median, P(< tau) of ``values`` per benchmark; over ``(benchmark, other)`` the
+    probability of being lower and the posterior of the difference (NaN on the diagonal)."""
+    other = values.rename(benchmark="other")
+    diff = values - other
+    mask = xr.DataArray(~np.eye(values.sizes["benchmark"], dtype=bool), dims=("benchmark", "other"))
+    low, high = interval_bounds(diff, ci_prob=ci_prob, ci_kind=ci_kind)
+    parts = (
+        values.mean(SAMPLE_DIMS),
+        values.median(SAMPLE_DIMS),
+        (values < tau).mean(SAMPLE_DIMS),
+        (values < other).mean(SAMPLE_DIMS).where(mask),
+        diff.median(SAMPLE_DIMS).where(mask),
+        low.where(mask),
+        high.where(mask),
+    )
+    return dict(zip(names, parts, strict=True))
+
+
 def compare_benchmarks(
     dt: xr.DataTree,
     benchmarks: Sequence[str],
@@ -153,31 +199,25 @@ def compare_benchmarks(
         over ``(benchmark, other)``: ``prob_less_entangled`` = ``P(|rho_i| < |rho_j|)``,
         and the posterior ``difference_median``, ``difference_hdi_low`` and
         ``difference_hdi_high`` (the ``ci_kind`` interval) of ``|rho_i| - |rho_j|`` (NaN on
-        the diagonal). Coordinates ``display_name``, ``area``, ``role``; attrs ``tau``,
-        ``ci_prob``, ``ci_kind``, ``n_draws``.
+        the diagonal). With K > 1 capability dimensions also the same of the subspace
+        ``R``: ``subspace_r_mean``, ``subspace_r_median``, ``p_separable_subspace``
+        (``P(R < tau)``), ``prob_less_entangled_subspace`` (``P(R_i < R_j)``),
+        ``subspace_difference_median``, ``subspace_difference_hdi_low``,
+        ``subspace_difference_hdi_high``. Coordinates ``display_name``, ``area``, ``role``;
+        attrs ``tau``, ``ci_prob``, ``ci_kind``, ``n_draws``, ``capability_dims``.
     """
     if not 0 < tau < 1:
         raise ValueError("tau must be between 0 and 1")
     check_interval(ci_prob, ci_kind)
     keys = check_benchmarks(dt, benchmarks, group=group)
-    rho = np.abs(dt[group]["rho"].sel(benchmark=keys))
-    other = rho.rename(benchmark="other")
-    diff = rho - other
-    mask = xr.DataArray(~np.eye(len(keys), dtype=bool), dims=("benchmark", "other"))
-    low, high = interval_bounds(diff, ci_prob=ci_prob, ci_kind=ci_kind)
-    mean = rho.mean(SAMPLE_DIMS)
-    out = xr.Dataset(
-        {
-            "abs_rho_mean": mean,
-            "abs_rho_median": rho.median(SAMPLE_DIMS),
-            "p_separable": (rho < tau).mean(SAMPLE_DIMS),
-            "rank": ("benchmark", _ranks(mean.values)),
-            "prob_less_entangled": (rho < other).mean(SAMPLE_DIMS).where(mask),
-            "difference_median": diff.median(SAMPLE_DIMS).where(mask),
-            "difference_hdi_low": low.where(mask),
-            "difference_hdi_high": high.where(mask),
-        }
-    )
+    post = dt[group]
+    rho = np.abs(post["rho"].sel(benchmark=keys))
+    parts = _entanglement(rho, ABS_RHO_NAMES, tau, ci_prob, ci_kind)
+    parts["rank"] = ("benchmark", _ranks(parts["abs_rho_mean"].values))
+    if "subspace_r" in post.data_vars:
+        r = post["subspace_r"].sel(benchmark=keys)
+        parts.update(_entanglement(r, SUBSPACE_NAMES, tau, ci_prob, ci_kind))
+    out = xr.Dataset(parts)
     names = _benchmark_names(dt, keys)
     out = out.assign_coords(
         benchmark=keys,
@@ -187,167 +227,5 @@ def compare_benchmarks(
     out["rho_median"] = dt[group]["rho"].sel(benchmark=keys).median(SAMPLE_DIMS)
     n_draws = int(dt[group].sizes["chain"] * dt[group].sizes["draw"])
     out.attrs.update(tau=tau, ci_prob=ci_prob, ci_kind=ci_kind, n_draws=n_draws)
-    return out
-
-
-def _name(ds: xr.Dataset, key: str) -> str:
-    return str(ds["display_name"].sel(benchmark=key).item())
-
-
-def _interval(ds: xr.Dataset) -> str:
-    return interval_label(ds.attrs["ci_prob"], ds.attrs["ci_kind"])
-
-
-def describe_pair(ds: xr.Dataset, first: str, second: str) -> str:
-    """A plain sentence: which of two benchmarks is less capability-entangled, how surely.
-
-    The benchmark more probably less entangled is named first.
-    """
-    p = float(ds["prob_less_entangled"].sel(benchmark=first, other=second))
-    a, b = (first, second) if p >= 0.5 else (second, first)
-    prob = p if p >= 0.5 else 1 - p
-    diff = ds.sel(benchmark=a, other=b)
-    return (
-        f"{_name(ds, a)} is less capability-entangled than {_name(ds, b)} with probability "
-        f"{format_probability(prob, ds.attrs['n_draws'])} (|rho| difference "
-        f"{float(diff.difference_median):+.2f}, {_interval(ds)} "
-        f"[{float(diff.difference_hdi_low):+.2f}, {float(diff.difference_hdi_high):+.2f}])."
-    )
-
-
-def format_probability(p: float, n_draws: int | None = None) -> str:
-    """A posterior probability to two decimals, without rounding a near-certainty to 1.
-
-    With ``n_draws`` draws, 1 (0) means that every (no) draw agreed: shown as
-    ``"> 0.99 (all N draws)"`` (``"< 0.01 (no draw of N)"``).
-    """
-    if n_draws and p >= 1.0:
-        return f"> 0.99 (all {n_draws} draws)"
-    if n_draws and p <= 0.0:
-        return f"< 0.01 (no draw of {n_draws})"
-    if 0.99 < p < 1.0:
-        return "> 0.99"
-    if 0.0 < p < 0.01:
-        return "< 0.01"
-    return f"{p:.2f}"
-
-
-def _every_draw_note(p: float, n_draws: int | None) -> str:
-    if n_draws and p in (0.0, 1.0):
-        return f" ({'every' if p else 'no'} one of the {n_draws} draws)"
-    return ""
-
-
-def _ranked(ds: xr.Dataset) -> list[str]:
-    keys = [str(k) for k in ds["benchmark"].values]
-    return sorted(keys, key=lambda k: int(ds["rank"].sel(benchmark=k)))
-
-
-def _pair_lines(ds: xr.Dataset, a: str, b: str) -> list[str]:
-    d = ds.sel(benchmark=a, other=b)
-    return [
-        f"|rho| of {_name(ds, a)} ({a}) minus |rho| of {_name(ds, b)} ({b}):",
-        f"  median {float(d.difference_median):+.3f}, {_interval(ds)} "
-        f"[{float(d.difference_hdi_low):+.3f}, {float(d.difference_hdi_high):+.3f}]",
-        f"  P(|rho_{a}| < |rho_{b}|) = {float(d.prob_less_entangled):.3f}"
-        + _every_draw_note(float(d.prob_less_entangled), ds.attrs["n_draws"]),
-        "",
-    ]
-
-
-def _ranking_lines(ds: xr.Dataset) -> list[str]:
-    ranked = _ranked(ds)
-    tau = ds.attrs["tau"]
-    width = min(max(len(_name(ds, k)) for k in ranked), 48) + 2
-    lines = [
-        "Ranking (least capability-entangled first):",
-        f"  {'#':>2}  {'benchmark':<{width}}{'rho':>7}{'mean |rho|':>11}{f'P(|rho|<{tau:g})':>15}",
-    ]
-    for k in ranked:
-        r = ds.sel(benchmark=k)
-        lines.append(
-            f"  {int(r['rank']):>2}  {_name(ds, k)[: width - 2]:<{width}}"
-            f"{float(r.rho_median):>+7.2f}{float(r.abs_rho_mean):>11.2f}{float(r.p_separable):>15.2f}"
-        )
-    return lines
-
-
-def _matrix_lines(ds: xr.Dataset) -> list[str]:
-    ranked = _ranked(ds)
-    col = max(max(len(k) for k in ranked), 6) + 1
-    lines = [
-        "",
-        "P(|rho_row| < |rho_column|):",
-        " " * (col + 2) + "".join(f"{k[: col - 1]:>{col}}" for k in ranked),
-    ]
-    for k in ranked:
-        cells = []
-        for j in ranked:
-            v = float(ds["prob_less_entangled"].sel(benchmark=k, other=j))
-            cells.append(f"{'-' if np.isnan(v) else f'{v:.2f}':>{col}}")
-        lines.append(f"  {k[: col - 1]:<{col}}" + "".join(cells))
-    return lines
-
-
-def format_benchmark_comparison(ds: xr.Dataset) -> str:
-    """Readable report of :func:`compare_benchmarks`: pair sentence or ranking and matrix."""
-    keys = [str(k) for k in ds["benchmark"].values]
-    lines = _pair_lines(ds, *keys) if len(keys) == 2 else []
-    lines += _ranking_lines(ds)
-    if len(keys) > 2:
-        lines += _matrix_lines(ds)
-    lines.append("")
-    if len(keys) == 2:
-        lines.append(describe_pair(ds, *keys))
-    else:
-        lines += [describe_pair(ds, a, b) for a, b in itertools.pairwise(_ranked(ds))]
-    return "\n".join(lines)
-
-
-def _nan_to_none(value: float):
-    return None if not np.isfinite(value) else float(value)
-
-
-def benchmark_comparison_json(ds: xr.Dataset) -> dict:
-    """JSON-ready dictionary of :func:`compare_benchmarks`.
-
-    With two benchmarks ``A, B``: ``benchmarks``, ``prob_first_less_entangled``
-    (``P(|rho_A| < |rho_B|)``), ``difference_median`` and ``difference_hdi`` (the
-    ``ci_kind`` interval) of ``|rho_A| - |rho_B|``, and ``sentence``; always ``ci_prob``,
-    ``ci_kind``, ``tau``, ``ranking`` and ``pairwise_prob_less_entangled``
-    (``matrix[i][j] = P(|rho_i| < |rho_j|)`` in the order of ``benchmarks``).
-    """
-    keys = [str(k) for k in ds["benchmark"].values]
-    out: dict = {"benchmarks": keys}
-    if len(keys) == 2:
-        a, b = keys
-        d = ds.sel(benchmark=a, other=b)
-        out.update(
-            prob_first_less_entangled=float(d.prob_less_entangled),
-            difference_median=float(d.difference_median),
-            difference_hdi=[float(d.difference_hdi_low), float(d.difference_hdi_high)],
-            sentence=describe_pair(ds, a, b),
-        )
-    out.update(
-        ci_prob=float(ds.attrs["ci_prob"]),
-        ci_kind=str(ds.attrs["ci_kind"]),
-        tau=float(ds.attrs["tau"]),
-        n_draws=int(ds.attrs["n_draws"]),
-    )
-    out["ranking"] = [
-        {
-            "rank": int(ds["rank"].sel(benchmark=k)),
-            "benchmark": k,
-            "display_name": _name(ds, k),
-            "rho_median": float(ds["rho_median"].sel(benchmark=k)),
-            "abs_rho_mean": float(ds["abs_rho_mean"].sel(benchmark=k)),
-            "p_separable": float(ds["p_separable"].sel(benchmark=k)),
-        }
-        for k in _ranked(ds)
-    ]
-    matrix = ds["prob_less_entangled"].sel(benchmark=keys, other=keys).values
-    out["pairwise_prob_less_entangled"] = {
-        "benchmarks": keys,
-        "matrix": [[_nan_to_none(v) for v in row] for row in matrix],
-    }
+    out.attrs["capability_dims"] = capability_dims_of(dt, group=group)
     return out

@@ -26,18 +26,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
+from safetywash.analysis.dims_choice import dims_choice
 from safetywash.analysis.intervals import SAMPLE_DIMS
 from safetywash.analysis.predictive import cell_parameters
+from safetywash.analysis.retry import fit_with_retry
 from safetywash.data.study import BenchmarkStudy
-from safetywash.inference.fitfile import diagnostics_of, fitted_transform
-from safetywash.inference.sampling import fit
+from safetywash.inference.fitfile import diagnostics_of, fit_config, fitted_transform
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import prepare_data
@@ -292,6 +293,7 @@ def run_holdout(
     ranks: Sequence[int] = PCA_RANKS,
     dataset: str | None = None,
     progressbar: bool = False,
+    fitter: Callable[..., xr.DataTree] = fit_with_retry,
 ) -> dict:
     """Mask, fit, and score the model and the PCA baseline on the held-out cells.
 
@@ -303,22 +305,23 @@ def run_holdout(
     fraction, seed : float, int
         Share of cells to hold out and the seed of the mask (and, unless ``settings`` is
         given, of the sampler).
-    config : ModelConfig, optional
-        Default ``ModelConfig()`` (any transform, with or without area factors).
-    settings : SamplerSettings, optional
-        Default ``SamplerSettings(seed=seed)``.
+    config, settings : ModelConfig, SamplerSettings, optional
+        Defaults ``ModelConfig()`` and ``SamplerSettings(seed=seed)``.
     ranks : sequence of int
         Candidate PCA ranks.
     dataset : str, optional
         Name written in the result (default ``study.name``).
+    fitter : callable
+        ``fitter(train, config, settings, progressbar=...)`` fits the training cells (default:
+        as ``fit`` does, retried once when untrusted; or K chosen on them alone,
+        :func:`safetywash.analysis.capability_dims.select_capability_dims`).
 
     Returns
     -------
     dict
-        Exactly ``{"dataset", "fraction", "n_cells", "model": {"rmse", "mlpd",
-        "coverage90", ...}, "pca": {"rmse", "rank", ...}}``; extra detail (diagnostics,
-        sampler settings, mask seed, training size, PCA rank choice) only inside ``model``
-        and ``pca``.
+        Exactly ``{"dataset", "fraction", "n_cells", "model": {"rmse", "mlpd", "coverage90",
+        ...}, "pca": {"rmse", "rank", ...}}``; detail (diagnostics, sampler settings, K,
+        mask seed, training size, PCA ranks) only inside ``model`` and ``pca``.
     """
     config = config or ModelConfig()
     settings = settings or SamplerSettings(seed=seed)
@@ -328,9 +331,8 @@ def run_holdout(
     test = study.scores.loc[held].reset_index(drop=True)
 
     t0 = time.perf_counter()
-    dt = fit(train, config, settings, progressbar=progressbar)
-    wall = time.perf_counter() - t0
-    y = model_scale_values(dt, test)
+    dt = fitter(train, config, settings, progressbar=progressbar)
+    wall, y = time.perf_counter() - t0, model_scale_values(dt, test)
     mu, sigma = (
         a.stack(sample=SAMPLE_DIMS).transpose("sample", "cell").values
         for a in cell_parameters(dt, test["llm"].to_numpy(), test["benchmark"].to_numpy())
@@ -350,6 +352,8 @@ def run_holdout(
             "sampler_seed": settings.seed,
             "mask_seed": seed,
             "n_train_cells": int(train.n_cells),
+            "capability_dims": fit_config(dt).capability_dims,
+            "dims_choice": dims_choice(dt),
         }
     )
     return {

@@ -1,30 +1,34 @@
 """A fit's benchmark parameters and the Gaussian posterior of one LLM's latent vector.
 
 Every benchmark parameter of a fit (intercept ``alpha``, capability loading ``lambda``,
-residual SD ``sigma`` and, with area factors, the factor loading ``gamma``) is held at each
+residual SD ``sigma``, with K > 1 capability dimensions the loadings ``L_b`` on the further
+capability axes and, with area factors, the factor loading ``gamma``) is held at each
 posterior draw in turn (:func:`benchmark_parameters`). Given one draw, an LLM's latent vector
-``u = (theta, eta_1, ..., eta_F)`` (capability and area factors) has a Gaussian prior,
+``u = (theta, a_2, ..., a_K, eta_1, ..., eta_F)`` (general capability, further capability
+axes, area factors; a fit has axes or area factors, never both) has a Gaussian prior,
 
 * ``theta ~ Normal(m_p, s_p)``, the capability distribution of the LLM's population in that
   draw (0 and 1 for a single population, ``population_mean`` and
   ``exp(population_log_sd)`` otherwise; see :func:`capability_prior`),
+* ``a_k ~ Normal(0, 1)`` (the model's prior on the axis scores, independent of ``theta``),
 * ``eta_f ~ Normal(0, 1)`` (the model's prior on area factors),
 
 and its scores on the model scale are ``y_b = alpha_b + W_b u + sigma_b e_b`` with
-``W_b = (lambda_b, gamma_b [b in area f])``. The likelihood is Gaussian in ``u``, so its
-posterior given the draw is Gaussian in closed form (:func:`gaussian_latent_posterior`),
+``W_b = (lambda_b, L_b, gamma_b [b in area f])``. The likelihood is Gaussian in ``u``, so
+its posterior given the draw is Gaussian in closed form (:func:`gaussian_latent_posterior`),
 and so is ``log p(y)`` with ``u`` integrated out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
 
 from safetywash.analysis.intervals import SAMPLE_DIMS
 from safetywash.inference.fitfile import benchmark_table, llm_table
+from safetywash.model.axes import AXIS_DIM
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -48,6 +52,12 @@ class BenchmarkParameters:
         Fitted capabilities, shape ``(n_samples, n_llms)``.
     chains, draws : int
         Sizes of the sample dimensions.
+    axes : list of str
+        The further capability axes (``axis_2`` ... ``axis_K``; empty with one capability
+        dimension).
+    axis_loading : numpy.ndarray or None
+        Loadings on them, shape ``(n_samples, n_benchmarks, len(axes))``; None with one
+        capability dimension.
     """
 
     benchmarks: list[str]
@@ -60,22 +70,44 @@ class BenchmarkParameters:
     capability: np.ndarray
     chains: int
     draws: int
+    axes: list[str] = field(default_factory=list)
+    axis_loading: np.ndarray | None = None
 
     @property
     def n_latent(self) -> int:
-        """Size of the latent vector: capability plus one per area factor."""
-        return 1 + len(self.factors)
+        """Size of the latent vector: capability, one per further axis, one per area factor."""
+        return 1 + len(self.axes) + len(self.factors)
+
+    @property
+    def axis_columns(self) -> slice:
+        """Columns of the latent vector holding the further capability axes."""
+        return slice(1, 1 + len(self.axes))
+
+    @property
+    def factor_columns(self) -> slice:
+        """Columns of the latent vector holding the area factors."""
+        return slice(1 + len(self.axes), self.n_latent)
 
     def design(self, benchmark_idx: np.ndarray) -> np.ndarray:
         """Loadings of the latent vector, shape ``(n_samples, len(benchmark_idx), n_latent)``."""
         n = self.intercept.shape[0]
         w = np.zeros((n, len(benchmark_idx), self.n_latent))
         w[:, :, 0] = self.loading[:, benchmark_idx]
+        if self.axes:
+            w[:, :, self.axis_columns] = self.axis_loading[:, benchmark_idx, :]
+        first_factor = self.factor_columns.start
         for j, b in enumerate(benchmark_idx):
             f = self.factor_of[b]
             if f >= 0:
-                w[:, j, 1 + f] = self.factor_loading[:, b]
+                w[:, j, first_factor + f] = self.factor_loading[:, b]
         return w
+
+
+def capability_dims_of(dt: xr.DataTree, *, group: str = "posterior") -> int:
+    """A fit's number K of capability dimensions, read off its draws (the general factor
+    plus one per further axis of ``axis_loading``)."""
+    post = dt[group]
+    return 1 + (post.sizes[AXIS_DIM] if "axis_loading" in post.data_vars else 0)
 
 
 def sample_values(da: xr.DataArray, *dims: str) -> np.ndarray:
@@ -142,6 +174,11 @@ def benchmark_parameters(dt: xr.DataTree, *, group: str = "posterior") -> Benchm
     """
     post = dt[group]
     gamma, factor_of, factors = area_factor_loadings(dt, group=group)
+    axes, axis_loading = [], None
+    if "axis_loading" in post.data_vars:
+        axes = [str(a) for a in post["axis_loading"][AXIS_DIM].values]
+        values = sample_values(post["axis_loading"], "benchmark", AXIS_DIM)
+        axis_loading = values.reshape(-1, *values.shape[2:])
     return BenchmarkParameters(
         benchmarks=[str(b) for b in post["benchmark"].values],
         intercept=_stack(post["intercept"], "benchmark"),
@@ -153,6 +190,8 @@ def benchmark_parameters(dt: xr.DataTree, *, group: str = "posterior") -> Benchm
         capability=_stack(post["capability"], "llm"),
         chains=post.sizes["chain"],
         draws=post.sizes["draw"],
+        axes=axes,
+        axis_loading=axis_loading,
     )
 
 
@@ -248,7 +287,8 @@ def gaussian_latent_posterior(
 
 
 def latent_prior(params: BenchmarkParameters, mean: np.ndarray, sd: np.ndarray):
-    """Prior mean and SD of the latent vector ``(theta, eta...)``, shape ``(S, k)``."""
+    """Prior mean and SD of the latent vector ``(theta, a..., eta...)``, shape ``(S, k)``:
+    ``mean`` and ``sd`` for ``theta``, ``Normal(0, 1)`` for every axis and area factor."""
     n = params.intercept.shape[0]
     prior_mean = np.zeros((n, params.n_latent))
     prior_sd = np.ones((n, params.n_latent))

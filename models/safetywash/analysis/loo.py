@@ -4,11 +4,15 @@
 * ``"llm"``: leave one LLM out, summing the stored log-likelihood of an LLM's cells
   before PSIS (the LLM's latent variables stay conditioned on its own scores, so the
   importance ratios are extreme and Pareto k are usually high);
-* ``"llm-marginal"``: leave one LLM out with its latent capability (and area factors)
-  integrated out in closed form given each draw's benchmark parameters (the model is
-  Gaussian in them; see :func:`safetywash.model.likelihood.marginal_loglik_by_llm` and
+* ``"llm-marginal"``: leave one LLM out with its latent capability (its further capability
+  axes with K > 1 capability dimensions, its area factors) integrated out in closed form
+  given each draw's benchmark parameters (the model is Gaussian in them; see
+  :func:`safetywash.model.marginal.marginal_loglik_by_llm` and
   :mod:`safetywash.analysis.latent`), i.e. ``log p(y_i | benchmarks)``.
   This predicts a new LLM's whole score vector and usually has far better Pareto k.
+
+Fits that differ in their number of capability dimensions are comparable at every level:
+each level's log-likelihood is of the same scores under each fit's own model.
 
 Fits with ``capability="marginal"`` store a per-LLM log-likelihood only: with them, only
 ``"llm-marginal"`` is available.
@@ -30,7 +34,7 @@ from safetywash.analysis.latent import (
     latent_prior,
 )
 from safetywash.inference.fitfile import cell_index, llm_table
-from safetywash.model.likelihood import marginal_loglik_by_llm
+from safetywash.model.marginal import marginal_loglik_by_llm
 
 #: The LOO levels.
 LOO_LEVELS = ("cell", "llm", "llm-marginal")
@@ -61,11 +65,11 @@ def marginal_llm_log_likelihood(
     """Per-draw ``log p(y_i | benchmark parameters)`` with each LLM's latents integrated out.
 
     For each draw and LLM ``i`` the scores ``y_i`` are jointly Gaussian once capability
-    (prior: its population's distribution, :func:`safetywash.analysis.latent.capability_prior`)
-    and area factors (prior ``Normal(0, 1)``) are integrated out. Without area factors this
-    is the model's own marginal likelihood
-    (:func:`safetywash.model.likelihood.marginal_loglik_by_llm`, the log-likelihood a
-    ``capability="marginal"`` fit stores); with them, see
+    (prior: its population's distribution, :func:`safetywash.analysis.latent.capability_prior`),
+    the further capability axes of a fit with K > 1 capability dimensions and area factors
+    (prior ``Normal(0, 1)`` each) are integrated out. Without area factors this is the
+    model's own marginal likelihood (:func:`safetywash.model.marginal.marginal_loglik_by_llm`,
+    axes included: the log-likelihood a ``capability="marginal"`` fit stores); with them, see
     :func:`safetywash.analysis.latent.gaussian_latent_posterior`.
 
     Returns
@@ -91,6 +95,7 @@ def marginal_llm_log_likelihood(
             params.residual_sd,
             np.stack([mean for mean, _ in priors], axis=-1),
             np.stack([sd for _, sd in priors], axis=-1),
+            axis_loading=params.axis_loading,
         )
     return xr.DataArray(
         out.reshape(params.chains, params.draws, len(llms)),

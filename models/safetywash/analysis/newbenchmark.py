@@ -22,6 +22,10 @@ wider) and moving the hyperparameters of its area (its loading prior is the area
 mean loading, which a refit moves towards the new benchmark: a benchmark unlike the rest of
 a small, strongly pooled area gets a rho nearer the area's than a refit gives it).
 ``benchmarks/bench_score_benchmark.py`` measures both against refits.
+
+A fit with more than one capability dimension is refused
+(:func:`safetywash.analysis.cutposterior.check_one_capability_dimension`): add the benchmark
+and refit instead.
 """
 
 from __future__ import annotations
@@ -32,7 +36,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.cutposterior import cut_posterior, new_benchmark_prior
+from safetywash.analysis.cutposterior import (
+    check_one_capability_dimension,
+    cut_posterior,
+    new_benchmark_prior,
+)
 from safetywash.analysis.intervals import (
     CI_KIND,
     CI_PROB,
@@ -105,7 +113,13 @@ def align_to_fit(
 
 def check_new_benchmarks(new: BenchmarkStudy, dt: xr.DataTree) -> None:
     """Raise ``ValueError`` unless every benchmark of ``new`` is a safety benchmark the fit
-    does not have."""
+    does not have and the fit has one capability dimension."""
+    dims = fit_config(dt).capability_dims
+    check_one_capability_dimension(
+        dt,
+        "scoring a new benchmark without refitting",
+        f"add it to the study and refit (fit --add-scores NEW.csv --capability-dims {dims})",
+    )
     fitted = benchmark_table(dt).index
     for key, row in new.benchmarks.iterrows():
         if row["role"] != "safety":

@@ -2,9 +2,10 @@
 
 Every benchmark parameter of the fit is held at each posterior draw in turn
 (:func:`safetywash.analysis.latent.benchmark_parameters`). Given one draw, the new LLM's
-latent vector ``u = (theta, eta_1, ..., eta_F)`` (capability and area factors) has a
-Gaussian prior (its population's capability distribution, ``Normal(0, 1)`` area factors)
-and a Gaussian likelihood, so its posterior given the draw is Gaussian in closed form
+latent vector ``u = (theta, a_2, ..., a_K, eta_1, ..., eta_F)`` (general capability, the
+further capability axes of a fit with K > 1 capability dimensions, area factors) has a
+Gaussian prior (its population's capability distribution, ``Normal(0, 1)`` axes and area
+factors) and a Gaussian likelihood, so its posterior given the draw is Gaussian in closed form
 (:func:`safetywash.analysis.latent.gaussian_latent_posterior`); one ``u`` is drawn from it
 per posterior draw, which gives draws from the posterior of the new LLM's capability given
 its scores and the fitted study (the fit's own LLMs are not refitted: the new LLM does not
@@ -33,6 +34,7 @@ from safetywash.analysis.latent import (
     latent_prior,
 )
 from safetywash.inference.fitfile import benchmark_table, fitted_transform
+from safetywash.model.axes import AXIS_DIM
 from safetywash.model.likelihood import cell_mean, cell_sd, predictive_draws
 from safetywash.model.transform import ScoreTransform
 
@@ -81,15 +83,18 @@ def _predicted_scores(
     """Posterior predictive scores of every benchmark in stored units, shape ``(S, B)``."""
     bench_idx = np.arange(len(params.benchmarks))
     llm_idx = np.zeros(len(bench_idx), dtype=np.int64)  # the new LLM is the only one
-    factor_terms = {}
+    terms = {}
+    if params.axes:
+        terms = {"axis_loading": params.axis_loading, "axis_score": u[:, None, params.axis_columns]}
     if params.factors:
-        factor_terms = {
+        terms = {
+            **terms,
             "factor_loading": params.factor_loading,
-            "area_factor": u[:, None, 1:],
+            "area_factor": u[:, None, params.factor_columns],
             # benchmarks without a factor have loading 0: any factor index will do
             "cell_factor": np.maximum(params.factor_of, 0),
         }
-    mu = cell_mean(params.intercept, params.loading, u[:, :1], llm_idx, bench_idx, **factor_terms)
+    mu = cell_mean(params.intercept, params.loading, u[:, :1], llm_idx, bench_idx, **terms)
     y_new = predictive_draws(mu, cell_sd(params.residual_sd, bench_idx), rng)
     return transform.inverse(y_new, transform.positions(params.benchmarks), clip=True)
 
@@ -130,7 +135,10 @@ def score_new_llm(
         fit's capability scale); ``capability_median``, ``capability_low``,
         ``capability_high``; ``capability_share_below``: posterior mean share of the
         fitted LLMs with lower capability; ``area_factor`` (chain, draw, factor) with area
-        factors; over ``benchmark``: ``observed`` (given raw value, NaN if absent),
+        factors; with K > 1 capability dimensions ``axis_score`` (chain, draw,
+        capability_axis), the new LLM's position on the further capability axes (on the
+        fit's oriented axes), and its ``axis_score_median``, ``axis_score_low``,
+        ``axis_score_high``; over ``benchmark``: ``observed`` (given raw value, NaN if absent),
         ``predicted`` (chain, draw, benchmark) posterior predictive in stored units,
         ``predicted_median``, ``predicted_low``, ``predicted_high``; coordinates
         ``display_name``, ``role``, ``area``, ``is_observed``.
@@ -203,10 +211,33 @@ def _result(
     if params.factors:
         out["area_factor"] = (
             (*SAMPLE_DIMS, "factor"),
-            u[:, 1:].reshape(*shape, len(params.factors)),
+            u[:, params.factor_columns].reshape(*shape, len(params.factors)),
         )
         out = out.assign_coords(factor=params.factors)
+    if params.axes:
+        axes = u[:, params.axis_columns]
+        out["axis_score"] = ((*SAMPLE_DIMS, AXIS_DIM), axes.reshape(*shape, len(params.axes)))
+        out["axis_score_median"] = (AXIS_DIM, np.median(axes, axis=0))
+        out["axis_score_low"] = (AXIS_DIM, np.quantile(axes, lo_q, axis=0))
+        out["axis_score_high"] = (AXIS_DIM, np.quantile(axes, hi_q, axis=0))
+        out = out.assign_coords({AXIS_DIM: params.axes})
     return out
+
+
+def _axis_lines(result: xr.Dataset, pct: str) -> list[str]:
+    """The new LLM's further capability axes, one line (none with one dimension)."""
+    if "axis_score" not in result.data_vars:
+        return []
+    parts = [
+        f"{a} {float(result.axis_score_median.sel({AXIS_DIM: a})):+.2f} "
+        f"[{float(result.axis_score_low.sel({AXIS_DIM: a})):+.2f}, "
+        f"{float(result.axis_score_high.sel({AXIS_DIM: a})):+.2f}]"
+        for a in result[AXIS_DIM].values
+    ]
+    return [
+        f"Further capability axes (median, {pct} interval; prior Normal(0, 1), as for every "
+        "LLM): " + "; ".join(parts) + "."
+    ]
 
 
 def new_llm_table(result: xr.Dataset) -> pd.DataFrame:
@@ -231,6 +262,7 @@ def format_new_llm(result: xr.Dataset, *, name: str = "the new LLM") -> str:
         f", {pct} interval [{float(result.capability_low):+.2f}, "
         f"{float(result.capability_high):+.2f}]; more capable than "
         f"{100 * float(result.capability_share_below):.0f}% of the fitted LLMs.",
+        *_axis_lines(result, pct),
         "",
         f"Scores given vs what its capability predicts (stored units, median and {pct} interval):",
     ]
@@ -279,7 +311,7 @@ def new_llm_json(result: xr.Dataset) -> dict:
             for r in frame.itertuples()
         ]
 
-    return {
+    out = {
         "population": result.attrs["population"],
         "ci_prob": float(result.attrs["ci_prob"]),
         "interval": result.attrs["interval"],
@@ -292,3 +324,13 @@ def new_llm_json(result: xr.Dataset) -> dict:
         "predictions": rows(table[~table["is_observed"]]),
         "observed": rows(table[table["is_observed"]]),
     }
+    if "axis_score" in result.data_vars:
+        out["capability_axes"] = {
+            str(a): {
+                "median": float(result.axis_score_median.sel({AXIS_DIM: a})),
+                "low": float(result.axis_score_low.sel({AXIS_DIM: a})),
+                "high": float(result.axis_score_high.sel({AXIS_DIM: a})),
+            }
+            for a in result[AXIS_DIM].values
+        }
+    return out

@@ -17,6 +17,9 @@ model standardises a benchmark. Recorded per (n, design): the expected width of 
 interval, the probability of a decisive verdict (P(|rho| < tau) above or below
 :data:`DECISIVE`) and how often the interval covers the true rho. Every simulation shares
 its truth and noise across sizes and designs, so the comparisons are paired.
+
+A fit with more than one capability dimension is refused (:func:`check_plan_fit`), as
+scoring is.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from safetywash.analysis.cutposterior import cut_posterior, new_benchmark_prior
+from safetywash.analysis.cutposterior import (
+    check_one_capability_dimension,
+    cut_posterior,
+    new_benchmark_prior,
+)
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_bounds, interval_label
 from safetywash.analysis.latent import sample_values
 from safetywash.analysis.separability import DEFAULT_TAU
@@ -45,6 +52,12 @@ DECISIVE = (0.1, 0.9)
 DEFAULT_SIMULATIONS = 200
 #: Posterior draws each simulated benchmark is scored with.
 DEFAULT_SCORING_DRAWS = 400
+
+
+def check_plan_fit(dt: xr.DataTree) -> None:
+    """Refuse a fit with more than one capability dimension (ValueError saying what to
+    run instead): the plan simulates the one-dimensional cut posterior of scoring."""
+    check_one_capability_dimension(dt, "planning a new benchmark's evaluation")
 
 
 def chosen_llms(mean_capability: pd.Series, n: int) -> list[str]:
@@ -143,7 +156,14 @@ def plan_evaluation(
         ``simulation``: ``rho_true``; ``chosen`` (n, rank): the chosen LLMs ("" padded).
         Attrs: ``prior`` (in words), ``tau``, ``ci_prob``, ``ci_kind``, ``seed``,
         ``decisive``, ``loading_prior`` (in words).
+
+    Raises
+    ------
+    ValueError
+        For a fit with more than one capability dimension (:func:`check_plan_fit`), bad
+        sizes or candidates.
     """
+    check_plan_fit(dt)
     post = dt[group]
     fitted = [str(k) for k in post["capability"]["llm"].values]
     candidates = fitted if candidates is None else [str(c) for c in candidates]

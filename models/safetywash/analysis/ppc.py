@@ -81,7 +81,9 @@ def replicate_scores(
 
     One replicate per posterior draw from the model's predictive distribution
     (:func:`safetywash.analysis.predictive.cell_parameters`: ``intercept + loading *
-    capability (+ factor_loading * area_factor)`` plus ``Normal(0, residual_sd)`` noise).
+    capability``, ``+ factor_loading * area_factor`` with area factors,
+    ``+ sum_k axis_loading_k * axis_score_k`` with K > 1 capability dimensions, plus
+    ``Normal(0, residual_sd)`` noise).
 
     Parameters
     ----------

@@ -69,6 +69,17 @@ ProgressCallback = Callable[[int, int, dict], None]
 _CACHE: list[ModelCache] = []
 
 
+def check_sbc_config(config: ModelConfig) -> None:
+    """Refuse a model SBC cannot calibrate yet: more than one capability dimension (the
+    simulator, :func:`safetywash.model.simulate.simulate`, draws one)."""
+    if config.capability_dims > 1:
+        raise ValueError(
+            f"simulation-based calibration supports one capability dimension only, not "
+            f"capability_dims={config.capability_dims}: the simulated studies have no further "
+            "capability axes yet; run it with capability_dims=1"
+        )
+
+
 def process_cache() -> ModelCache:
     """This process's compiled models (one cache per process: dask workers keep theirs
     from round to round)."""
@@ -221,7 +232,7 @@ def run_sbc(
     seed : int
         Seed of round 0.
     config : ModelConfig, optional
-        Model to fit (default :class:`~safetywash.model.config.ModelConfig()`).
+        Model to fit (default ``ModelConfig()``), one capability dimension only.
     rank_draws : int
         ``L``: truths are ranked among ``L`` evenly spaced draws
         (:func:`~safetywash.analysis.calibration.thin_indices`), ranks ``0..L`` (default 99).
@@ -274,7 +285,9 @@ def run_sbc(
 
 
 def _complete_design(design: dict, config: ModelConfig) -> dict:
-    """The design keywords with their defaults (factor areas: the config's factors)."""
+    """The design keywords with their defaults (factor areas: the config's factors); the
+    config checked (:func:`check_sbc_config`)."""
+    check_sbc_config(config)
     unknown = set(design) - set(DEFAULT_DESIGN)
     if unknown:
         raise TypeError(f"run_sbc got unknown design keyword(s) {sorted(unknown)}")

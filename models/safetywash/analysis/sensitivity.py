@@ -14,6 +14,11 @@ verdict depends on the prior:
   benchmark whose median stays at -0.3 is not flagged because its interval reaches 0 at
   one scale, and ``P(rho > 0)`` wobbling around 0.5 by sampling noise (a rho near 0 at
   every scale) is not a flip either. The intervals are reported beside it.
+
+A fit with K > 1 capability dimensions (``ModelConfig.capability_dims``) is refitted with
+the same K (the refits copy the fit's config); ``P(separable)`` is then ``P(R < tau)``, the
+subspace ``R`` of :func:`safetywash.analysis.separability.separability`, while ``rho`` and
+its sign stay those of the general factor.
 """
 
 from __future__ import annotations
@@ -109,7 +114,13 @@ def favoured_sign(p_positive: xr.DataArray, margin: float = SIGN_MARGIN) -> xr.D
 
 
 def _check_same_data(dt: xr.DataTree, fits: Mapping[float, xr.DataTree]) -> None:
+    dims = fit_config(dt).capability_dims
     for scale, other in fits.items():
+        if fit_config(other).capability_dims != dims:
+            raise ValueError(
+                f"the fit for prior scale {scale} has {fit_config(other).capability_dims} "
+                f"capability dimensions, the reference {dims}: refit it with the reference's"
+            )
         if not np.isclose(fit_config(other).prior_scale, scale):
             raise ValueError(
                 f"the fit given for scale {scale} has prior_scale {fit_config(other).prior_scale}"
@@ -160,7 +171,8 @@ def prior_sensitivity(
         sign is +1 at one scale and -1 at another) and ``prior_dependent`` (either); over
         ``prior_scale``: ``trustworthy`` (the fit's convergence verdict). Coordinates
         ``display_name``, ``role``, ``area``; attrs ``tau``, ``ci_prob``,
-        ``reference_scale``, ``sign_margin``.
+        ``reference_scale``, ``sign_margin``, ``capability_dims`` (K > 1:
+        ``p_separable`` is ``P(R < tau)``).
     """
     reference = fit_config(dt).prior_scale
     fits = {float(reference): dt, **{float(s): f for s, f in refits.items()}}
@@ -190,6 +202,7 @@ def prior_sensitivity(
     out.attrs.update(
         tau=tau, ci_prob=ci_prob, reference_scale=float(reference), sign_margin=SIGN_MARGIN
     )
+    out.attrs["capability_dims"] = fit_config(dt).capability_dims
     return out
 
 
@@ -237,11 +250,18 @@ def format_sensitivity(ds: xr.Dataset, *, only_safety: bool = True) -> str:
     width = min(int(table["display_name"].str.len().max()), 40) + 2
     head = f"  {'benchmark':<{width}}" + "".join(f"{f'rho@{s:g}':>9}" for s in scales)
     head += "".join(f"{f'P@{s:g}':>8}" for s in scales) + "  flag"
+    dims = int(ds.attrs.get("capability_dims", 1))
+    separable = f"P(|rho| < {tau:g})" if dims == 1 else f"P(R < {tau:g})"
     lines = [
         f"Prior sensitivity (prior_scale {', '.join(f'{s:g}' for s in scales)}; reference "
-        f"{ds.attrs['reference_scale']:g}); P = P(|rho| < {tau:g}); "
+        f"{ds.attrs['reference_scale']:g}); P = {separable}; "
         "! = verdict depends on the prior",
     ]
+    if dims > 1:
+        lines.append(
+            f"R: multiple correlation with all {dims} capability dimensions; rho: with the "
+            "general factor alone."
+        )
     bad = [f"{s:g}" for s, ok in zip(scales, ds["trustworthy"].values, strict=True) if not ok]
     if bad:
         lines.append(f"Warning: the fits at prior_scale {', '.join(bad)} did not converge cleanly.")

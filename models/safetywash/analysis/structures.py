@@ -1,14 +1,17 @@
-"""Model structures across fits: is a separate factor for a safety area supported?
+"""Model structures across fits: is a separate factor for a safety area supported, are
+further capability dimensions?
 
-:func:`compare_structures` compares fits of the same study with different ``factors`` by
-their expected log predictive density (PSIS-LOO, :func:`arviz.loo`) at one of the levels
-of :mod:`safetywash.analysis.loo` (``"cell"``, ``"llm"``, ``"llm-marginal"``).
-``"auto"`` computes every level all fits support and uses the one with the smallest share
-of Pareto k above the PSIS threshold (ties: ``llm-marginal``, then ``cell``, then ``llm``).
+:func:`compare_structures` compares fits of the same study with different ``factors`` or
+``capability_dims`` by their expected log predictive density (PSIS-LOO, :func:`arviz.loo`)
+at one of the levels of :mod:`safetywash.analysis.loo` (``"cell"``, ``"llm"``,
+``"llm-marginal"``). ``"auto"`` computes every level all fits support and uses the one
+with the smallest share of Pareto k above the PSIS threshold (ties: ``llm-marginal``, then
+``cell``, then ``llm``).
 The same fit given twice is refused. Fits that did not pass their convergence diagnostics
 are marked (``trustworthy``) and get no stacking weight unless ``allow_untrusted``.
 :func:`safetywash.analysis.structure_verdicts.structure_verdicts` turns the ELPD
-differences into a verdict per area factor.
+differences into a verdict per area factor and per step in the number of capability
+dimensions.
 """
 
 from __future__ import annotations
@@ -180,7 +183,7 @@ def compare_structures(
     se_multiple: float = DEFAULT_SE_MULTIPLE,
     allow_untrusted: bool = False,
 ) -> xr.Dataset:
-    """Compare fits of the same study with different factor structures by PSIS-LOO.
+    """Compare fits of the same study with different structures (factors, K) by PSIS-LOO.
 
     Parameters
     ----------
@@ -205,9 +208,9 @@ def compare_structures(
         other) and ``elpd_diff_se`` (and over ``(fit, other, loo_method)`` for every level:
         ``elpd_diff_by_level``, ``elpd_diff_se_by_level``); ``weight`` (fit): stacking
         weights of :func:`arviz.compare` (NaN for an untrusted fit unless
-        ``allow_untrusted``). Coordinates ``factors`` (fit, comma-separated areas) and
-        ``trustworthy`` (fit). Attrs ``method`` (the level used), ``method_requested``,
-        ``se_multiple``, ``study_sha256``, ``allow_untrusted``.
+        ``allow_untrusted``). Coordinates ``factors`` (fit, comma-separated areas),
+        ``capability_dims`` (fit: K) and ``trustworthy`` (fit). Attrs ``method`` (the level
+        used), ``method_requested``, ``se_multiple``, ``study_sha256``, ``allow_untrusted``.
 
     Raises
     ------
@@ -242,6 +245,7 @@ def compare_structures(
             "other": names,
             "loo_method": methods,
             "factors": ("fit", [",".join(fit_config(fits[n]).factors) for n in names]),
+            "capability_dims": ("fit", [fit_config(fits[n]).capability_dims for n in names]),
             "trustworthy": ("fit", trusted),
         },
         attrs={

@@ -9,7 +9,9 @@ P(|rho_row| < |rho_column|). --json writes {"benchmarks", "prob_first_less_entan
 Structures (--fits RUN RUN [...]): PSIS-LOO of each fit (per score, per LLM, or per LLM
 with its latent scores integrated out; --loo auto picks the level with fewest high Pareto
 k), Pareto k counts, ELPD differences and, for every area factor of a richer fit, whether a
-separate factor for that area is supported (ELPD gain > --se-multiple standard errors).
+separate factor for that area is supported (ELPD gain > --se-multiple standard errors); for
+fits that differ in their capability dimensions (fit --capability-dims K), each fit's K and
+whether the further dimensions are supported, by the same rule.
 Fits must be of the same study and different fits (the same fit twice, by path, by
 content or by identical study, config, sampler settings and seed, is refused). Fits that
 did not pass their convergence diagnostics are marked '!' and get no stacking weight
@@ -23,11 +25,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from safetywash.analysis.designs import (
-    benchmark_comparison_json,
-    compare_benchmarks,
-    format_benchmark_comparison,
-)
+from safetywash.analysis.design_text import benchmark_comparison_json, format_benchmark_comparison
+from safetywash.analysis.designs import compare_benchmarks
 from safetywash.analysis.fits import open_fit
 from safetywash.analysis.intervals import CI_PROB
 from safetywash.analysis.separability import DEFAULT_TAU
@@ -53,6 +52,7 @@ EXAMPLES = (
     "safetywash compare runs/chat --benchmarks rmsce_mmlu brier_mmlu --json cmp.json",
     "safetywash compare runs/chat --benchmarks rmsce_mmlu brier_mmlu rmsce_piqa",
     "safetywash compare --fits runs/one_factor runs/area_factors --loo auto --json loo.json",
+    "safetywash compare --fits runs/k1 runs/k2 runs/k3 --loo llm-marginal",
 )
 
 
@@ -74,8 +74,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--se-multiple",
         type=float_between(0.0, low_inclusive=True),
         default=DEFAULT_SE_MULTIPLE,
-        help="ELPD gain (in SEs of the difference) needed to call a factor supported "
-        "(default: %(default)s)",
+        help="ELPD gain (in SEs of the difference) needed to call a factor or further "
+        "capability dimensions supported (default: %(default)s)",
     )
     parser.add_argument(
         "--allow-untrusted",

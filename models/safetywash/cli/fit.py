@@ -19,6 +19,8 @@ from pathlib import Path
 import xarray as xr
 
 from safetywash.analysis.baseline import store_paper_baseline
+from safetywash.analysis.capability_dims import select_capability_dims
+from safetywash.analysis.dims_choice import describe_dims_choice, dims_choice
 from safetywash.analysis.intervals import CI_PROB
 from safetywash.analysis.retry import fit_with_retry, retry_record
 from safetywash.analysis.separability import DEFAULT_TAU
@@ -36,7 +38,7 @@ from safetywash.cli.common import (
     float_between,
     study_from_args,
 )
-from safetywash.cli.modeloptions import add_capability_dims_argument
+from safetywash.cli.modeloptions import AUTO, add_capability_dims_argument, dims_of
 from safetywash.cli.paths import output_dir, prepare_output_folder
 from safetywash.cli.values import UsageError, closest, name_of
 from safetywash.data.catalog import SAFETY_AREAS
@@ -163,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         level=args.level,
         capability=args.capability_mode,
         residuals=args.residuals,
-        capability_dims=args.capability_dims,
+        capability_dims=dims_of(args),
     )
     settings = SamplerSettings(
         draws=args.draws,
@@ -176,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     study = study_from_args(args)
     check_factor_areas(args.factors, study)
     print(f"Fitting {study!r}\n  config {config.to_json()}", flush=True)
-    dt = fit_with_retry(
+    fitter = select_capability_dims if args.capability_dims == AUTO else fit_with_retry
+    dt = fitter(
         study,
         config,
         settings,
@@ -208,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
 
 def trouble_notes(dt: xr.DataTree, argv: list[str] | None) -> list[str]:
     """What VERDICT and the terminal say beyond the figures: a retry, causes, a command."""
-    notes = []
+    choice = dims_choice(dt)
+    notes = [] if choice is None else [describe_dims_choice(choice, choice["chosen"])]
     record = retry_record(dt)
     if record is not None:
         first, tried = record["first_attempt"], record["retry_flags"]

@@ -1,8 +1,9 @@
 """Held-out prediction: mask a share of observed cells, fit, score against iterative PCA.
 
 Masks a seeded random --fraction of the observed cells (every benchmark keeps at least 3
-training cells with 2 distinct values, every LLM at least 1), fits the default model
-(ModelConfig()) to the rest and scores its posterior predictive on the masked cells on the
+training cells with 2 distinct values, every LLM at least 1), fits the model to the rest as
+`fit` does (an untrusted first attempt retried once; with --capability-dims auto, K chosen
+on the training cells alone) and scores its posterior predictive on the masked cells on the
 model's standardised scale (RMSE of the predictive mean, mean log predictive density, 90%
 interval coverage), beside iterative-PCA imputation (rank 1-3 chosen on an inner split).
 Prints a table; --json writes {"dataset", "fraction", "n_cells", "model": {...},
@@ -14,7 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from safetywash.analysis.capability_dims import select_capability_dims
 from safetywash.analysis.holdout import run_holdout
+from safetywash.analysis.retry import fit_with_retry
 from safetywash.cli.common import (
     add_dataset_arguments,
     add_sampler_arguments,
@@ -24,7 +27,7 @@ from safetywash.cli.common import (
     float_between,
     study_from_args,
 )
-from safetywash.cli.modeloptions import add_capability_dims_argument
+from safetywash.cli.modeloptions import AUTO, add_capability_dims_argument, dims_of
 from safetywash.cli.paths import output_file, write_json
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.config import ModelConfig
@@ -76,7 +79,8 @@ def format_table(result: dict) -> str:
         f"{model['n_train_cells']} training cells)",
         "",
         f"{'method':<28}{'RMSE':>8}{'MLPD':>9}{'cov90':>8}",
-        f"{'latent-factor model':<28}{model['rmse']:>8.3f}{model['mlpd']:>9.3f}"
+        f"{'latent-factor model (K=' + str(model['capability_dims']) + ')':<28}"
+        f"{model['rmse']:>8.3f}{model['mlpd']:>9.3f}"
         f"{model['coverage90']:>8.3f}",
         f"{'iterative PCA (rank ' + str(pca['rank']) + ')':<28}{pca['rmse']:>8.3f}{'':>9}{'':>8}",
         f"{'benchmark mean':<28}{pca['column_mean_rmse']:>8.3f}{'':>9}{'':>8}",
@@ -109,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         study,
         args.fraction,
         args.seed,
-        config=ModelConfig(capability_dims=args.capability_dims),
+        config=ModelConfig(capability_dims=dims_of(args)),
+        fitter=select_capability_dims if args.capability_dims == AUTO else fit_with_retry,
         settings=settings,
         dataset=study_label(args),
         progressbar=not args.no_progress,

@@ -19,6 +19,7 @@ from safetywash.analysis.plan import (
     DEFAULT_NS,
     DEFAULT_SIMULATIONS,
     RHO_PRIORS,
+    check_plan_fit,
     format_plan,
     plan_evaluation,
     plan_json,
@@ -113,6 +114,7 @@ def candidate_llms(args: argparse.Namespace, dt) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     """Run ``safetywash plan``."""
     dt = open_fit(args.run)
+    check_plan_fit(dt)
     candidates = candidate_llms(args, dt)
     result = plan_evaluation(
         dt,

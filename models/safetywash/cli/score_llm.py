@@ -3,8 +3,9 @@
 SCORES is a CSV with a header 'benchmark,value' and one row per benchmark the LLM was
 scored on, in the study's stored units. Holding every benchmark parameter at each posterior
 draw, the new LLM's capability has a closed-form Gaussian posterior per draw; the command
-prints the posterior of its capability (and its place among the fitted LLMs) and predicted
-scores with intervals on the benchmarks it lacks, back in stored units.
+prints the posterior of its capability (and its place among the fitted LLMs; with a fit of
+K > 1 capability dimensions, its positions on the further capability axes too) and
+predicted scores with intervals on the benchmarks it lacks, back in stored units.
 """
 
 from __future__ import annotations

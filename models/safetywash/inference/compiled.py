@@ -1,8 +1,10 @@
-"""Compiled models reused across fits of studies that differ only in their scores.
+"""Compiled models reused across fits of studies that differ only in their scores, or in
+which cells they observe.
 
 A model built by :func:`safetywash.model.build.build_model_from_data` depends on the
-observed scores only through its ``observed_score`` and ``benchmark_center`` containers;
-everything else (config, pooling, coordinates, index arrays) is its structure
+observed scores only through its data containers (:func:`data_containers`: scores,
+benchmark centres, known noise, whitening estimates, and every cell's LLM and benchmark);
+everything else (config, pooling, coordinates, the number of cells) is its structure
 (:func:`structure_key`).
 :class:`ModelCache` builds and compiles one model per structure and feeds each later study
 its scores (``with_data``) and data-driven starts, so that refit-based studies (SBC) compile
@@ -19,10 +21,16 @@ import threading
 import numpy as np
 import pymc as pm
 
-from safetywash.model.build import BENCHMARK_CENTERS, OBSERVED_SCORES, build_model_from_data
+from safetywash.model.build import (
+    BENCHMARK_CENTERS,
+    BENCHMARK_INDEX,
+    LLM_INDEX,
+    OBSERVED_SCORES,
+    build_model_from_data,
+)
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import ModelData, benchmark_centers
-from safetywash.model.hierarchy import whitening_values
+from safetywash.model.hierarchy import NOISE_SD, noise_values, whitening_values
 from safetywash.model.pooling import pooling, resolved_config
 
 
@@ -34,9 +42,12 @@ def jittered_variables(model: pm.Model, start: dict) -> set:
 def structure_key(data: ModelData, config: ModelConfig) -> str:
     """What a built model depends on besides the observed scores, as a hash.
 
-    Two prepared studies with the same key (same config, pooling, coordinates and index
-    arrays) differ only in the values of the data containers read off the scores
-    (:func:`data_containers`), so one compiled model serves both.
+    Two prepared studies with the same key (same config, pooling, coordinates, hence
+    the same number of cells) differ only in the values of the data containers
+    (:func:`data_containers`), so one compiled model serves both: studies of one design
+    with new scores (SBC), or cross-validation folds that hold out as many cells each.
+    Where the graph itself reads which cell is whose (capability integrated out, area
+    factors), the index arrays are part of the key.
     """
     parts = {
         "config": config.to_json(),
@@ -44,9 +55,10 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
         "coords": {k: [str(v) for v in values] for k, values in data.coords.items()},
     }
     h = hashlib.sha256(json.dumps(parts, sort_keys=True).encode())
+    cells_in_graph = bool(data.factor_keys) or resolved_config(data, config).capability != "sampled"
+    cell_arrays = (data.llm_idx, data.benchmark_idx) if cells_in_graph else ()
     for arr in (
-        data.llm_idx,
-        data.benchmark_idx,
+        *cell_arrays,
         data.population_idx,
         data.safety_area_idx,
         data.factor_idx,
@@ -59,7 +71,13 @@ def structure_key(data: ModelData, config: ModelConfig) -> str:
 def data_containers(data: ModelData, config: ModelConfig | None = None) -> dict[str, np.ndarray]:
     """The values of the model's data containers that are read off the scores: what a
     compiled model of the same structure is given to refit a new study."""
-    values = {OBSERVED_SCORES: data.y, BENCHMARK_CENTERS: benchmark_centers(data)}
+    values = {
+        OBSERVED_SCORES: data.y,
+        BENCHMARK_CENTERS: benchmark_centers(data),
+        NOISE_SD: noise_values(data),
+        LLM_INDEX: data.llm_idx,
+        BENCHMARK_INDEX: data.benchmark_idx,
+    }
     pool = pooling(data, resolved_config(data, config))
     return {**values, **whitening_values(pool)}
 
@@ -104,7 +122,11 @@ class ModelCache:
         values = data_containers(data, config)
         pm.set_data(values, model=model)
         if compiled is not None:
-            compiled = compiled.with_data(**values)
+            # Containers the log density does not read (the cell indices where capability
+            # is integrated out: their arrays are then part of the structure) are not
+            # nutpie's to update.
+            known = {var.name for var in compiled.shared_var_keys}
+            compiled = compiled.with_data(**{k: v for k, v in values.items() if k in known})
         return model, compiled
 
 

@@ -41,13 +41,21 @@ def axis_names(capability_dims: int) -> list[str]:
     return [f"axis_{k}" for k in range(2, capability_dims + 1)]
 
 
+def ledermann_minimum(dims: int) -> int:
+    """Fewest benchmarks whose covariance identifies ``dims`` factors: the smallest p with
+    (p - K)^2 >= p + K (Ledermann's bound); 1 for one factor."""
+    if dims == 1:
+        return 1
+    return next(p for p in range(dims + 1, 100) if (p - dims) ** 2 >= p + dims)
+
+
 def check_capability_dims(study_name: str, n_capability: int, dims: int) -> None:
     """Refuse more capability dimensions than the capability benchmarks identify: K factors
     of p benchmarks need (p - K)^2 >= p + K (Ledermann's bound: no more free parameters
     than the covariance has entries). Raises ValueError naming the study."""
     if dims == 1:
         return
-    needed = next(p for p in range(dims + 1, 100) if (p - dims) ** 2 >= p + dims)
+    needed = ledermann_minimum(dims)
     if n_capability < needed:
         raise ValueError(
             f"{dims} capability dimensions need at least {needed} capability benchmarks; "

@@ -26,6 +26,9 @@ CAPABILITY_ERRORS = "capability_loading_error"
 #: The same for the whitened log specific SDs.
 RESIDUAL_ESTIMATES = "specific_sd_estimate"
 RESIDUAL_ERRORS = "specific_sd_error"
+#: The ``pm.Data`` container of every benchmark's known measurement-noise SD (0 where it
+#: is not known), read off the scores.
+NOISE_SD = "noise_sd"
 #: The containers of each whitenable group, by the prefix of its ``Pooling`` fields
 #: (``<group>_estimates``, ``<group>_errors``).
 WHITENING_CONTAINERS = {
@@ -43,6 +46,11 @@ def whitening_values(pool: Pooling) -> dict[str, np.ndarray]:
             values[estimates] = np.asarray(getattr(pool, f"{group}_estimates"))
             values[errors] = np.asarray(getattr(pool, f"{group}_errors"))
     return values
+
+
+def noise_values(data: ModelData) -> np.ndarray:
+    """The value of the :data:`NOISE_SD` container: known noise SDs, 0 where unknown."""
+    return np.sqrt(np.nan_to_num(data.noise_variance))
 
 
 def loadings(data: ModelData, pool: Pooling, priors: Priors):
@@ -199,7 +207,7 @@ def residuals(data: ModelData, priors: Priors, pool: Pooling):
         values=whitening_values(pool),
     )
     specific = pm.Deterministic("specific_sd", pt.exp(log_specific), dims="benchmark")
-    noise = pt.as_tensor(np.sqrt(np.nan_to_num(data.noise_variance)))
+    noise = pm.Data(NOISE_SD, noise_values(data), dims="benchmark")
     sigma = pm.Deterministic("residual_sd", residual_sd(noise, specific, xp=pt), dims="benchmark")
     return sigma
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
+from safetywash.analysis.dims_choice import describe_dims_choice, dims_choice
 from safetywash.analysis.intervals import CI_KIND, CI_PROB, interval_label, percent
 from safetywash.analysis.ppc import DEFAULT_MAX_DRAWS, correlation_ppc
 from safetywash.analysis.separability import DEFAULT_TAU
@@ -105,6 +106,8 @@ def fit_label(dt: xr.DataTree) -> str:
             parts.append(getattr(config, choice))
     if config.prior_scale != 1.0:
         parts.append(f"prior{config.prior_scale:g}")
+    if config.capability_dims != 1:
+        parts.append(f"dims{config.capability_dims}")
     return "_".join(parts)
 
 
@@ -123,7 +126,8 @@ def _fit_facts(dt: xr.DataTree) -> str:
         f"Study {info.study_name}: {len(llms)} LLMs ({pops}), {n_cap} capability and {n_safe} "
         f"safety benchmarks ({len(info.excluded_benchmarks)} excluded), "
         f"{n_cells} observed scores of {len(llms) * len(meta)} cells. "
-        f"Model: area factors {factors}; transform {config.transform} (logistic treatment: "
+        f"Model: {describe_dims_choice(dims_choice(dt), config.capability_dims)} "
+        f"Area factors {factors}; transform {config.transform} (logistic treatment: "
         f"{logistic}); level {config.level}. "
         f"Sampler: {settings.sampler}, {settings.chains} chains x "
         f"{settings.draws} draws, seed {info.seed}; "

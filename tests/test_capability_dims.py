@@ -1,0 +1,132 @@
+"""Choosing K: cross-validation folds, the one-standard-error rule, one compiled model per
+candidate across folds, and the record a chosen fit carries."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from safetywash.analysis.capability_dims import (
+    candidate_dims,
+    heldout_lpd,
+    kfold_cells,
+    pick_dims,
+)
+from safetywash.analysis.dims_choice import DIMS_CHOICE_ATTR, describe_dims_choice, dims_choice
+from safetywash.analysis.holdout import model_scale_values, training_study
+from safetywash.analysis.predictive import cell_parameters
+from safetywash.inference.compiled import ModelCache, structure_key
+from safetywash.inference.sampling import fit
+from safetywash.inference.settings import SamplerSettings
+from safetywash.model.config import ModelConfig
+from safetywash.model.data import prepare_data
+from safetywash.model.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def study():
+    return simulate(n_llms=30, n_capability=6, missing=0.1, seed=4)[0]
+
+
+def test_folds_are_disjoint_equal_and_leave_every_benchmark_and_llm_estimable(study):
+    fold = kfold_cells(study, 5, seed=3)
+    sizes = Counter(fold[fold >= 0].tolist())
+    assert sorted(sizes) == [0, 1, 2, 3, 4] and len(set(sizes.values())) == 1
+    assert sizes[0] > 0.15 * len(fold)
+    scores = study.scores
+    for f in range(5):
+        train = scores.loc[fold != f]
+        per_benchmark = train.groupby("benchmark")["value"]
+        assert per_benchmark.size().min() >= 3
+        assert per_benchmark.nunique().min() >= 2
+        assert set(train["llm"]) == set(scores["llm"])
+    np.testing.assert_array_equal(fold, kfold_cells(study, 5, seed=3))
+    assert not np.array_equal(fold, kfold_cells(study, 5, seed=4))
+
+
+def test_the_one_standard_error_rule():
+    rng = np.random.default_rng(0)
+    base = rng.normal(-1.0, 0.5, 400)
+    noise = rng.normal(0.0, 0.3, 400)
+    noise -= noise.mean()
+    close = {1: base, 2: base + 0.002 + noise}  # gain far below its SE
+    chosen, table = pick_dims(close)
+    diff = close[2] - close[1]
+    assert table[1]["diff_se"] == pytest.approx(np.sqrt(400 * diff.var(ddof=1)))
+    assert table[1]["elpd_diff"] == pytest.approx(diff.sum())
+    assert chosen == 1
+    other = rng.normal(0.0, 0.3, 400)
+    far = {1: base, 2: base + 0.2 + noise, 3: base + 0.201 + other - other.mean()}
+    chosen, table = pick_dims(far)
+    assert chosen == 2 and table[3]["elpd_diff"] == 0.0
+
+
+def test_candidates_follow_the_capability_benchmarks(study):
+    assert candidate_dims(study, ModelConfig()) == [1, 2, 3]
+    assert candidate_dims(study, ModelConfig(factors=("bias",))) == [1]
+    few = simulate(n_llms=20, n_capability=4, seed=1)[0]
+    assert candidate_dims(few, ModelConfig()) == [1]
+
+
+@pytest.mark.parametrize("dims", [2])
+def test_folds_share_one_compiled_model_with_the_draws_of_a_fresh_compile(study, dims):
+    config = ModelConfig(capability_dims=dims, safety_loadings="centered")
+    fold = kfold_cells(study, 5, seed=0)
+    one, two = (training_study(study, fold == f) for f in (0, 1))
+    a, b = prepare_data(one, config), prepare_data(two, config)
+    assert not np.array_equal(a.llm_idx, b.llm_idx)
+    assert structure_key(a, config) == structure_key(b, config)
+    settings = SamplerSettings(draws=60, tune=60, chains=2, seed=5)
+    cache = ModelCache()
+    kwargs = {"progressbar": False, "log_likelihood": False, "cache": cache}
+    fit(one, config, settings, **kwargs)
+    reused = fit(two, config, settings, **kwargs)
+    assert (cache.compiles, cache.reuses) == (1, 1)
+    fresh = fit(two, config, settings, progressbar=False, log_likelihood=False)
+    for name in ("rho", "capability", "loading", "residual_sd", "intercept"):
+        np.testing.assert_array_equal(reused["posterior"][name], fresh["posterior"][name])
+
+
+def test_heldout_density_is_the_mixture_over_draws(study):
+    fold = kfold_cells(study, 5, seed=0)
+    held = fold == 2
+    dt = fit(
+        training_study(study, held),
+        ModelConfig(),
+        SamplerSettings(draws=50, tune=100, chains=2, seed=1),
+        progressbar=False,
+        log_likelihood=False,
+    )
+    test = study.scores.loc[held].reset_index(drop=True)
+    lpd = heldout_lpd(dt, test)
+    y = model_scale_values(dt, test)
+    mu, sd = cell_parameters(dt, test["llm"].to_numpy(), test["benchmark"].to_numpy())
+    j = 7
+    dens = np.exp(-0.5 * ((y[j] - mu.isel(cell=j)) / sd.isel(cell=j)) ** 2) / (
+        np.sqrt(2 * np.pi) * sd.isel(cell=j)
+    )
+    assert lpd[j] == pytest.approx(float(np.log(dens.mean())), rel=1e-9)
+    assert lpd.shape == (held.sum(),)
+
+
+def test_a_choice_is_recorded_and_worded():
+    record = {
+        "chosen": 2,
+        "method": "5-fold",
+        "rule": "smallest K within one SE of the best ELPD",
+        "candidates": {
+            "1": {"elpd": -120.0, "elpd_diff": 20.0, "diff_se": 5.0},
+            "2": {"elpd": -100.0, "elpd_diff": 0.0, "diff_se": 0.0},
+        },
+    }
+
+    tree = xr.DataTree()
+    tree.attrs[DIMS_CHOICE_ATTR] = json.dumps(record)
+    assert dims_choice(tree) == record
+    text = describe_dims_choice(record, 2)
+    assert "5-fold" in text and "K=1: ELPD -120.0 (-20.0 ± 5.0)" in text and "(best)" in text
+    assert describe_dims_choice(None, 1) == "1 capability dimension(s), as requested."

@@ -1,31 +1,28 @@
 """More than one capability dimension: identification, orientation, rho and R, predictions.
 
-The fitted tests simulate a study from known parameters here (two capability dimensions:
+The fitted tests use a study simulated from known parameters (two capability dimensions:
 a general factor with positive capability loadings and one further axis orthogonal to it
-over the capability benchmarks) and check recovery, chain agreement of every factor, the
-marginal path against the sampled one, and predictions against a hand computation.
+over the capability benchmarks, ``tests/axes_study.py``) and check recovery, chain agreement
+of every factor, the marginal path against the sampled one, and predictions against a hand
+computation.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import ortho_group
 
+from axes_study import N_CAP, axes_study
 from safetywash.analysis.intervals import SAMPLE_DIMS, interval_bounds
 from safetywash.analysis.predictive import cell_parameters
 from safetywash.analysis.separability import separability
-from safetywash.data.study import BenchmarkStudy
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
 from safetywash.model.axes import AXIS_DIM, orient_axes
 from safetywash.model.config import ModelConfig
 from safetywash.model.data import prepare_data
 from safetywash.model.likelihood import capability_correlation, subspace_correlation
-
-N_LLMS, N_CAP = 60, 7
-AREAS = ["alignment"] * 3 + ["bias"] * 3
 
 
 def test_orient_axes_undoes_any_rotation_or_reflection():
@@ -72,47 +69,13 @@ def test_too_few_capability_benchmarks_for_the_dimensions_is_refused():
 
 
 def _simulated_study(n_cap: int = N_CAP, seed: int = 3):
-    """Scores from two capability dimensions; the truth's rho, R and axis loadings."""
-    rng = np.random.default_rng(seed)
-    theta, u = rng.standard_normal(N_LLMS), rng.standard_normal(N_LLMS)
-    general = np.r_[rng.uniform(0.6, 0.9, n_cap), rng.normal(0.3, 0.3, len(AREAS))]
-    raw = np.linspace(0.6, -0.6, n_cap)
-    cap_axis = raw - general[:n_cap] * (general[:n_cap] @ raw) / (general[:n_cap] @ general[:n_cap])
-    axis = np.r_[cap_axis, rng.normal(0.0, 0.5, len(AREAS))]
-    sigma = np.full(len(general), 0.4)
-    keys = [f"cap{j}" for j in range(n_cap)] + [f"safe{j}" for j in range(len(AREAS))]
-    y = (
-        np.outer(theta, general)
-        + np.outer(u, axis)
-        + sigma * rng.standard_normal((N_LLMS, len(keys)))
-    )
-    llm, bench = np.indices(y.shape)
-    keep = rng.random(y.size) > 0.08
-    scores = pd.DataFrame(
-        {
-            "llm": [f"llm{i:02d}" for i in llm.ravel()[keep]],
-            "benchmark": np.array(keys)[bench.ravel()[keep]],
-            "value": y.ravel()[keep],
-        }
-    )
-    catalog = pd.DataFrame(
-        {
-            "key": keys,
-            "role": ["capability"] * n_cap + ["safety"] * len(AREAS),
-            "area": ["capability"] * n_cap + AREAS,
-            "direction": "higher",
-            "scale": "score",
-        }
-    )
-    truth = pd.DataFrame(
-        {
-            "rho": capability_correlation(general, sigma, axis_loading=axis[:, None]),
-            "r": subspace_correlation(general, sigma, axis_loading=axis[:, None]),
-            "axis": axis,
-        },
-        index=keys,
-    )
-    return BenchmarkStudy.from_frames(scores, None, catalog), truth
+    """The shared two-dimension study (:func:`axes_study.axes_study`) and its truth's rho,
+    R and axis loadings."""
+    study, truth = axes_study(n_cap, seed)
+    general, axis, sigma = (truth[k].to_numpy() for k in ("general", "axis", "sigma"))
+    truth["rho"] = capability_correlation(general, sigma, axis_loading=axis[:, None])
+    truth["r"] = subspace_correlation(general, sigma, axis_loading=axis[:, None])
+    return study, truth
 
 
 @pytest.fixture(scope="module")

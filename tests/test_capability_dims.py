@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from safetywash.analysis.capability_dims import (
 from safetywash.analysis.dims_choice import DIMS_CHOICE_ATTR, describe_dims_choice, dims_choice
 from safetywash.analysis.holdout import model_scale_values, training_study
 from safetywash.analysis.predictive import cell_parameters
+from safetywash.cli import main
 from safetywash.inference.compiled import ModelCache, structure_key
 from safetywash.inference.sampling import fit
 from safetywash.inference.settings import SamplerSettings
@@ -130,3 +132,54 @@ def test_a_choice_is_recorded_and_worded():
     text = describe_dims_choice(record, 2)
     assert "5-fold" in text and "K=1: ELPD -120.0 (-20.0 ± 5.0)" in text and "(best)" in text
     assert describe_dims_choice(None, 1) == "1 capability dimension(s), as requested."
+    only = {"method": "only candidate", "reason": "its 3 capability benchmark(s) identify one"}
+    assert describe_dims_choice(only, 1) == f"1 capability dimension: {only['reason']}."
+
+
+OWN_STUDY = Path(__file__).resolve().parents[1] / "data" / "examples" / "own_study.csv"
+OWN_OPTIONS = [
+    "--scores",
+    str(OWN_STUDY),
+    "--llm-column",
+    "Model",
+    "--llm-meta",
+    "family=Model Family",
+    "params=Model Size (B)",
+    "--capability",
+    "quiz_a",
+    "quiz_b",
+    "quiz_c",
+    "--safety",
+    "harmful_refusal=misuse",
+]
+
+
+def test_capability_dims_auto_on_a_study_that_supports_one(tmp_path, capsys):
+    """Three capability quizzes identify one dimension: auto fits it alone (no LOO) and
+    says why, in the output and in VERDICT."""
+    out = tmp_path / "run"
+    argv = ["fit", *OWN_OPTIONS, "--capability-dims", "auto", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    verdict = (out / "VERDICT").read_text()
+    assert "1 capability dimension: its 3 capability benchmark(s) identify one dimension" in verdict
+    assert "at least 5" in verdict
+    assert "Pareto" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["4", "0", "two"])
+def test_capability_dims_values_are_checked_before_any_work(tmp_path, capsys, value):
+    argv = ["fit", *OWN_OPTIONS, "--capability-dims", value, "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: argument --capability-dims: must be")
+    assert not (tmp_path / "r").exists()
+
+
+def test_more_dimensions_than_the_study_identifies_is_one_error_line(tmp_path, capsys):
+    argv = ["fit", *OWN_OPTIONS, "--capability-dims", "2", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: 2 capability dimensions need at least 5 capability benchmarks; study "
+        "'own_study' has 3: use fewer (--capability-dims 1)"
+    ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -49,10 +50,15 @@ MAX_PARETO_K = 0.7
 MIN_TRAINING_PER_BENCHMARK = 3
 
 
+def _n_capability(study: BenchmarkStudy, config: ModelConfig) -> int:
+    """Capability benchmarks of the study at the config's level."""
+    return int((study.select_level(config.level).benchmarks["role"] == "capability").sum())
+
+
 def candidate_dims(study: BenchmarkStudy, config: ModelConfig) -> list[int]:
     """The K a study can be fitted with: 1, and with no area factors every K up to the
     maximum that its capability benchmarks identify."""
-    n_capability = int((study.select_level(config.level).benchmarks["role"] == "capability").sum())
+    n_capability = _n_capability(study, config)
     if config.factors:
         return [1]
     dims = range(1, MAX_CAPABILITY_DIMS + 1)
@@ -101,8 +107,11 @@ def kfold_cells(study: BenchmarkStudy, folds: int = FOLDS, seed: int = 0) -> np.
 
 
 def loo_pointwise(dt) -> tuple[np.ndarray, float]:
-    """PSIS-LOO pointwise ELPD of a fit's stored log-likelihood and its largest Pareto k."""
-    loo = az.loo(dt, pointwise=True, reff=relative_efficiency(dt))
+    """PSIS-LOO pointwise ELPD of a fit's stored log-likelihood and its largest Pareto k
+    (the caller judges the Pareto k: ArviZ's warning about them is silenced)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Estimated shape parameter of Pareto", UserWarning)
+        loo = az.loo(dt, pointwise=True, reff=relative_efficiency(dt))
     return np.asarray(loo.elpd_i.values, dtype=float).ravel(), float(np.max(loo.pareto_k))
 
 
@@ -217,11 +226,11 @@ def select_capability_dims(
         fits[k] = fit_with_retry(
             study, used, settings, retry=retry, announce=announce, **fit_kwargs
         )
+    if len(dims) == 1:
+        return _only_candidate(fits[1], study, config)
     loo = {k: loo_pointwise(dt) for k, dt in fits.items()}
     untrusted = {}
-    if len(dims) == 1:
-        method, pointwise = "only candidate", {k: v[0] for k, v in loo.items()}
-    elif all(max_k <= MAX_PARETO_K for _, max_k in loo.values()):
+    if all(max_k <= MAX_PARETO_K for _, max_k in loo.values()):
         method, pointwise = "psis-loo", {k: v[0] for k, v in loo.items()}
     else:
         method = f"{folds}-fold"
@@ -241,5 +250,20 @@ def select_capability_dims(
         "candidates": {str(k): v for k, v in table.items()},
     }
     dt = fits[chosen]
+    dt.attrs[DIMS_CHOICE_ATTR] = json.dumps(record)
+    return dt
+
+
+def _only_candidate(dt, study: BenchmarkStudy, config: ModelConfig):
+    """The one-dimension fit of a study that supports no more, with the reason recorded."""
+    n_capability = _n_capability(study, config)
+    if config.factors:
+        reason = "area factors are fitted with one capability dimension only"
+    else:
+        reason = (
+            f"its {n_capability} capability benchmark(s) identify one dimension (two need "
+            f"at least {ledermann_minimum(2)})"
+        )
+    record = {"chosen": 1, "method": "only candidate", "reason": reason, "candidates": {}}
     dt.attrs[DIMS_CHOICE_ATTR] = json.dumps(record)
     return dt

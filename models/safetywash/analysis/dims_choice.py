@@ -24,7 +24,7 @@ def describe_dims_choice(choice: dict | None, dims: int) -> str:
     if choice is None:
         return f"{dims} capability dimension(s), as requested."
     if choice["method"] == "only candidate":
-        return f"{dims} capability dimension(s): the only number this study supports."
+        return f"{dims} capability dimension: {choice['reason']}."
     parts = []
     for k, row in sorted(choice["candidates"].items(), key=lambda kv: int(kv[0])):
         diff = (

@@ -15,7 +15,9 @@ from safetywash.analysis.capability_dims import (
     candidate_dims,
     heldout_lpd,
     kfold_cells,
+    kfold_pointwise,
     pick_dims,
+    select_capability_dims,
 )
 from safetywash.analysis.dims_choice import DIMS_CHOICE_ATTR, describe_dims_choice, dims_choice
 from safetywash.analysis.holdout import model_scale_values, training_study
@@ -183,3 +185,26 @@ def test_more_dimensions_than_the_study_identifies_is_one_error_line(tmp_path, c
         "error: 2 capability dimensions need at least 5 capability benchmarks; study "
         "'own_study' has 3: use fewer (--capability-dims 1)"
     ]
+
+
+def test_kfold_scores_every_held_out_cell_once_per_candidate(study):
+    settings = SamplerSettings(draws=40, tune=60, chains=2, seed=2)
+    pointwise, untrusted = kfold_pointwise(study, ModelConfig(), settings, [1, 2], folds=2)
+    fold = kfold_cells(study, 2, seed=2)
+    assert set(pointwise) == {1, 2} and set(untrusted) == {1, 2}
+    for k in (1, 2):
+        assert pointwise[k].shape == ((fold >= 0).sum(),)
+        assert np.isfinite(pointwise[k]).all() and 0 <= untrusted[k] <= 2
+    assert not np.allclose(pointwise[1], pointwise[2])
+
+
+@pytest.mark.slow
+def test_auto_chooses_two_dimensions_for_a_two_dimension_study():
+    from axes_study import axes_study
+
+    study, _ = axes_study()
+    dt = select_capability_dims(study, ModelConfig(), SamplerSettings(seed=1), progressbar=False)
+    choice = dims_choice(dt)
+    assert choice["chosen"] == 2 and dt["posterior"].sizes["capability_axis"] == 1
+    assert set(choice["candidates"]) == {"1", "2", "3"}
+    assert choice["candidates"]["1"]["elpd_diff"] > choice["candidates"]["1"]["diff_se"]

@@ -59,7 +59,8 @@ def check_capability_dims(study_name: str, n_capability: int, dims: int) -> None
     if n_capability < needed:
         raise ValueError(
             f"{dims} capability dimensions need at least {needed} capability benchmarks; "
-            f"study {study_name!r} has {n_capability}: use fewer (--capability-dims {dims - 1})"
+            f"study {study_name!r} has {n_capability}: use fewer (--capability-dims "
+            f"{max(k for k in range(1, dims) if ledermann_minimum(k) <= n_capability)})"
         )
 
 

@@ -50,6 +50,7 @@ PYMC_FREE = (
     "safetywash.analysis.plan",
     "safetywash.analysis.dims_choice",
     "safetywash.analysis.design_text",
+    "safetywash.analysis.cellsplit",
 )
 
 

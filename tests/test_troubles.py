@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from fit_trees import BAD_DIAGNOSTICS, GOOD_DIAGNOSTICS, simulated_fit_tree
 from safetywash.analysis import retry as retry_module
@@ -50,6 +51,19 @@ def test_heywood_case_is_named_with_its_remedy():
     assert suggested_flags(troubles)["--capability-mode"] == "marginal"
     keys = set(dt["posterior"]["benchmark"].values.astype(str))
     assert [t for t in troubles if t.subject in keys] == heywood  # the others are far below
+
+
+def test_heywood_case_reads_the_subspace_r_with_more_than_one_dimension():
+    dt = simulated_fit_tree()
+    post = dt["posterior"].to_dataset()
+    keys = post["benchmark"].values.astype(str)
+    post["rho"].values[...] = 0.6  # far from a Heywood case on the general factor
+    r = post["rho"].copy(data=np.full(post["rho"].shape, 0.8))
+    r.values[..., 1] = 0.99  # but an almost perfect measure of the capability subspace
+    dt["posterior"] = xr.DataTree(post.assign(subspace_r=r))
+    heywood = [t for t in fit_troubles(dt) if t.subject in set(keys)]
+    assert [t.subject for t in heywood] == [keys[1]]
+    assert heywood[0].problem.startswith("R median 0.990") and heywood[0].kind == "near_perfect"
 
 
 def _near_perfect_tree(capability):

@@ -6,7 +6,8 @@ whole study. Its predictive density is then estimated by PSIS-LOO on the stored
 pointwise log-likelihood (per score; per LLM where capability is integrated out) when
 every candidate's Pareto k stay at or below :data:`MAX_PARETO_K`, and otherwise by
 :data:`FOLDS`-fold cross-validation: the scores are split into folds of equal size
-(:func:`kfold_cells`; cells whose benchmark or LLM could not spare them stay in training),
+(:func:`~safetywash.analysis.cellsplit.kfold_cells`; cells whose benchmark or LLM could
+not spare them stay in training),
 each candidate is refitted to every fold's training cells, one compiled model per
 candidate serving all its folds (:class:`safetywash.inference.compiled.ModelCache`: the
 folds differ only in which cells they hold), and the held-out scores' log predictive
@@ -23,13 +24,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import arviz as az
 import numpy as np
 from scipy.special import logsumexp
 
+from safetywash.analysis.cellsplit import kfold_cells
 from safetywash.analysis.dims_choice import DIMS_CHOICE_ATTR
 from safetywash.analysis.holdout import model_scale_values, training_study
 from safetywash.analysis.intervals import SAMPLE_DIMS
@@ -47,7 +48,6 @@ from safetywash.model.likelihood import log_density
 
 FOLDS = 5
 MAX_PARETO_K = 0.7
-MIN_TRAINING_PER_BENCHMARK = 3
 
 
 def _n_capability(study: BenchmarkStudy, config: ModelConfig) -> int:
@@ -63,47 +63,6 @@ def candidate_dims(study: BenchmarkStudy, config: ModelConfig) -> list[int]:
         return [1]
     dims = range(1, MAX_CAPABILITY_DIMS + 1)
     return [k for k in dims if k == 1 or n_capability >= ledermann_minimum(k)]
-
-
-def kfold_cells(study: BenchmarkStudy, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
-    """Fold of every score row of ``study.scores`` (-1: always in training).
-
-    Rows are visited in a seeded random order and dealt to the folds in turn; a row is
-    skipped (kept in training) when holding it out in its fold would leave its benchmark
-    fewer than 3 training scores with 2 distinct values, or its LLM none. The folds are
-    then cut to the size of the smallest, so every fold's training set has as many cells
-    (one compiled model serves them all).
-    """
-    scores = study.scores
-    bench = scores["benchmark"].to_numpy()
-    llm = scores["llm"].to_numpy()
-    values = scores["value"].to_numpy(dtype=float)
-    per_benchmark, per_llm = Counter(bench.tolist()), Counter(llm.tolist())
-    distinct = {b: Counter(values[bench == b].tolist()) for b in per_benchmark}
-    held = [Counter() for _ in range(folds)]
-    held_llm = [Counter() for _ in range(folds)]
-    held_values = [dict() for _ in range(folds)]
-    fold = np.full(len(scores), -1)
-    turn = 0
-    for i in np.random.default_rng(seed).permutation(len(scores)):
-        f, b, m, v = turn % folds, bench[i], llm[i], values[i]
-        left = distinct[b] - held_values[f].get(b, Counter()) - Counter({v: 1})
-        if (
-            per_benchmark[b] - held[f][b] - 1 < MIN_TRAINING_PER_BENCHMARK
-            or per_llm[m] - held_llm[f][m] - 1 < 1
-            or len(left) < 2
-        ):
-            continue
-        fold[i] = f
-        held[f][b] += 1
-        held_llm[f][m] += 1
-        held_values[f].setdefault(b, Counter())[v] += 1
-        turn += 1
-    smallest = min(int((fold == f).sum()) for f in range(folds))
-    for f in range(folds):
-        extra = np.flatnonzero(fold == f)[smallest:]
-        fold[extra] = -1
-    return fold
 
 
 def loo_pointwise(dt) -> tuple[np.ndarray, float]:

@@ -1,7 +1,8 @@
 """Held-out prediction: how well does the fitted model predict scores it has not seen?
 
-A random share of the observed cells is masked (:func:`split_cells`), the model is fitted to
-the rest (:func:`training_study`, :func:`safetywash.inference.sampling.fit`) and its posterior
+A random share of the observed cells is masked
+(:func:`~safetywash.analysis.cellsplit.split_cells`), the model is fitted to the rest
+(:func:`training_study`, :func:`safetywash.inference.sampling.fit`) and its posterior
 predictive (:func:`safetywash.analysis.predictive.cell_parameters`, the model's own
 likelihood) is scored on the masked cells (:func:`predictive_scores`) on the model's scale:
 the held-out scores pass through the training fit's score transform
@@ -11,21 +12,12 @@ imputation (:func:`iterative_pca`) of the same model-scale training matrix, as i
 observational-scaling-law work, with its rank chosen on an inner validation split of the
 training cells (:func:`choose_rank`).
 
-Masking rule
-------------
-``n = round(fraction * n_cells)`` cells are wanted. The observed cells are visited in a
-seeded random order (``numpy.random.default_rng(seed).permutation``) and a cell is held out
-when, after removing it, its benchmark still has at least ``min_per_benchmark`` (3) training
-cells with at least 2 distinct values (so it stays estimable and can be standardised) and its
-LLM still has at least ``min_per_llm`` (1) training cell; otherwise it stays in training.
-The walk stops after ``n`` cells (fewer if the constraints forbid more; ``n_cells`` reports
-what was held out).
+The masking rule is :func:`safetywash.analysis.cellsplit.split_cells`'s.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -33,6 +25,7 @@ import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
+from safetywash.analysis.cellsplit import MIN_PER_BENCHMARK, greedy_mask, split_cells
 from safetywash.analysis.dims_choice import dims_choice
 from safetywash.analysis.intervals import SAMPLE_DIMS
 from safetywash.analysis.predictive import cell_parameters
@@ -44,97 +37,11 @@ from safetywash.model.config import ModelConfig
 from safetywash.model.data import prepare_data
 from safetywash.model.likelihood import log_density, predictive_cdf
 
-MIN_PER_BENCHMARK = 3
-MIN_PER_LLM = 1
 PCA_RANKS = (1, 2, 3)
 INTERVAL_PROB = 0.9
 
 
 # ---------------------------------------------------------------------- masking
-def greedy_mask(
-    benchmark: np.ndarray,
-    llm: np.ndarray,
-    values: np.ndarray,
-    fraction: float,
-    rng: np.random.Generator,
-    *,
-    min_per_benchmark: int = MIN_PER_BENCHMARK,
-    min_per_llm: int = MIN_PER_LLM,
-) -> np.ndarray:
-    """Hold out about ``fraction`` of the cells under the masking rule (module docstring).
-
-    Parameters
-    ----------
-    benchmark, llm : numpy.ndarray
-        Benchmark and LLM label (any hashable) of every observed cell.
-    values : numpy.ndarray
-        The cell values (distinct values per benchmark are counted).
-    fraction : float
-        Wanted share of held-out cells, in (0, 1).
-    rng : numpy.random.Generator
-        Source of the random visiting order.
-    min_per_benchmark, min_per_llm : int
-        Fewest training cells a benchmark / an LLM must keep.
-
-    Returns
-    -------
-    numpy.ndarray of bool
-        True for held-out cells.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction must be in (0, 1), not {fraction}")
-    n = len(values)
-    target = round(fraction * n)
-    per_benchmark = Counter(benchmark.tolist())
-    per_llm = Counter(llm.tolist())
-    value_counts: dict[object, Counter] = {}
-    for b, v in zip(benchmark.tolist(), values.tolist(), strict=True):
-        value_counts.setdefault(b, Counter())[v] += 1
-    held = np.zeros(n, dtype=bool)
-    n_held = 0
-    for i in rng.permutation(n):
-        if n_held >= target:
-            break
-        b, m, v = benchmark[i], llm[i], values[i]
-        counts = value_counts[b]
-        distinct_after = len(counts) - (counts[v] == 1)
-        if (
-            per_benchmark[b] - 1 < min_per_benchmark
-            or per_llm[m] - 1 < min_per_llm
-            or distinct_after < 2
-        ):
-            continue
-        held[i] = True
-        n_held += 1
-        per_benchmark[b] -= 1
-        per_llm[m] -= 1
-        counts[v] -= 1
-        if counts[v] == 0:
-            del counts[v]
-    return held
-
-
-def split_cells(
-    study: BenchmarkStudy,
-    fraction: float,
-    seed: int,
-    *,
-    min_per_benchmark: int = MIN_PER_BENCHMARK,
-    min_per_llm: int = MIN_PER_LLM,
-) -> np.ndarray:
-    """Mask of held-out rows of ``study.scores`` (see the module docstring for the rule)."""
-    scores = study.scores
-    return greedy_mask(
-        scores["benchmark"].to_numpy(),
-        scores["llm"].to_numpy(),
-        scores["value"].to_numpy(dtype=float),
-        fraction,
-        np.random.default_rng(seed),
-        min_per_benchmark=min_per_benchmark,
-        min_per_llm=min_per_llm,
-    )
-
-
 def training_study(
     study: BenchmarkStudy, held_out: np.ndarray, *, min_llms: int = MIN_PER_BENCHMARK
 ) -> BenchmarkStudy:

@@ -25,7 +25,8 @@ from safetywash.inference.fitfile import (
     fitted_transform,
 )
 
-#: |rho| median at or above which a benchmark is an almost perfect capability measure.
+#: |rho| median (subspace R with more than one capability dimension) at or above which a
+#: benchmark is an almost perfect capability measure.
 HEYWOOD_RHO = 0.97
 #: Fewer observed LLMs than this leave a benchmark's three parameters barely identified.
 FEW_OBSERVATIONS = 6
@@ -167,7 +168,10 @@ def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:
         if info.capability_mode == "marginal" or info.model_config.factors
         else {"--capability-mode": "marginal"}
     )
-    rho = np.abs(post["rho"]).median(("chain", "draw")).to_series()
+    # With more than one capability dimension a benchmark can measure the capability
+    # subspace almost perfectly (R -> 1) while its rho on the general factor stays moderate.
+    name, corr = ("R", post["subspace_r"]) if "subspace_r" in post else ("|rho|", post["rho"])
+    rho = np.abs(corr).median(("chain", "draw")).to_series()
     sd = post["residual_sd"].median(("chain", "draw")).to_series() if "residual_sd" in post else {}
     out = []
     for key in rho.index[rho.to_numpy() >= HEYWOOD_RHO]:
@@ -175,7 +179,7 @@ def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:
         out.append(
             Trouble(
                 subject=str(key),
-                problem=f"|rho| median {rho[key]:.3f}{sd_text}: treated as an almost perfect "
+                problem=f"{name} median {rho[key]:.3f}{sd_text}: treated as an almost perfect "
                 "measure of capability (towards a Heywood case, residual SD -> 0, where the "
                 "sampler stalls); its number of items (n_items) in the benchmark metadata "
                 "puts a measurement-noise floor under its residual",

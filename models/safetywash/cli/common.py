@@ -158,12 +158,12 @@ def add_sampler_arguments(
 
 
 def add_tau_argument(parser: argparse.ArgumentParser, default: float) -> None:
-    """``--tau``: the separability threshold on |rho|, in (0, 1)."""
+    """``--tau``: the separability threshold on R (|rho| with one dimension), in (0, 1)."""
     parser.add_argument(
         "--tau",
         type=float_between(0.0, 1.0),
         default=default,
-        help="separability threshold: P(|rho| < tau) (default: %(default)s)",
+        help="separability threshold: P(R < tau), R = |rho| if K = 1 (default: %(default)s)",
     )
 
 

@@ -107,9 +107,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--capability-mode",
         choices=("auto", "sampled", "marginal"),
         default="auto",
-        help="sample each LLM's capability, or integrate it out analytically (one-factor "
-        "models only); auto (default): integrated out from 100 LLMs when they outnumber "
-        "benchmarks at least twice",
+        help="sample each LLM's capability, or integrate it out analytically (models "
+        "without area factors); auto (default): integrated out from 100 LLMs when they "
+        "outnumber benchmarks at least twice",
     )
     parser.add_argument(
         "--residuals",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from fit_trees import BAD_DIAGNOSTICS, GOOD_DIAGNOSTICS
 from safetywash.analysis.capability_dims import (
     candidate_dims,
     heldout_lpd,
@@ -98,6 +99,50 @@ def test_heldout_density_is_the_mixture_over_draws(study):
     )
     assert lpd[j] == pytest.approx(float(np.log(dens.mean())), rel=1e-9)
     assert lpd.shape == (held.sum(),)
+
+
+def test_only_eligible_candidates_are_chosen_or_measured_against():
+    rng = np.random.default_rng(1)
+    base = rng.normal(-1.0, 0.5, 400)
+    noise, other = (x - x.mean() for x in rng.normal(0.0, 0.3, (2, 400)))
+    pointwise = {1: base, 2: base + 0.1 + noise, 3: base + 0.3 + other}
+    assert pick_dims(pointwise)[0] == 3
+    chosen, table = pick_dims(pointwise, [1, 2])
+    assert chosen == 2 and table[2]["elpd_diff"] == 0.0
+    assert table[3]["elpd_diff"] == pytest.approx(-(pointwise[3] - pointwise[2]).sum())
+
+
+def test_a_candidate_whose_fit_failed_the_diagnostics_is_not_chosen(study, monkeypatch):
+    from safetywash.analysis import capability_dims as module
+
+    rng = np.random.default_rng(2)
+    base = rng.normal(-1.0, 0.5, 300)
+    pointwise = {k: base + 0.2 * k + rng.normal(0, 0.05, 300) for k in (1, 2, 3)}
+    failed = {3}
+
+    def fake_fit(study, config, settings, **kwargs):
+        tree = xr.DataTree()
+        k = config.capability_dims
+        tree.attrs["capability_dims"] = k
+        diagnostics = BAD_DIAGNOSTICS if k in failed else GOOD_DIAGNOSTICS
+        tree.attrs["diagnostics"] = json.dumps(diagnostics.to_dict())
+        return tree
+
+    monkeypatch.setattr(module, "fit_with_retry", fake_fit)
+    monkeypatch.setattr(
+        module, "loo_pointwise", lambda dt: (pointwise[dt.attrs["capability_dims"]], 0.5)
+    )
+    dt = select_capability_dims(study, ModelConfig())
+    choice = dims_choice(dt)
+    assert choice["chosen"] == 2 and dt.attrs["capability_dims"] == 2
+    assert choice["candidates"]["3"]["trustworthy"] is False
+    assert choice["candidates"]["3"]["elpd_diff"] < 0  # better, but not eligible
+    assert "among the K whose fit passed" in choice["rule"]
+    assert "K=3: ELPD" in describe_dims_choice(choice, 2)
+    assert "its fit did not pass the diagnostics" in describe_dims_choice(choice, 2)
+    failed.update({1, 2})  # none passed: the rule runs over every K and says so
+    choice = dims_choice(select_capability_dims(study, ModelConfig()))
+    assert choice["chosen"] == 3 and "no K's fit passed" in choice["rule"]
 
 
 def test_a_choice_is_recorded_and_worded():

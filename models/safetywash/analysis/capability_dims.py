@@ -15,8 +15,12 @@ densities are summed.
 
 The choice (:func:`pick_dims`) is the smallest K whose ELPD is within one standard error
 of the best (the one-standard-error rule: a dimension must earn its place), the SE being
-that of the paired pointwise difference. The choice and every candidate's figures are
-recorded in the chosen fit (:data:`DIMS_CHOICE_ATTR`, read by :func:`dims_choice`).
+that of the paired pointwise difference. Only a K whose fit of the whole study passed the
+diagnostics (after the retry) may be chosen, or be the best it is measured against: a
+chosen fit must be one to trust, and an unconverged fit's ELPD is not one to rely on (when
+no K passed, every K may be chosen and the record says so). The choice and every
+candidate's figures are recorded in the chosen fit (:data:`DIMS_CHOICE_ATTR`, read by
+:func:`dims_choice`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ from safetywash.model.likelihood import log_density
 
 FOLDS = 5
 MAX_PARETO_K = 0.7
+RULE = "smallest K within one SE of the best ELPD, among the K whose fit passed the diagnostics"
+RULE_NONE_TRUSTED = "smallest K within one SE of the best ELPD; no K's fit passed the diagnostics"
 
 
 def _n_capability(study: BenchmarkStudy, config: ModelConfig) -> int:
@@ -122,17 +128,24 @@ def kfold_pointwise(
     return {k: np.concatenate(v) for k, v in pointwise.items()}, untrusted
 
 
-def pick_dims(pointwise: dict[int, np.ndarray]) -> tuple[int, dict[int, dict]]:
-    """The smallest K within one SE of the best ELPD, and every K's ELPD, its difference
-    from the best and that difference's SE (paired, over the same points)."""
+def pick_dims(
+    pointwise: dict[int, np.ndarray], eligible: Sequence[int] | None = None
+) -> tuple[int, dict[int, dict]]:
+    """The smallest eligible K within one SE of the best eligible ELPD, and every K's ELPD,
+    its difference from that best and the difference's SE (paired, over the same points).
+
+    ``eligible`` (default: every K) are the candidates that may be chosen; the others are
+    still tabled against the best eligible one.
+    """
+    eligible = list(pointwise) if eligible is None else list(eligible)
     elpd = {k: float(v.sum()) for k, v in pointwise.items()}
-    best = max(elpd, key=elpd.get)
+    best = max(eligible, key=elpd.get)
     table = {}
     for k, values in pointwise.items():
         diff = pointwise[best] - values
         se = float(np.sqrt(len(diff) * diff.var(ddof=1))) if k != best else 0.0
         table[k] = {"elpd": elpd[k], "elpd_diff": elpd[best] - elpd[k], "diff_se": se}
-    chosen = min(k for k in table if table[k]["elpd_diff"] <= table[k]["diff_se"])
+    chosen = min(k for k in eligible if table[k]["elpd_diff"] <= table[k]["diff_se"])
     return chosen, table
 
 
@@ -196,16 +209,17 @@ def select_capability_dims(
         pointwise, untrusted = kfold_pointwise(
             study, config, settings, dims, folds=folds, announce=announce
         )
-    chosen, table = pick_dims(pointwise)
+    trusted = [k for k in dims if diagnostics_of(fits[k]).trustworthy]
+    chosen, table = pick_dims(pointwise, trusted or dims)
     for k in dims:
         table[k]["max_pareto_k"] = loo[k][1]
-        table[k]["trustworthy"] = bool(diagnostics_of(fits[k]).trustworthy)
+        table[k]["trustworthy"] = k in trusted
         if k in untrusted:
             table[k]["untrusted_folds"] = untrusted[k]
     record = {
         "chosen": chosen,
         "method": method,
-        "rule": "smallest K within one SE of the best ELPD",
+        "rule": RULE if trusted else RULE_NONE_TRUSTED,
         "candidates": {str(k): v for k, v in table.items()},
     }
     dt = fits[chosen]

@@ -30,6 +30,8 @@ def describe_dims_choice(choice: dict | None, dims: int) -> str:
         diff = (
             "best" if row["elpd_diff"] == 0 else f"{-row['elpd_diff']:+.1f} ± {row['diff_se']:.1f}"
         )
+        if row.get("trustworthy") is False:
+            diff += "; its fit did not pass the diagnostics"
         parts.append(f"K={k}: ELPD {row['elpd']:.1f} ({diff})")
     return (
         f"{dims} capability dimension(s), chosen by {choice['method']} expected log "

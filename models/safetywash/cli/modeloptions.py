@@ -35,7 +35,8 @@ def add_capability_dims_argument(parser: argparse.ArgumentParser) -> None:
         "general factor, subspace R the correlation with all K "
         f"(1 to {MAX_CAPABILITY_DIMS}; 'auto' fits every K the study supports and keeps "
         "the smallest within one standard error of the best expected log predictive "
-        "density: PSIS-LOO, or 5-fold cross-validation where Pareto k are high; "
+        "density among the converged fits: PSIS-LOO, or 5-fold cross-validation where "
+        "Pareto k are high; "
         "default: %(default)s)",
     )
 

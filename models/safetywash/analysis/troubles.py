@@ -171,15 +171,15 @@ def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:
     # With more than one capability dimension a benchmark can measure the capability
     # subspace almost perfectly (R -> 1) while its rho on the general factor stays moderate.
     name, corr = ("R", post["subspace_r"]) if "subspace_r" in post else ("|rho|", post["rho"])
-    rho = np.abs(corr).median(("chain", "draw")).to_series()
+    median = np.abs(corr).median(("chain", "draw")).to_series()
     sd = post["residual_sd"].median(("chain", "draw")).to_series() if "residual_sd" in post else {}
     out = []
-    for key in rho.index[rho.to_numpy() >= HEYWOOD_RHO]:
+    for key in median.index[median.to_numpy() >= HEYWOOD_RHO]:
         sd_text = f", residual SD median {sd[key]:.2f}" if key in sd else ""
         out.append(
             Trouble(
                 subject=str(key),
-                problem=f"{name} median {rho[key]:.3f}{sd_text}: treated as an almost perfect "
+                problem=f"{name} median {median[key]:.3f}{sd_text}: treated as an almost perfect "
                 "measure of capability (towards a Heywood case, residual SD -> 0, where the "
                 "sampler stalls); its number of items (n_items) in the benchmark metadata "
                 "puts a measurement-noise floor under its residual",

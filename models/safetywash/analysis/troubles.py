@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from safetywash.analysis.intervals import SAMPLE_DIMS
 from safetywash.inference.diagnostics import MAX_RHAT, MIN_ESS, Diagnostics
 from safetywash.inference.fitfile import (
     benchmark_table,
@@ -171,8 +172,8 @@ def _heywood(dt: xr.DataTree, table: pd.DataFrame) -> list[Trouble]:
     # With more than one capability dimension a benchmark can measure the capability
     # subspace almost perfectly (R -> 1) while its rho on the general factor stays moderate.
     name, corr = ("R", post["subspace_r"]) if "subspace_r" in post else ("|rho|", post["rho"])
-    median = np.abs(corr).median(("chain", "draw")).to_series()
-    sd = post["residual_sd"].median(("chain", "draw")).to_series() if "residual_sd" in post else {}
+    median = np.abs(corr).median(SAMPLE_DIMS).to_series()
+    sd = post["residual_sd"].median(SAMPLE_DIMS).to_series() if "residual_sd" in post else {}
     out = []
     for key in median.index[median.to_numpy() >= HEYWOOD_RHO]:
         sd_text = f", residual SD median {sd[key]:.2f}" if key in sd else ""
